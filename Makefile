@@ -1,0 +1,69 @@
+# movierec: `make setup` (implied by every target), `make small`, `make full`, `make test`,
+# `make bench`, `make lab`. Extra notebook parameters: make small P="EPOCHS=5 SEED=1".
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.movierec-installed
+CONDA := $(shell command -v mamba 2>/dev/null || command -v conda 2>/dev/null)
+NOTEBOOK := notebooks/movierec.ipynb
+FULL_DATASET ?= ml-latest
+DATASET ?=
+P ?=
+
+export MOVIEREC_DATA ?= $(CURDIR)/data
+export MOVIEREC_CACHE ?= $(CURDIR)/.cache/movierec
+export TQDM_MININTERVAL ?= 10
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+params = $(if $(DATASET),-p DATASET=$(DATASET)) $(foreach p,$(P),-p $(p))
+
+.PHONY: help setup small full test lint bench generate lab clean distclean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
+
+setup: $(STAMP)  ## build the environment from environment.yml (conda/mamba, else .venv + pip)
+
+$(STAMP): environment.yml pyproject.toml
+ifneq ($(CONDA),)
+	$(CONDA) env $(if $(wildcard $(VENV)/conda-meta),update --prune,create) --prefix $(VENV) --file environment.yml
+else
+	test -x $(PY) || python3 -m venv $(VENV)
+	sed -n '/^ *- pip:/,$$p' environment.yml | tail -n +2 | grep -E '^ +- ' | sed -E 's/^ *- //' > $(VENV)/requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r $(VENV)/requirements.txt
+endif
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(PY) -m ipykernel install --user --name movierec --display-name "Python (movierec)" >/dev/null
+	touch $@
+
+small: $(STAMP)  ## run the notebook on ml-latest-small into reports/small (ipynb, html, metrics.json)
+	$(PY) -m movierec.report $(NOTEBOOK) notebooks/params/small.yaml reports/small $(params)
+
+full: $(STAMP)  ## the same on the full dataset with genome (DATASET=ml-latest by default; ml-25m, or a folder)
+	$(PY) -m movierec.report $(NOTEBOOK) notebooks/params/full.yaml reports/full -p DATASET=$(or $(DATASET),$(FULL_DATASET)) $(foreach p,$(P),-p $(p))
+
+lint: $(STAMP)  ## ruff over the package, tests and notebooks
+	$(VENV)/bin/ruff check movierec tests notebooks
+
+test: lint  ## ruff, unit + real-data tests, and the notebook under nbval
+	$(PY) -m pytest -q
+	$(PY) -m pytest -q --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider notebooks/
+
+generate: $(STAMP)  ## write a MovieLens-format dataset with genome (SCALE=full|small|tiny, OUT=folder)
+	$(PY) -m movierec.synth --scale $(or $(SCALE),full) --out $(or $(OUT),$(MOVIEREC_DATA)/synthetic-$(or $(SCALE),full))
+
+bench: $(STAMP)  ## speed and memory benchmark on generated full-scale data -> reports/bench/
+	$(PY) -m movierec.bench --out reports/bench $(if $(SCALE),--scale $(SCALE))
+
+lab: $(STAMP)  ## open JupyterLab on the notebooks
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean:  ## remove caches and test leftovers (keeps .venv, data/ and reports/)
+	rm -rf .cache .pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+distclean: clean  ## also remove the environment
+	rm -rf $(VENV)

@@ -1,0 +1,450 @@
+"""MovieLens datasets: registry, verified download, and typed, validated loading.
+
+The data root is ``MOVIEREC_DATA`` (default ``data/``) and holds one folder per dataset, e.g.
+``<root>/ml-latest-small/ratings.csv``. A dataset whose files are present is never fetched, so
+the root may be read-only. Every loader checks its file and raises :class:`DataError`, naming the
+file, column, offending lines and their count, instead of returning silently wrong data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import tempfile
+import urllib.request
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DATA_ENV = "MOVIEREC_DATA"
+GROUPLENS = "https://files.grouplens.org/datasets/movielens"
+CORE_FILES = ("movies.csv", "ratings.csv", "tags.csv")
+GENOME_FILES = ("genome-scores.csv", "genome-tags.csv")
+INT32_MAX = np.iinfo(np.int32).max
+
+
+class DataError(ValueError):
+    """Bad input data: names the file, the column, the offending lines and their count."""
+
+    def __init__(
+        self,
+        file: str | os.PathLike,
+        problem: str,
+        *,
+        column: str | None = None,
+        lines: Iterable[int] = (),
+        count: int | None = None,
+    ) -> None:
+        self.file = str(file)
+        self.column = column
+        self.lines = [int(x) for x in lines][:5]
+        self.count = count
+        where = f"{self.file}"
+        if column is not None:
+            where += f", column '{column}'"
+        msg = f"{where}: {problem}"
+        if count is not None:
+            msg += f" ({count} row{'s' if count != 1 else ''}"
+            if self.lines:
+                msg += f"; first at line{'s' if len(self.lines) > 1 else ''} "
+                msg += ", ".join(str(x) for x in self.lines)
+            msg += ")"
+        super().__init__(msg)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A MovieLens release: where it lives and how to verify it."""
+
+    name: str
+    url: str
+    has_genome: bool
+    zip_md5: str | None = None  # GroupLens's published .md5 of the zip (frozen releases)
+    sha256: dict[str, str] = field(default_factory=dict)  # pinned per-file sums
+    note: str = ""
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return CORE_FILES + (GENOME_FILES if self.has_genome else ())
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "ml-latest-small": DatasetSpec(
+        "ml-latest-small",
+        f"{GROUPLENS}/ml-latest-small.zip",
+        has_genome=False,
+        sha256={  # the 2018 edition: 100,836 ratings, 3,683 tags, 9,742 movies, 610 users
+            "movies.csv": "5a5f32dd9bb3797b8e728a1b98958789d2b13f294a69fdfbc5727f8a9611aa07",
+            "ratings.csv": "aa289ca83157595d0df6aea1be6a4ded676ddc4385472e8313a8ed9805352646",
+            "tags.csv": "92a9f8bb7916dceef6151209845788c3643f794dfa79d1feaec7121b5960399d",
+            "links.csv": "97ad18e4e56a09363c65676b6cb3482ce3e2cea2372a24620c1599c843325f31",
+        },
+        note="development set; GroupLens may update it: a new edition fails the pinned sums",
+    ),
+    "ml-latest": DatasetSpec(
+        "ml-latest",
+        f"{GROUPLENS}/ml-latest.zip",
+        has_genome=True,
+        note="updated by GroupLens over time: its sums are recorded at download, not pinned",
+    ),
+    "ml-25m": DatasetSpec(
+        "ml-25m",
+        f"{GROUPLENS}/ml-25m.zip",
+        has_genome=True,
+        zip_md5="6b51fb2759a8657d3bfcbfc42b592ada",
+        note="frozen benchmark release (2019)",
+    ),
+    "ml-20m": DatasetSpec(
+        "ml-20m",
+        f"{GROUPLENS}/ml-20m.zip",
+        has_genome=True,
+        zip_md5="cd245b17a1ae2cc31bb14903e1204af3",
+        note="frozen release (2016)",
+    ),
+}
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The data root: ``root`` if given, else ``$MOVIEREC_DATA``, else ``data/``."""
+    return Path(root if root is not None else os.environ.get(DATA_ENV, "data"))
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in 1 MiB chunks."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_checksums(folder: str | os.PathLike, names: Iterable[str]) -> dict[str, str]:
+    """SHA-256 of each named file in ``folder`` that exists."""
+    folder = Path(folder)
+    return {n: file_digest(folder / n) for n in names if (folder / n).exists()}
+
+
+def verify_checksums(folder: str | os.PathLike, expected: dict[str, str]) -> None:
+    """Raise DataError if a file's SHA-256 differs from ``expected``."""
+    for name, want in expected.items():
+        path = Path(folder) / name
+        if not path.exists():
+            raise DataError(path, "missing file expected by the dataset's pinned checksums")
+        got = file_digest(path)
+        if got != want:
+            raise DataError(path, f"SHA-256 mismatch: expected {want}, got {got}")
+
+
+def dataset_files_present(folder: Path, spec: DatasetSpec) -> bool:
+    return all((folder / n).exists() for n in spec.files)
+
+
+def fetch(
+    name: str,
+    root: str | os.PathLike | None = None,
+    *,
+    force: bool = False,
+    opener=urllib.request.urlopen,
+) -> Path:
+    """Return the dataset's folder, downloading it first if its files are absent.
+
+    The zip is streamed to a temporary file beside the target, checked against GroupLens's MD5
+    (when published), extracted safely into a temporary folder, checked against the pinned
+    SHA-256 sums (when pinned) and only then renamed into place: an interrupted or corrupt
+    download never leaves anything that a later run would trust. ``opener`` is the URL opener
+    (tests pass a fake one; nothing in the test suite touches the network).
+    """
+    spec = DATASETS.get(name)
+    if spec is None:
+        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    root = data_root(root)
+    target = root / name
+    if dataset_files_present(target, spec) and not force:
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=root) as tmp:
+        tmp = Path(tmp)
+        zip_path = tmp / f"{name}.zip"
+        download(spec.url, zip_path, opener=opener)
+        if spec.zip_md5 is not None:
+            got = file_digest(zip_path, "md5")
+            if got != spec.zip_md5:
+                raise DataError(spec.url, f"MD5 mismatch: expected {spec.zip_md5}, got {got}")
+        extracted = tmp / "extracted"
+        safe_extract(zip_path, extracted)
+        inner = extracted / name if (extracted / name).is_dir() else extracted
+        missing = [n for n in spec.files if not (inner / n).exists()]
+        if missing:
+            raise DataError(spec.url, f"archive lacks expected files {missing}")
+        verify_checksums(inner, spec.sha256)
+        sums = file_checksums(inner, sorted(p.name for p in inner.iterdir() if p.is_file()))
+        (inner / "SHA256SUMS").write_text("".join(f"{v}  {k}\n" for k, v in sums.items()))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(inner, target)
+    return target
+
+
+def download(url: str, dest: Path, *, opener=urllib.request.urlopen) -> None:
+    """Stream ``url`` to ``dest`` atomically (a ``.part`` file renamed when complete)."""
+    part = dest.with_name(f"{dest.name}.{os.getpid()}.part")
+    try:
+        with opener(url) as response, open(part, "wb") as out:
+            expected = response.headers.get("Content-Length") if response.headers else None
+            shutil.copyfileobj(response, out, length=1 << 20)
+        if expected is not None and part.stat().st_size != int(expected):
+            raise DataError(url, f"truncated download: {part.stat().st_size} of {expected} bytes")
+        os.replace(part, dest)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def safe_extract(zip_path: Path, dest: Path) -> None:
+    """Extract a zip, refusing members that escape ``dest`` and symbolic links."""
+    dest = Path(dest).resolve()
+    with zipfile.ZipFile(zip_path) as zf:
+        for info in zf.infolist():
+            target = (dest / info.filename).resolve()
+            if not target.is_relative_to(dest):
+                raise DataError(zip_path, f"archive member {info.filename!r} escapes the folder")
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise DataError(zip_path, f"archive member {info.filename!r} is a symbolic link")
+        zf.extractall(dest)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and validation
+
+
+def _lines(mask: np.ndarray) -> np.ndarray:
+    """1-based file line numbers (header is line 1) of the rows where ``mask`` holds."""
+    return np.flatnonzero(mask) + 2
+
+
+def read_table(path: Path, columns: dict[str, str]) -> pd.DataFrame:
+    """Read a CSV and check its columns. ``columns`` maps name -> 'id', 'float', 'int', 'str'.
+
+    Numbers are parsed and checked here (non-numeric, NaN, out-of-range) so that every error
+    names the offending lines.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "file not found")
+    str_cols = {c: "str" for c, kind in columns.items() if kind == "str"}
+    try:
+        df = pd.read_csv(path, engine="pyarrow", dtype=str_cols, encoding="utf-8")
+    except (ValueError, OSError, UnicodeDecodeError) as exc:  # pyarrow's errors derive from these
+        raise DataError(path, f"not a readable UTF-8 CSV file: {exc}") from None
+    df.columns = [str(c).strip().lstrip("\ufeff") for c in df.columns]
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(path, f"missing column(s) {missing}; found {list(df.columns)}")
+    df = df[list(columns)]
+    for col, kind in columns.items():
+        if kind != "str":
+            df[col] = _numeric_column(path, col, df[col], kind)
+    return df
+
+
+def _numeric_column(path: Path, col: str, s: pd.Series, kind: str) -> pd.Series:
+    if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+        raw = s.astype("str")
+        num = pd.to_numeric(raw, errors="coerce")
+        bad = num.isna().to_numpy() & s.notna().to_numpy()
+        if bad.any():
+            raise DataError(path, "expected a number", column=col, lines=_lines(bad),
+                            count=int(bad.sum()))
+        s = num
+    values = s.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise DataError(path, "missing or non-finite value", column=col, lines=_lines(bad),
+                        count=int(bad.sum()))
+    if kind == "float":
+        return pd.Series(values.astype(np.float32), index=s.index)
+    bad = values != np.floor(values)
+    if bad.any():
+        raise DataError(path, "expected an integer", column=col, lines=_lines(bad),
+                        count=int(bad.sum()))
+    if kind == "id":
+        bad = (values < 0) | (values > INT32_MAX)
+        if bad.any():
+            raise DataError(path, f"id outside 0..{INT32_MAX}", column=col, lines=_lines(bad),
+                            count=int(bad.sum()))
+        return pd.Series(values.astype(np.int32), index=s.index)
+    bad = np.abs(values) > 2**62
+    if bad.any():
+        raise DataError(path, "integer out of range", column=col, lines=_lines(bad),
+                        count=int(bad.sum()))
+    return pd.Series(values.astype(np.int64), index=s.index)
+
+
+def _check_known_movies(path: Path, df: pd.DataFrame, movie_ids: np.ndarray) -> None:
+    ref = df["movieId"].to_numpy()
+    known = np.zeros(int(max(movie_ids.max(initial=0), ref.max(initial=0))) + 1, bool)
+    known[movie_ids] = True
+    bad = ~known[ref]
+    if bad.any():
+        raise DataError(path, "movieId absent from movies.csv", column="movieId",
+                        lines=_lines(bad), count=int(bad.sum()))
+
+
+def load_movies(path: Path) -> pd.DataFrame:
+    """movies.csv -> DataFrame(movieId int32, title str, genres str); ids unique."""
+    df = read_table(path, {"movieId": "id", "title": "str", "genres": "str"})
+    dup = df["movieId"].duplicated().to_numpy()
+    if dup.any():
+        raise DataError(path, "duplicate movieId", column="movieId", lines=_lines(dup),
+                        count=int(dup.sum()))
+    empty = df["genres"].isna().to_numpy()
+    if empty.any():
+        raise DataError(path, "empty genres (MovieLens writes '(no genres listed)')",
+                        column="genres", lines=_lines(empty), count=int(empty.sum()))
+    df["title"] = df["title"].fillna("")
+    return df
+
+
+def load_ratings(path: Path, movie_ids: np.ndarray) -> pd.DataFrame:
+    """ratings.csv -> DataFrame(userId, movieId int32, rating float32, timestamp int64).
+
+    Ratings must be half stars in 0.5..5.0; (userId, movieId) pairs unique; movies known.
+    """
+    df = read_table(path, {"userId": "id", "movieId": "id", "rating": "float",
+                           "timestamp": "int"})
+    r2 = df["rating"].to_numpy(np.float64) * 2
+    bad = (r2 != np.round(r2)) | (r2 < 1) | (r2 > 10)
+    if bad.any():
+        raise DataError(path, "rating is not a half star in 0.5..5.0", column="rating",
+                        lines=_lines(bad), count=int(bad.sum()))
+    key = df["userId"].to_numpy(np.int64) << 32 | df["movieId"].to_numpy(np.int64)
+    if pd.Index(key).has_duplicates:
+        dup = pd.Index(key).duplicated()
+        raise DataError(path, "duplicate (userId, movieId) rating", column="userId, movieId",
+                        lines=_lines(dup), count=int(dup.sum()))
+    _check_known_movies(path, df, movie_ids)
+    return df
+
+
+def load_tags(path: Path, movie_ids: np.ndarray) -> tuple[pd.DataFrame, int]:
+    """tags.csv -> (DataFrame(userId, movieId, tag, timestamp), number of NaN tags dropped).
+
+    NaN (empty) tags are dropped, as the seed did, and counted for the report.
+    """
+    df = read_table(path, {"userId": "id", "movieId": "id", "tag": "str", "timestamp": "int"})
+    empty = df["tag"].isna().to_numpy()
+    df = df[~empty].reset_index(drop=True) if empty.any() else df
+    _check_known_movies(path, df, movie_ids)
+    return df, int(empty.sum())
+
+
+def load_genome(folder: Path, movie_ids: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """genome-scores.csv and genome-tags.csv, checked: a complete, unique movie x tag grid,
+    relevance in [0, 1], every tagId in genome-tags.csv, every movie in movies.csv."""
+    tags_path, scores_path = folder / "genome-tags.csv", folder / "genome-scores.csv"
+    gtags = read_table(tags_path, {"tagId": "id", "tag": "str"})
+    dup = gtags["tagId"].duplicated().to_numpy()
+    if dup.any():
+        raise DataError(tags_path, "duplicate tagId", column="tagId", lines=_lines(dup),
+                        count=int(dup.sum()))
+    scores = read_table(scores_path, {"movieId": "id", "tagId": "id", "relevance": "float"})
+    rel = scores["relevance"].to_numpy()
+    bad = (rel < 0) | (rel > 1)
+    if bad.any():
+        raise DataError(scores_path, "relevance outside [0, 1]", column="relevance",
+                        lines=_lines(bad), count=int(bad.sum()))
+    bad = ~scores["tagId"].isin(gtags["tagId"]).to_numpy()
+    if bad.any():
+        raise DataError(scores_path, "tagId not in genome-tags.csv", column="tagId",
+                        lines=_lines(bad), count=int(bad.sum()))
+    _check_known_movies(scores_path, scores, movie_ids)
+    key = scores["movieId"].to_numpy(np.int64) * (len(gtags) + 1) + scores["tagId"].to_numpy()
+    dup = pd.Index(key).duplicated()
+    if dup.any():
+        raise DataError(scores_path, "duplicate (movieId, tagId) score",
+                        column="movieId, tagId", lines=_lines(dup), count=int(dup.sum()))
+    per_movie = scores.groupby("movieId", sort=False)["tagId"].transform("size").to_numpy()
+    bad = per_movie != len(gtags)
+    if bad.any():
+        raise DataError(scores_path, f"incomplete movie x tag grid: expected {len(gtags)} "
+                        "tags per movie", column="tagId", lines=_lines(bad),
+                        count=int(bad.sum()))
+    return scores, gtags
+
+
+@dataclass
+class MovieLens:
+    """A loaded MovieLens dataset. ``genome_*`` are None when the release has no genome."""
+
+    name: str
+    path: Path
+    movies: pd.DataFrame
+    ratings: pd.DataFrame
+    tags: pd.DataFrame
+    genome_scores: pd.DataFrame | None
+    genome_tags: pd.DataFrame | None
+    dropped: dict[str, int]
+    checksums: dict[str, str]
+
+    @property
+    def has_genome(self) -> bool:
+        return self.genome_scores is not None
+
+    def summary(self) -> dict[str, int]:
+        out = {
+            "movies": len(self.movies),
+            "ratings": len(self.ratings),
+            "tags": len(self.tags),
+            "users": int(self.ratings["userId"].nunique()),
+        }
+        if self.genome_scores is not None:
+            out["genome_movies"] = int(self.genome_scores["movieId"].nunique())
+            out["genome_tags"] = len(self.genome_tags)
+        return out
+
+
+def load_movielens(
+    name_or_path: str | os.PathLike,
+    root: str | os.PathLike | None = None,
+    *,
+    download_missing: bool = True,
+    checksums: bool = True,
+) -> MovieLens:
+    """Load a dataset by registry name (fetched into the data root if absent) or by folder.
+
+    The genome is loaded when both genome files are present.
+    """
+    name = str(name_or_path)
+    if name in DATASETS:
+        folder = data_root(root) / name
+        if download_missing and not dataset_files_present(folder, DATASETS[name]):
+            folder = fetch(name, root)
+    else:
+        folder = Path(name_or_path)
+        name = folder.name
+    if not folder.is_dir():
+        raise DataError(folder, "dataset folder not found")
+    movies = load_movies(folder / "movies.csv")
+    ids = movies["movieId"].to_numpy()
+    ratings = load_ratings(folder / "ratings.csv", ids)
+    tags, dropped_tags = load_tags(folder / "tags.csv", ids)
+    genome_scores = genome_tags = None
+    if all((folder / f).exists() for f in GENOME_FILES):
+        genome_scores, genome_tags = load_genome(folder, ids)
+    names = CORE_FILES + (GENOME_FILES if genome_scores is not None else ())
+    return MovieLens(
+        name=name,
+        path=folder,
+        movies=movies,
+        ratings=ratings,
+        tags=tags,
+        genome_scores=genome_scores,
+        genome_tags=genome_tags,
+        dropped={"nan_tags": dropped_tags},
+        checksums=file_checksums(folder, names) if checksums else {},
+    )

@@ -1,0 +1,225 @@
+"""Named model variants and the calls a notebook makes to train and evaluate them.
+
+Every variant is trained on the train split, early-stopped on val and reported on test, with
+rating metrics (RMSE, MAE) and ranking metrics on the one protocol of :mod:`movierec.evaluate`.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+import torch
+
+from movierec.evaluate import BiasBaseline, Csr, GlobalMean, ranking_metrics, rmse_mae
+from movierec.model import FeatureTensors, ModelConfig, MovieRecModel
+from movierec.prepare import Prepared
+from movierec.recommend import RankingVectors, ranking_vectors, topk_search
+from movierec.split import TEST, TRAIN, VAL
+from movierec.train import FitResult, Ratings, TrainConfig, fit, predict, rating_errors
+
+# name -> (model settings, training settings, monitored validation metric)
+VARIANTS: dict[str, dict] = {
+    "seed": {  # the seed's design, bugs fixed: content encoder, cosine on the rating scale
+        "model": {"encoder": "content", "score": "cosine"},
+        "train": {"loss": "rmse"},
+        "monitor": "val_rmse",
+    },
+    "hybrid": {  # content + movie-id embedding, rating biases: the rating model
+        "model": {"encoder": "hybrid", "score": "cosine_bias"},
+        "train": {"loss": "rmse", "reg": 0.05},
+        "monitor": "val_rmse",
+    },
+    "hybrid_rank": {  # the same encoder trained for retrieval (sampled softmax) + RMSE
+        "model": {"encoder": "hybrid", "score": "cosine_bias"},
+        "train": {"loss": "rmse+softmax", "reg": 0.05},
+        "monitor": "val_recall@10",
+    },
+    "mf": {  # baseline: biased matrix factorisation, no content features
+        "model": {"encoder": "id", "score": "dot_bias"},
+        "train": {"loss": "rmse", "reg": 0.05},
+        "monitor": "val_rmse",
+    },
+}
+
+
+@dataclass
+class Experiment:
+    """A prepared dataset on a device, with the tensors and ranking sets every variant uses."""
+
+    prep: Prepared
+    device: torch.device
+    feats: FeatureTensors = field(init=False)
+    train: Ratings = field(init=False)
+    val: Ratings = field(init=False)
+    test: Ratings = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.feats = FeatureTensors(self.prep.features, self.device)
+        self.train, self.val, self.test = (
+            Ratings.from_arrays(*self.prep.part(p), self.device) for p in (TRAIN, VAL, TEST))
+        self.val_users, self.val_relevant = self.prep.relevant(VAL)
+        self.val_history = self.prep.history(TRAIN).select(self.val_users)
+        self.test_users, self.test_relevant = self.prep.relevant(TEST)
+        self.test_history = self.prep.history(TRAIN, VAL).select(self.test_users)
+
+    def model_config(self, **overrides) -> ModelConfig:
+        f = self.prep.features
+        return ModelConfig(
+            n_users=self.prep.n_users, n_movies=self.prep.n_movies, n_tags=len(f.tag_vocab),
+            n_genres=int(f.genres.indices.max()) + 1 if len(f.genres.indices) else 1,
+            n_genome_tags=0 if f.genome is None else f.genome.shape[1],
+            global_mean=float(self.train.ratings.mean()), **overrides)
+
+    def rank(self, vectors: RankingVectors, part: int = TEST, k: int = 50
+             ) -> np.ndarray:
+        """Top-k movie indexes for the evaluated users of ``part`` (history masked)."""
+        users, history = ((self.test_users, self.test_history) if part == TEST
+                          else (self.val_users, self.val_history))
+        rows = torch.as_tensor(users, device=vectors.users.device)
+        idx, _ = topk_search(vectors.users[rows], vectors.movies, k, exclude=history,
+                             movie_offset=vectors.offset)
+        return idx
+
+    def ranking(self, vectors: RankingVectors, part: int = TEST,
+                ks: tuple[int, ...] = (10, 20, 50)) -> dict[str, float]:
+        relevant = self.test_relevant if part == TEST else self.val_relevant
+        return ranking_metrics(self.rank(vectors, part, max(ks)), relevant, ks,
+                               n_items=self.prep.n_movies)
+
+    def validation(self, monitor: str):
+        """The per-epoch validation function for :func:`movierec.train.fit`."""
+        def evaluate(model: MovieRecModel) -> dict[str, float]:
+            out = {"val_rmse": rating_errors(predict(model, self.feats, self.val),
+                                             self.val.ratings)["rmse"]}
+            if monitor.startswith("val_recall"):
+                by = "cosine" if model.config.score != "dot_bias" else "rating"
+                out.update({f"val_{k}": v for k, v in self.ranking(
+                    ranking_vectors(model, self.feats, by), VAL, ks=(10,)).items()
+                    if k == "recall@10"})
+            return out
+        return evaluate
+
+
+@dataclass
+class VariantResult:
+    name: str
+    fit: FitResult
+    metrics: dict[str, float]
+    model_config: ModelConfig
+    train_config: TrainConfig
+
+
+def train_variant(exp: Experiment, name: str, train_config: TrainConfig, *, dim: int = 64,
+                  checkpoint=None, ks: tuple[int, ...] = (10, 20, 50)) -> VariantResult:
+    """Train a named variant (see :data:`VARIANTS`) and evaluate it on val and test."""
+    spec = VARIANTS[name]
+    mcfg = exp.model_config(dim=dim, **spec["model"])
+    tcfg = replace(train_config, **spec["train"])
+    gen = torch.Generator().manual_seed(tcfg.seed)
+    model = MovieRecModel(mcfg, gen).to(exp.device)
+    result = fit(model, exp.feats, exp.train, tcfg, exp.validation(spec["monitor"]),
+                 monitor=spec["monitor"], mode="min" if spec["monitor"] == "val_rmse" else "max",
+                 checkpoint=checkpoint, meta={"variant": name})
+    metrics = {"epochs": len(result.history), "best_epoch": result.best_epoch,
+               "train_seconds": result.seconds,
+               "samples_per_second": result.samples_per_second}
+    for part, data in (("val", exp.val), ("test", exp.test)):
+        for k, v in rating_errors(predict(result.model, exp.feats, data), data.ratings).items():
+            metrics[f"{part}_{k}"] = v
+    by = "cosine" if mcfg.score != "dot_bias" else "rating"
+    vectors = ranking_vectors(result.model, exp.feats, by)
+    metrics.update({f"test_{k}": v for k, v in exp.ranking(vectors, TEST, ks).items()})
+    return VariantResult(name, result, metrics, mcfg, tcfg)
+
+
+def rating_baselines(prep: Prepared) -> dict[str, dict[str, float]]:
+    """Global-mean and user+item-bias baselines, fitted on train, scored on val and test."""
+    train = prep.part(TRAIN)
+    models = {"global_mean": GlobalMean().fit(*train),
+              "bias": BiasBaseline(prep.n_users, prep.n_movies).fit(*train)}
+    out = {}
+    for name, model in models.items():
+        row = {}
+        for part_name, part in (("val", VAL), ("test", TEST)):
+            u, m, r = prep.part(part)
+            row.update({f"{part_name}_{k}": v for k, v in rmse_mae(model.predict(u, m), r).items()})
+        out[name] = row
+    return out
+
+
+def popularity_vectors(prep: Prepared, parts: tuple[int, ...] = (TRAIN, VAL)) -> RankingVectors:
+    """Most-popular ranking (rating count in history) as ranking vectors: zero user vectors
+    plus a per-movie offset."""
+    _, m, _ = prep.part(*parts)
+    counts = np.bincount(m, minlength=prep.n_movies).astype(np.float32)
+    return RankingVectors(torch.zeros(prep.n_users, 1), torch.zeros(prep.n_movies, 1),
+                          torch.as_tensor(counts))
+
+
+def bias_vectors(prep: Prepared) -> RankingVectors:
+    """The user+item bias model ranked by predicted rating (= by movie bias)."""
+    b = BiasBaseline(prep.n_users, prep.n_movies).fit(*prep.part(TRAIN))
+    return RankingVectors(torch.zeros(prep.n_users, 1), torch.zeros(prep.n_movies, 1),
+                          torch.as_tensor(b.movie_bias, dtype=torch.float32))
+
+
+def results_table(baselines: dict[str, dict], variants: list[VariantResult]) -> pd.DataFrame:
+    """One row per model: rating and ranking metrics side by side."""
+    rows = {name: m for name, m in baselines.items()}
+    rows.update({v.name: v.metrics for v in variants})
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+class Timer:
+    """Wall time per named stage: ``with timer("split"): ...``; ``timer.seconds`` is a dict."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
+
+
+def history_csr(prep: Prepared) -> Csr:
+    """Train + val history of every user (the movies a recommendation must not repeat)."""
+    return prep.history(TRAIN, VAL)
+
+
+def user_history(prep: Prepared, user_row: int, n: int = 5) -> pd.DataFrame:
+    """The user's ``n`` most recent train + val ratings (movieId, title, genres, rating)."""
+    mask = (prep.users == user_row) & np.isin(prep.split.labels, (TRAIN, VAL))
+    rows = np.flatnonzero(mask)
+    rows = rows[np.argsort(prep.timestamps[rows], kind="stable")][-n:]
+    frame = prep.movies.iloc[prep.items[rows]][["movieId", "title", "genres"]].copy()
+    frame["rating"] = prep.ratings[rows]
+    frame["timestamp"] = prep.timestamps[rows]
+    return frame.sort_values("timestamp", ascending=False).reset_index(drop=True)
+
+
+def cold_start_movie(prep: Prepared) -> int:
+    """A movie never rated in train but rated later (val/test) and tagged: the model sees it as
+    new, so it stands for a cold-start movie. Returns its movieId (most later ratings)."""
+    train_count = np.bincount(prep.part(TRAIN)[1], minlength=prep.n_movies)
+    later = np.bincount(prep.part(VAL, TEST)[1], minlength=prep.n_movies)
+    tagged = np.diff(prep.features.tags.offsets) > 0
+    tagged &= prep.features.tags.indices[prep.features.tags.offsets[:-1]] > 0
+    score = np.where((train_count == 0) & tagged, later, -1)
+    if score.max() <= 0:
+        score = np.where(train_count == 0, later, -1)
+    return int(prep.movies["movieId"].iloc[int(np.argmax(score))])
+
+
+def pca_2d(x: np.ndarray) -> np.ndarray:
+    """Project rows of ``x`` on their first two principal components."""
+    x = x - x.mean(0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    return x @ vt[:2].T

@@ -1,0 +1,192 @@
+"""Movie features: genres, Snowball-stemmed user tags and the tag genome, as model-ready arrays.
+
+Ragged per-movie lists (genres, tags) are stored as CSR bags -- ``offsets`` (n_movies + 1),
+``indices`` and ``weights`` -- where a repeated tag becomes one entry whose weight is its share of
+the movie's tag applications, so ``EmbeddingBag(mode="sum")`` yields the mean over all tag
+applications with no padding. Index 0 of each vocabulary is "none": a movie without tags (or
+genres) gets the bag ``[0]`` and so a learned "untagged" vector instead of padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from movierec.data import DataError, MovieLens
+
+GENRES: tuple[str, ...] = (
+    "(no genres listed)", "Action", "Adventure", "Animation", "Children", "Comedy", "Crime",
+    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance",
+    "Sci-Fi", "Thriller", "War", "Western", "IMAX",
+)
+NO_TAG = "<no tag>"
+
+
+@dataclass
+class Bags:
+    """CSR bags: row ``i`` is ``indices[offsets[i]:offsets[i+1]]`` with matching weights."""
+
+    offsets: np.ndarray  # int64, (n_rows + 1,)
+    indices: np.ndarray  # int64
+    weights: np.ndarray  # float32, each row sums to 1
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.offsets) - 1
+
+    def row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        s, e = self.offsets[i], self.offsets[i + 1]
+        return self.indices[s:e], self.weights[s:e]
+
+
+@dataclass
+class MovieFeatures:
+    """Everything the movie encoder reads, aligned to the model's movie index."""
+
+    movie_ids: np.ndarray  # int32: model index -> movieId
+    genres: Bags
+    tags: Bags
+    tag_vocab: list[str]  # index 0 is NO_TAG
+    genome: np.ndarray | None  # float32 (n_movies, n_genome_tags), zeros where absent
+    genome_mask: np.ndarray | None  # bool (n_movies,): movie has genome scores
+    genome_tags: list[str] | None
+    tags_dropped_leak_free: int = 0
+
+    @property
+    def n_movies(self) -> int:
+        return len(self.movie_ids)
+
+    def blocks(self) -> list[str]:
+        """Names of the feature blocks in use (for the report)."""
+        return ["genres", "tags"] + (["genome"] if self.genome is not None else [])
+
+
+def bags_from_pairs(rows: np.ndarray, cols: np.ndarray, n_rows: int) -> Bags:
+    """Build CSR bags from (row, col) pairs; duplicates become weights, empty rows get [0]."""
+    rows = np.asarray(rows, np.int64)
+    cols = np.asarray(cols, np.int64)
+    empty = np.setdiff1d(np.arange(n_rows), rows, assume_unique=False)
+    rows = np.concatenate([rows, empty])
+    cols = np.concatenate([cols, np.zeros(len(empty), np.int64)])
+    width = int(cols.max(initial=0)) + 1
+    key, counts = np.unique(rows * width + cols, return_counts=True)
+    r, c = key // width, key % width
+    row_total = np.bincount(r, weights=counts, minlength=n_rows)
+    offsets = np.zeros(n_rows + 1, np.int64)
+    np.cumsum(np.bincount(r, minlength=n_rows), out=offsets[1:])
+    weights = (counts / row_total[r]).astype(np.float32)
+    return Bags(offsets, c.astype(np.int64), weights)
+
+
+def movie_index(movies: pd.DataFrame, ids: np.ndarray) -> np.ndarray:
+    """Map movieIds to model indexes (positions in ``movies``); all ids must be known."""
+    lookup = np.full(int(movies["movieId"].max()) + 1, -1, np.int64)
+    lookup[movies["movieId"].to_numpy()] = np.arange(len(movies))
+    return lookup[np.asarray(ids)]
+
+
+def genre_bags(movies: pd.DataFrame, file: str = "movies.csv") -> Bags:
+    """Per-movie genre bags over :data:`GENRES`; unknown genre names raise DataError."""
+    exploded = movies["genres"].str.split("|").explode()
+    codes = pd.Categorical(exploded.to_numpy(), categories=list(GENRES)).codes
+    bad = codes < 0
+    if bad.any():
+        rows = np.unique(exploded.index.to_numpy()[bad])
+        names = sorted(set(exploded.to_numpy()[bad]))[:5]
+        raise DataError(file, f"unknown genre(s) {names}; expected one of {list(GENRES)}",
+                        column="genres", lines=rows + 2, count=len(rows))
+    return bags_from_pairs(exploded.index.to_numpy(), codes, len(movies))
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    from nltk.stem.snowball import SnowballStemmer
+
+    return SnowballStemmer("english")
+
+
+def stem_tags(tags: pd.Series) -> pd.Series:
+    """Lower-case and Snowball-stem each tag (the whole string, as the seed did).
+
+    Only the unique strings are stemmed, then mapped back.
+    """
+    lower = tags.astype("str").str.lower()
+    uniques = pd.unique(lower)
+    stem = _stemmer().stem
+    stemmed = dict(zip(uniques, (stem(t) for t in uniques), strict=True))
+    return lower.map(stemmed)
+
+
+def tag_bags(
+    tags: pd.DataFrame, movies: pd.DataFrame, vocab: list[str] | None = None
+) -> tuple[Bags, list[str]]:
+    """Per-movie stemmed-tag bags and the vocabulary (0 = NO_TAG, then by first appearance).
+
+    Given a ``vocab``, tags outside it are ignored (used for a frozen vocabulary).
+    """
+    stemmed = stem_tags(tags["tag"])
+    if vocab is None:
+        codes, uniques = pd.factorize(stemmed, sort=False)
+        vocab = [NO_TAG, *map(str, uniques)]
+        codes = codes + 1
+    else:
+        codes = pd.Index(vocab).get_indexer(stemmed)
+    keep = codes > 0
+    rows = movie_index(movies, tags["movieId"].to_numpy()[keep])
+    return bags_from_pairs(rows, codes[keep], len(movies)), vocab
+
+
+def genome_matrix(
+    scores: pd.DataFrame, genome_tags: pd.DataFrame, movies: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    """Dense float32 (n_movies, n_genome_tags) relevance aligned to the movie index, and a mask
+    of movies that have scores. Column j is the j-th tagId in ascending order (tag 1 is a real
+    tag, not padding)."""
+    tag_ids = np.sort(genome_tags["tagId"].to_numpy())
+    col = np.searchsorted(tag_ids, scores["tagId"].to_numpy())
+    row = movie_index(movies, scores["movieId"].to_numpy())
+    matrix = np.zeros((len(movies), len(tag_ids)), np.float32)
+    matrix[row, col] = scores["relevance"].to_numpy(np.float32)
+    mask = np.zeros(len(movies), bool)
+    mask[row] = True
+    return matrix, mask
+
+
+def leak_free_tags(tags: pd.DataFrame, cutoff: pd.Series) -> pd.DataFrame:
+    """Keep only tags written no later than the tagging user's last training rating.
+
+    ``cutoff`` maps userId -> timestamp of that user's last training rating. Tags of users with
+    no training rating are dropped.
+    """
+    limit = tags["userId"].map(cutoff).to_numpy(dtype=np.float64, na_value=-np.inf)
+    return tags[tags["timestamp"].to_numpy() <= limit].reset_index(drop=True)
+
+
+def build_features(
+    ds: MovieLens, *, use_genome: bool = True, tag_cutoff: pd.Series | None = None
+) -> MovieFeatures:
+    """All movie features of a dataset. ``tag_cutoff`` (userId -> timestamp) enables the
+    leak-free tag option; the genome is used when present and ``use_genome``."""
+    tags = ds.tags
+    dropped = 0
+    if tag_cutoff is not None:
+        tags = leak_free_tags(tags, tag_cutoff)
+        dropped = len(ds.tags) - len(tags)
+    tbags, vocab = tag_bags(tags, ds.movies)
+    genome = mask = gtags = None
+    if use_genome and ds.genome_scores is not None:
+        genome, mask = genome_matrix(ds.genome_scores, ds.genome_tags, ds.movies)
+        gtags = ds.genome_tags.sort_values("tagId")["tag"].astype(str).tolist()
+    return MovieFeatures(
+        movie_ids=ds.movies["movieId"].to_numpy(np.int32),
+        genres=genre_bags(ds.movies, str(ds.path / "movies.csv")),
+        tags=tbags,
+        tag_vocab=vocab,
+        genome=genome,
+        genome_mask=mask,
+        genome_tags=gtags,
+        tags_dropped_leak_free=dropped,
+    )

@@ -1,0 +1,65 @@
+"""The report's figures. Each function draws on a new figure and returns it."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+
+def rating_distribution(ratings: np.ndarray, title: str = "Ratings") -> Figure:
+    fig, ax = plt.subplots(figsize=(6, 3))
+    values, counts = np.unique(ratings, return_counts=True)
+    ax.bar(values, counts, width=0.4)
+    ax.set(xlabel="rating", ylabel="count", title=title, xticks=values)
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(histories: dict[str, pd.DataFrame], metric: str = "val_rmse") -> Figure:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for name, h in histories.items():
+        axes[0].plot(h["epoch"], h["train_loss"], marker=".", label=name)
+        if metric in h:
+            axes[1].plot(h["epoch"], h[metric], marker=".", label=name)
+    axes[0].set(xlabel="epoch", ylabel="training loss", title="Training loss")
+    axes[1].set(xlabel="epoch", ylabel=metric, title=f"Validation ({metric})")
+    for ax in axes:
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def predicted_vs_true(pred: np.ndarray, truth: np.ndarray, title: str) -> Figure:
+    """Distribution of predictions for each true rating (box per half star)."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    levels = np.unique(truth)
+    ax.boxplot([pred[truth == v] for v in levels], positions=levels, widths=0.3,
+               showfliers=False)
+    ax.plot([0.5, 5], [0.5, 5], "--", color="grey", lw=1)
+    ax.set(xlabel="true rating", ylabel="predicted rating", title=title, xlim=(0.2, 5.3))
+    fig.tight_layout()
+    return fig
+
+
+def recall_at_k(curves: dict[str, dict[int, float]], metric: str = "recall") -> Figure:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, curve in curves.items():
+        ks = sorted(curve)
+        ax.plot(ks, [curve[k] for k in ks], marker="o", label=name)
+    ax.set(xlabel="k", ylabel=f"{metric}@k", title=f"{metric}@k on test", xscale="log")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def embedding_map(xy: np.ndarray, labels: np.ndarray, title: str) -> Figure:
+    fig, ax = plt.subplots(figsize=(7, 6))
+    for lab in pd.unique(labels):
+        sel = labels == lab
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=4, alpha=0.6, label=f"{lab} ({sel.sum()})")
+    ax.set(title=title, xticks=[], yticks=[])
+    ax.legend(markerscale=3, fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,80 @@
+"""Provenance for reports: versions, git commit, dataset checksums, device, seed; and an atomic
+``metrics.json`` writer."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+PACKAGES = ("movierec", "torch", "numpy", "pandas", "pyarrow", "nltk", "matplotlib",
+            "papermill")
+
+
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def git_state(path: str | os.PathLike = ".") -> dict[str, str | bool | None]:
+    """The commit checked out at ``path`` and whether the tree has uncommitted changes."""
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", "-C", str(path), *args], capture_output=True,
+                                  text=True, check=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+def device_info(device: torch.device) -> dict[str, str | int]:
+    info: dict[str, str | int] = {"device": str(device), "torch_threads": torch.get_num_threads(),
+                                  "cpu": platform.processor() or platform.machine(),
+                                  "cpu_count": os.cpu_count() or 0}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def provenance(*, device: torch.device, seed: int, dataset: str,
+               checksums: dict[str, str], repo: str | os.PathLike = ".") -> dict:
+    return {"versions": package_versions(), "git": git_state(repo), "dataset": dataset,
+            "checksums": checksums, **device_info(device), "seed": seed,
+            "platform": platform.platform()}
+
+
+def _clean(obj):
+    """JSON-safe: numpy scalars to Python, NaN/inf to None."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(path: str | os.PathLike, data: dict) -> Path:
+    """Write ``data`` as indented JSON via a temporary file renamed into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(_clean(data), indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,103 @@
+"""Execute a notebook with papermill into a report folder and render it to HTML.
+
+    python -m movierec.report NOTEBOOK PARAMS.yaml OUTPUT_DIR [-p NAME=VALUE ...]
+
+Parameter names are checked against the notebook's ``parameters`` cell first (papermill itself
+only warns about a misspelt name), and the output folder must be writable before anything runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+KERNEL = "python3"  # the kernel of the environment running this module
+
+
+def notebook_parameters(notebook: str | os.PathLike) -> set[str]:
+    import papermill
+
+    params = papermill.inspect_notebook(str(notebook))
+    if not params:
+        raise ValueError(f"{notebook}: no cell tagged 'parameters'")
+    return set(params)
+
+
+def check_parameters(notebook: str | os.PathLike, params: dict) -> None:
+    """Raise ValueError naming any parameter the notebook does not define."""
+    known = notebook_parameters(notebook)
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(f"{notebook}: unknown parameter(s) {unknown}; "
+                         f"the parameters cell defines {sorted(known)}")
+
+
+def check_writable(folder: Path) -> None:
+    """Fail early (before hours of work) if reports cannot be written to ``folder``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test"):
+            pass
+    except OSError as exc:
+        raise OSError(f"report folder {folder} is not writable: {exc}") from exc
+
+
+def parse_value(text: str):
+    """A -p value as YAML (numbers, booleans, lists), else the plain string."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def run_report(notebook: str | os.PathLike, output_dir: str | os.PathLike, params: dict,
+               *, html: bool = True) -> Path:
+    """Execute ``notebook`` with ``params`` into ``output_dir`` (ipynb + html). The notebook
+    writes ``metrics.json`` there itself (parameter OUTPUT_DIR)."""
+    import papermill
+
+    notebook, out = Path(notebook), Path(output_dir).resolve()
+    params = {**params, "OUTPUT_DIR": str(out)}
+    check_parameters(notebook, params)
+    check_writable(out)
+    executed = out / notebook.name
+    papermill.execute_notebook(str(notebook), str(executed), parameters=params,
+                               kernel_name=KERNEL, cwd=str(notebook.parent),
+                               progress_bar=False, log_output=False)
+    if html:
+        from nbconvert import HTMLExporter
+
+        body, _ = HTMLExporter().from_filename(str(executed))
+        executed.with_suffix(".html").write_text(body, encoding="utf-8")
+    return executed
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("notebook")
+    ap.add_argument("params", help="YAML file of parameters")
+    ap.add_argument("output_dir")
+    ap.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
+    args = ap.parse_args(argv)
+    params = yaml.safe_load(Path(args.params).read_text()) or {}
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep:
+            ap.error(f"-p expects NAME=VALUE, got {item!r}")
+        params[name] = parse_value(value)
+    try:
+        path = run_report(args.notebook, args.output_dir, params)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {path} and {path.with_suffix('.html')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,274 @@
+"""Training engine: whole prepared dataset on the device, index-slice batches, early stopping,
+atomic checkpoints and resume.
+
+A batch is a slice of a seeded permutation of the training rows; each unique movie in the batch
+is encoded once. Embedding tables get sparse gradients and SparseAdam (Adam without weight decay,
+updating only the rows a batch touches); the dense encoder weights use AdamW.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from movierec.model import FeatureTensors, ModelConfig, MovieRecModel
+
+LOSSES = ("rmse", "softmax", "rmse+softmax")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks CUDA, then Apple MPS, then CPU."""
+    if str(device) != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, numpy and torch (for code outside movierec) and return a torch Generator
+    that movierec's own functions take explicitly."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings; saved with every checkpoint."""
+
+    epochs: int = 30
+    batch_size: int = 1024
+    lr: float = 0.01  # SparseAdam on the embedding tables
+    dense_lr: float = 0.003  # AdamW on the encoder's dense weights
+    weight_decay: float = 0.01  # AdamW, dense weights only (never the embeddings)
+    reg: float = 0.0  # L2 on the batch's user/movie-id vectors and biases (see model.penalty)
+    loss: str = "rmse"  # "rmse", "softmax" (sampled softmax over the catalogue) or both
+    rank_weight: float = 1.0  # weight of the softmax term in "rmse+softmax"
+    n_negatives: int = 1024  # uniform catalogue negatives per batch, shared by its rows
+    temperature: float = 0.1  # softmax temperature on cosine scores
+    patience: int = 3  # early stopping: epochs without improvement of the monitored metric
+    seed: int = 42
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+
+
+@dataclass
+class Ratings:
+    """(user, movie, rating) index tensors on one device."""
+
+    users: torch.Tensor
+    movies: torch.Tensor
+    ratings: torch.Tensor
+
+    @classmethod
+    def from_arrays(cls, users, movies, ratings, device) -> Ratings:
+        return cls(torch.as_tensor(np.asarray(users, np.int64), device=device),
+                   torch.as_tensor(np.asarray(movies, np.int64), device=device),
+                   torch.as_tensor(np.asarray(ratings, np.float32), device=device))
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+@torch.no_grad()
+def predict(model: MovieRecModel, feats: FeatureTensors, data: Ratings,
+            batch_size: int = 65536) -> torch.Tensor:
+    """Predicted ratings for every row of ``data`` (movie vectors computed once)."""
+    was_training = model.training
+    model.eval()
+    movie_vecs = model.all_movie_vectors(feats)
+    out = torch.empty(len(data), device=data.ratings.device)
+    for s in range(0, len(data), batch_size):
+        u, m = data.users[s:s + batch_size], data.movies[s:s + batch_size]
+        out[s:s + batch_size] = model.predict_from_vectors(u, model.user(u), m, movie_vecs[m])
+    model.train(was_training)
+    return out
+
+
+def rating_errors(pred: torch.Tensor | np.ndarray, truth: torch.Tensor | np.ndarray
+                  ) -> dict[str, float]:
+    """RMSE and MAE over all rows (not a mean of per-batch values)."""
+    err = torch.as_tensor(pred, dtype=torch.float64) - torch.as_tensor(truth, dtype=torch.float64)
+    return {"rmse": float(err.pow(2).mean().sqrt()), "mae": float(err.abs().mean())}
+
+
+def softmax_loss(model: MovieRecModel, feats: FeatureTensors, users: torch.Tensor,
+                 movies: torch.Tensor, negatives: torch.Tensor, temperature: float
+                 ) -> torch.Tensor:
+    """Sampled softmax: each (user, positive movie) against catalogue negatives shared by the
+    batch, on cosine scores / temperature."""
+    uniq, inverse = torch.unique(torch.cat([movies, negatives]), return_inverse=True)
+    vecs = nn.functional.normalize(model.encode_movies(uniq, feats), dim=1)
+    u = nn.functional.normalize(model.user(users), dim=1)
+    pos = (u * vecs[inverse[: len(movies)]]).sum(1, keepdim=True)
+    neg = u @ vecs[inverse[len(movies):]].T
+    logits = torch.cat([pos, neg], dim=1) / temperature
+    return torch.logsumexp(logits, 1).mean() - logits[:, 0].mean()
+
+
+def make_optimizers(model: MovieRecModel, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
+    opts: list[torch.optim.Optimizer] = [torch.optim.SparseAdam(model.sparse_parameters(),
+                                                                lr=cfg.lr)]
+    dense = model.dense_parameters()
+    if dense:
+        opts.append(torch.optim.AdamW(dense, lr=cfg.dense_lr, weight_decay=cfg.weight_decay))
+    return opts
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
+    """Write ``state`` with torch.save to a temporary file, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint with ``weights_only=True`` (no arbitrary unpickling)."""
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def model_from_checkpoint(state: dict, device: str | torch.device = "cpu") -> MovieRecModel:
+    model = MovieRecModel(ModelConfig(**state["model_config"])).to(device)
+    model.load_state_dict(state["model"])
+    return model
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the best model (already loaded), its history and timings."""
+
+    model: MovieRecModel
+    history: pd.DataFrame
+    best_epoch: int
+    seconds: float
+    samples_per_second: float
+    extra: dict = field(default_factory=dict)
+
+
+def fit(
+    model: MovieRecModel,
+    feats: FeatureTensors,
+    train: Ratings,
+    cfg: TrainConfig,
+    evaluate: Callable[[MovieRecModel], dict[str, float]],
+    *,
+    monitor: str = "val_rmse",
+    mode: str = "min",
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    meta: dict | None = None,
+    max_batches: int | None = None,
+) -> FitResult:
+    """Train ``model`` and return the state with the best ``monitor`` value.
+
+    ``evaluate(model)`` returns validation metrics (e.g. ``{"val_rmse": ...}``) after each epoch;
+    training stops after ``cfg.patience`` epochs without improvement. With ``checkpoint``, the
+    full training state (model, optimisers, RNG, history, best state, ``meta``) is written
+    atomically after every epoch; ``resume=True`` continues from it and ends with the same result
+    as an uninterrupted run. ``max_batches`` bounds each epoch (for benchmarks).
+    """
+    device = train.users.device
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opts = make_optimizers(model, cfg)
+    history: list[dict] = []
+    best = {"value": math.inf if mode == "min" else -math.inf, "epoch": -1, "state": None}
+    start_epoch = 0
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        state = load_checkpoint(checkpoint, map_location=device)
+        model.load_state_dict(state["model"])
+        for opt, s in zip(opts, state["optimizers"], strict=True):
+            opt.load_state_dict(s)
+        gen.set_state(state["generator"])
+        history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
+    n = len(train)
+    steps = math.ceil(n / cfg.batch_size)
+    if max_batches is not None:
+        steps = min(steps, max_batches)
+    use_rmse = cfg.loss in ("rmse", "rmse+softmax")
+    use_rank = cfg.loss in ("softmax", "rmse+softmax")
+    bar = tqdm(total=cfg.epochs, initial=start_epoch, disable=not cfg.progress,
+               desc="epochs", unit="epoch", dynamic_ncols=False, ncols=100)
+    t_train, seen = 0.0, 0
+    for epoch in range(start_epoch, cfg.epochs):
+        if epoch - best["epoch"] > cfg.patience and best["epoch"] >= 0:
+            break
+        model.train()
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, generator=gen).to(device)
+        total, count = 0.0, 0
+        for step in range(steps):
+            idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            users, movies = train.users[idx], train.movies[idx]
+            for opt in opts:
+                opt.zero_grad(set_to_none=True)
+            loss = torch.zeros((), device=device)
+            if use_rmse:
+                pred = model(users, movies, feats)
+                loss = loss + (pred - train.ratings[idx]).pow(2).mean().sqrt()
+            if use_rank:
+                negs = torch.randint(feats.n_movies, (cfg.n_negatives,), generator=gen)
+                weight = cfg.rank_weight if use_rmse else 1.0
+                loss = loss + weight * softmax_loss(model, feats, users, movies,
+                                                    negs.to(device), cfg.temperature)
+            if cfg.reg:
+                loss = loss + cfg.reg * model.penalty(users, movies)
+            loss.backward()
+            for opt in opts:
+                opt.step()
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+        t_epoch = time.perf_counter() - t0
+        t_train += t_epoch
+        seen += count
+        metrics = evaluate(model)
+        row = {"epoch": epoch + 1, "train_loss": total / max(count, 1), **metrics,
+               "seconds": t_epoch}
+        history.append(row)
+        value = metrics[monitor]
+        if (value < best["value"]) if mode == "min" else (value > best["value"]):
+            best = {"value": value, "epoch": epoch,
+                    "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+        bar.update(1)
+        bar.set_postfix({monitor: f"{value:.4f}", "loss": f"{row['train_loss']:.4f}"},
+                        refresh=False)
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, {
+                "model": model.state_dict(),
+                "optimizers": [o.state_dict() for o in opts],
+                "generator": gen.get_state(),
+                "history": history,
+                "best": best,
+                "epoch": epoch,
+                "model_config": model.config.to_dict(),
+                "train_config": asdict(cfg),
+                "meta": meta or {},
+            })
+    bar.close()
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    model.eval()
+    return FitResult(model=model, history=pd.DataFrame(history), best_epoch=best["epoch"] + 1,
+                     seconds=t_train, samples_per_second=seen / t_train if t_train else 0.0)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 DATA_ENV = "MOVIEREC_DATA"
 GROUPLENS = "https://files.grouplens.org/datasets/movielens"
@@ -236,11 +238,13 @@ def read_table(path: Path, columns: dict[str, str]) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise DataError(path, "file not found")
-    str_cols = {c: "str" for c, kind in columns.items() if kind == "str"}
+    str_cols = {c: pa.string() for c, kind in columns.items() if kind == "str"}
     try:
-        df = pd.read_csv(path, engine="pyarrow", dtype=str_cols, encoding="utf-8")
-    except (ValueError, OSError, UnicodeDecodeError) as exc:  # pyarrow's errors derive from these
+        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=str_cols,
+                                                                strings_can_be_null=True))
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
         raise DataError(path, f"not a readable UTF-8 CSV file: {exc}") from None
+    df = table.to_pandas()
     df.columns = [str(c).strip().lstrip("\ufeff") for c in df.columns]
     missing = [c for c in columns if c not in df.columns]
     if missing:

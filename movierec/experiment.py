@@ -52,6 +52,8 @@ class Experiment:
 
     prep: Prepared
     device: torch.device
+    seed: int = 0  # picks the val users that monitor ranking when there are too many
+    max_val_users: int = 20_000
     feats: FeatureTensors = field(init=False)
     train: Ratings = field(init=False)
     val: Ratings = field(init=False)
@@ -62,6 +64,10 @@ class Experiment:
         self.train, self.val, self.test = (
             Ratings.from_arrays(*self.prep.part(p), self.device) for p in (TRAIN, VAL, TEST))
         self.val_users, self.val_relevant = self.prep.relevant(VAL)
+        if len(self.val_users) > self.max_val_users:
+            pick = np.sort(np.random.default_rng(self.seed).choice(
+                len(self.val_users), self.max_val_users, replace=False))
+            self.val_users, self.val_relevant = self.val_users[pick], self.val_relevant.select(pick)
         self.val_history = self.prep.history(TRAIN).select(self.val_users)
         self.test_users, self.test_relevant = self.prep.relevant(TEST)
         self.test_history = self.prep.history(TRAIN, VAL).select(self.test_users)
@@ -215,6 +221,8 @@ def cold_start_movie(prep: Prepared) -> int:
     score = np.where((train_count == 0) & tagged, later, -1)
     if score.max() <= 0:
         score = np.where(train_count == 0, later, -1)
+    if score.max() <= 0:
+        raise ValueError("no movie is rated after the training period only")
     return int(prep.movies["movieId"].iloc[int(np.argmax(score))])
 
 

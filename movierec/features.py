@@ -91,7 +91,7 @@ def movie_index(movies: pd.DataFrame, ids: np.ndarray) -> np.ndarray:
 def genre_bags(movies: pd.DataFrame, file: str = "movies.csv") -> Bags:
     """Per-movie genre bags over :data:`GENRES`; unknown genre names raise DataError."""
     exploded = movies["genres"].str.split("|").explode()
-    codes = pd.Categorical(exploded.to_numpy(), categories=list(GENRES)).codes
+    codes = pd.Index(list(GENRES)).get_indexer(exploded.to_numpy())
     bad = codes < 0
     if bad.any():
         rows = np.unique(exploded.index.to_numpy()[bad])

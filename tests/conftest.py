@@ -1,0 +1,37 @@
+"""Shared fixtures: generated MovieLens-format data (no network) and the real small dataset."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from movierec import synth
+from movierec.data import DATASETS, data_root, dataset_files_present
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A tiny generated dataset with genome (120 users, 300 movies, 6,000 ratings)."""
+    return synth.generate(tmp_path_factory.mktemp("data") / "tiny", "tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def small_dir() -> Path:
+    """ml-latest-small under $MOVIEREC_DATA. Skipped locally when absent; in CI (CI set) its
+    absence is a failure, never a silent skip."""
+    folder = data_root() / "ml-latest-small"
+    if not dataset_files_present(folder, DATASETS["ml-latest-small"]):
+        msg = f"ml-latest-small not found under {folder.parent} (set MOVIEREC_DATA)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return folder
+
+
+def write_csv(folder: Path, name: str, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(text)
+    return path

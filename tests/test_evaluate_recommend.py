@@ -1,0 +1,157 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from movierec.data import load_movielens
+from movierec.evaluate import BiasBaseline, Csr, GlobalMean, hit_matrix, ranking_metrics, rmse_mae
+from movierec.experiment import Experiment, cold_start_movie, history_csr, train_variant
+from movierec.features import GENRES
+from movierec.prepare import prepare
+from movierec.recommend import Recommender, topk_search
+from movierec.train import TrainConfig
+
+
+def csr(rows: list[list[int]]) -> Csr:
+    offsets = np.cumsum([0] + [len(r) for r in rows])
+    return Csr(offsets, np.array([i for r in rows for i in r], np.int64))
+
+
+def test_ranking_metrics_hand_computed():
+    topk = np.array([[1, 2, 3], [4, 5, 6]])
+    relevant = csr([[2, 9], [7]])
+    m = ranking_metrics(topk, relevant, ks=(3,), n_items=10)
+    assert m["recall@3"] == pytest.approx((1 / 2 + 0) / 2)
+    assert m["hit_rate@3"] == pytest.approx(0.5)
+    idcg = 1 + 1 / math.log2(3)
+    assert m["ndcg@3"] == pytest.approx((1 / math.log2(3) / idcg) / 2)
+    assert m["map@3"] == pytest.approx(((1 / 2) / 2) / 2)
+    assert m["coverage@3"] == pytest.approx(6 / 10)
+
+
+def test_perfect_ranking_scores_one():
+    topk = np.array([[3, 1, 0], [2, 5, 4]])
+    m = ranking_metrics(topk, csr([[1, 3], [2, 4, 5]]), ks=(2, 3))
+    assert m["ndcg@2"] == m["map@2"] == m["hit_rate@2"] == 1.0
+    assert m["recall@2"] == pytest.approx((1 + 2 / 3) / 2)
+    assert m["ndcg@3"] == pytest.approx((1 + 1) / 2 * 0 + 1.0 * 0 + (
+        (1 + 1 / math.log2(3)) / (1 + 1 / math.log2(3)) + 1) / 2)
+
+
+def test_metrics_errors():
+    with pytest.raises(ValueError, match="at least one relevant"):
+        ranking_metrics(np.array([[1, 2]]), csr([[]]), ks=(2,))
+    with pytest.raises(ValueError, match="at least 5 columns"):
+        ranking_metrics(np.array([[1, 2]]), csr([[1]]), ks=(5,))
+
+
+def test_hit_matrix():
+    assert hit_matrix(np.array([[0, 1], [1, 0]]), csr([[1], [1]])).tolist() == [
+        [False, True], [True, False]]
+
+
+def test_baselines():
+    users, movies = np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])
+    r = np.array([5.0, 3.0, 4.0, 2.0])
+    assert GlobalMean().fit(users, movies, r).predict(users, movies).tolist() == [3.5] * 4
+    b = BiasBaseline(2, 2, reg_user=0, reg_movie=0, iterations=20).fit(users, movies, r)
+    assert rmse_mae(b.predict(users, movies), r)["rmse"] < 1e-6
+    assert rmse_mae(np.array([1.0, 3.0]), np.array([2.0, 3.0])) == pytest.approx(
+        {"rmse": math.sqrt(0.5), "mae": 0.5})
+
+
+def test_topk_masks_seen_and_matches_bruteforce():
+    g = torch.Generator().manual_seed(0)
+    users, movies = torch.randn(7, 4, generator=g), torch.randn(30, 4, generator=g)
+    exclude = csr([[0, 1, 2], [], [5], list(range(25)), [3], [4], [29]])
+    idx, _scores = topk_search(users, movies, 5, exclude=exclude, block=3)
+    full = (users @ movies.T).numpy()
+    for u in range(7):
+        seen = set(exclude.row(u).tolist())
+        assert not seen & set(idx[u].tolist())
+        expected = [i for i in np.argsort(-full[u], kind="stable") if i not in seen][:5]
+        assert idx[u].tolist() == expected
+    with pytest.raises(ValueError, match="positive"):
+        topk_search(users, movies, 0)
+    with pytest.raises(ValueError, match="exceeds the catalogue"):
+        topk_search(users, movies, 31)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dir):
+    prep = prepare(load_movielens(tiny_dir))
+    labels = prep.split.labels.copy()
+    prep.split.labels[:] = 0
+    with pytest.raises(ValueError, match="no movie"):
+        cold_start_movie(prep)
+    prep.split.labels[:] = labels
+    # hold movie 7 out of training: its train ratings move to val
+    held = (prep.items == 7) & (prep.split.labels == 0)
+    prep.split.labels[held] = 1
+    exp = Experiment(prep, torch.device("cpu"))
+    cfg = TrainConfig(epochs=3, batch_size=512, progress=False, seed=1)
+    res = train_variant(exp, "hybrid", cfg, dim=16)
+    rec = Recommender(res.fit.model, exp.feats, prep.movies, prep.user_ids, history_csr(prep),
+                      tag_vocab=prep.features.tag_vocab, genome_tags=prep.features.genome_tags,
+                      genres=GENRES)
+    return prep, rec
+
+
+def test_recommend_excludes_history_and_answers_errors(trained):
+    prep, rec = trained
+    user_id = int(prep.user_ids[5])
+    top = rec.recommend(user_id, k=10)
+    assert list(top.columns) == ["movieId", "title", "genres", "score"] and len(top) == 10
+    seen = set(prep.movies.movieId.iloc[rec.history.row(5)])
+    assert not seen & set(top.movieId)
+    assert top.score.is_monotonic_decreasing
+    with_seen = rec.recommend(user_id, k=10, exclude_seen=False)
+    assert with_seen.score.iloc[0] >= top.score.iloc[0]
+    with pytest.raises(KeyError, match="unknown userId 999999"):
+        rec.recommend(999999)
+    with pytest.raises(ValueError, match="positive"):
+        rec.recommend(user_id, k=-1)
+    with pytest.raises(ValueError, match="exceeds"):
+        rec.recommend(user_id, k=10**6)
+
+
+def test_recommend_all_matches_single(trained):
+    prep, rec = trained
+    idx, _ = rec.recommend_all(k=5, block=7)
+    for row in (0, 50, prep.n_users - 1):
+        single = rec.recommend(int(prep.user_ids[row]), k=5)
+        assert prep.movies.movieId.iloc[idx[row]].tolist() == single.movieId.tolist()
+
+
+def test_similar_movies_excludes_itself_and_unknown_movie(trained):
+    prep, rec = trained
+    mid = int(prep.movies.movieId.iloc[0])
+    sim = rec.similar_movies(mid, k=5)
+    assert mid not in set(sim.movieId) and len(sim) == 5
+    with pytest.raises(KeyError, match="unknown movieId -1"):
+        rec.similar_movies(-1)
+
+
+def test_cold_start_movie_encoded_by_content(trained):
+    prep, rec = trained
+    mid = cold_start_movie(prep)
+    row = rec.movie_row(mid)
+    assert row not in set(prep.part(0)[1].tolist())
+    # never trained: its id vector stayed zero, so its embedding is its content embedding
+    torch.testing.assert_close(rec.content_vector(mid),
+                               rec.model.all_movie_vectors(rec.feats)[row])
+    assert rec.model.movie.weight[row].abs().sum() == 0
+    aud = rec.audience(mid, k=5)
+    assert list(aud.columns) == ["userId", "score"] and len(aud) == 5
+
+
+def test_explain_contributions_are_sorted(trained):
+    prep, rec = trained
+    user_id = int(prep.user_ids[0])
+    top = rec.recommend(user_id, k=1)
+    why = rec.explain(user_id, int(top.movieId[0]), top=4)
+    assert set(why.kind) <= {"tag", "genre", "genome"} and len(why) <= 4
+    assert why.contribution.abs().is_monotonic_decreasing
+    assert isinstance(why, pd.DataFrame)

@@ -1,0 +1,115 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from movierec.data import DataError, load_movielens
+from movierec.features import (
+    GENRES,
+    NO_TAG,
+    bags_from_pairs,
+    build_features,
+    genome_matrix,
+    genre_bags,
+    stem_tags,
+    tag_bags,
+)
+from movierec.prepare import prepare
+from movierec.split import TEST, TRAIN, VAL, chronological_split, split_ratings, split_sizes
+
+
+def test_stemming_lowercases_and_stems_whole_tag():
+    out = stem_tags(pd.Series(["Running", "running", "Funny Movies", "zombies"]))
+    assert out.tolist() == ["run", "run", "funny movi", "zombi"]
+
+
+def test_tag_bags_count_duplicates_and_reserve_zero():
+    movies = pd.DataFrame({"movieId": [10, 20, 30]})
+    tags = pd.DataFrame({"movieId": [10, 10, 10, 20], "tag": ["Fun", "fun", "dark", "dark"]})
+    bags, vocab = tag_bags(tags, movies)
+    assert vocab[0] == NO_TAG and set(vocab[1:]) == {"fun", "dark"}
+    idx, w = bags.row(0)
+    assert dict(zip([vocab[i] for i in idx], w.tolist(), strict=True)) == pytest.approx(
+        {"fun": 2 / 3, "dark": 1 / 3})
+    assert bags.row(2)[0].tolist() == [0] and bags.row(2)[1].tolist() == [1.0]  # untagged
+
+
+def test_bags_from_pairs_rows_sum_to_one():
+    bags = bags_from_pairs(np.array([0, 0, 2, 2, 2]), np.array([3, 3, 1, 2, 1]), 4)
+    sums = np.add.reduceat(bags.weights, bags.offsets[:-1])
+    assert np.allclose(sums, 1.0) and bags.n_rows == 4
+
+
+def test_genres_map_to_fixed_vocabulary_and_unknown_genre_raises():
+    movies = pd.DataFrame({"genres": ["Comedy|Drama", "(no genres listed)"]})
+    bags = genre_bags(movies)
+    assert [GENRES[i] for i in bags.row(0)[0]] == ["Comedy", "Drama"]
+    assert bags.row(1)[0].tolist() == [0]
+    with pytest.raises(DataError, match=r"unknown genre\(s\) \['Cartoon'\].*line 3"):
+        genre_bags(pd.DataFrame({"genres": ["Comedy", "Cartoon|Drama"]}))
+
+
+def test_genome_matrix_alignment_and_first_tag_kept():
+    movies = pd.DataFrame({"movieId": [5, 7, 9]})
+    gtags = pd.DataFrame({"tagId": [2, 1], "tag": ["b", "a"]})
+    scores = pd.DataFrame({"movieId": [9, 9, 5, 5], "tagId": [1, 2, 2, 1],
+                           "relevance": [0.1, 0.2, 0.3, 0.4]})
+    matrix, mask = genome_matrix(scores, gtags, movies)
+    np.testing.assert_allclose(matrix, [[0.4, 0.3], [0, 0], [0.1, 0.2]], rtol=1e-6)
+    assert mask.tolist() == [True, False, True]
+
+
+def test_leak_free_tags_drop_tags_after_training_cutoff(tiny_dir):
+    ds = load_movielens(tiny_dir)
+    full = prepare(ds)
+    free = prepare(ds, leak_free_tags=True)
+    n = free.dropped["tags_after_cutoff"]
+    assert 0 < n < len(ds.tags)
+    kept = free.features.tags.weights.size
+    assert kept <= full.features.tags.weights.size
+    assert len(free.features.tag_vocab) <= len(full.features.tag_vocab)
+
+
+def test_features_have_genome_block(tiny_dir):
+    f = build_features(load_movielens(tiny_dir))
+    assert f.blocks() == ["genres", "tags", "genome"]
+    assert f.genome.shape == (300, 64) and f.genome_mask.sum() == 150
+
+
+@pytest.mark.parametrize(("n", "sizes"), [(1, (0, 0, 1)), (2, (1, 0, 1)), (10, (7, 2, 1)),
+                                          (90, (63, 18, 9)), (170, (119, 34, 17))])
+def test_split_sizes_integer_arithmetic(n, sizes):
+    assert tuple(int(x) for x in split_sizes(n)) == sizes
+
+
+def test_split_is_chronological_and_stable_on_ties():
+    users = np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+    ts = np.array([5, 1, 1, 9, 3, 3, 3, 2, 8, 7])
+    labels = chronological_split(users, ts)
+    order = np.lexsort((np.arange(10), ts))  # by time, ties by file order
+    assert labels[order].tolist() == [TRAIN] * 7 + [VAL] * 2 + [TEST]
+
+
+def reference_split(ratings: pd.DataFrame) -> np.ndarray:
+    """An independent per-user loop: sort each user's rows by (timestamp, file position)."""
+    labels = np.empty(len(ratings), np.int8)
+    for _, rows in ratings.groupby("userId").indices.items():
+        rows = sorted(rows, key=lambda i: (ratings["timestamp"].iat[i], i))
+        n = len(rows)
+        n_train = (7 * n) // 10
+        n_val = (2 * (n - n_train)) // 3
+        for rank, i in enumerate(rows):
+            labels[i] = TRAIN if rank < n_train else VAL if rank < n_train + n_val else TEST
+    return labels
+
+
+@pytest.mark.realdata
+def test_real_small_split_matches_reference(small_dir):
+    ds = load_movielens(small_dir)
+    split = split_ratings(ds.ratings)
+    assert split.sizes() == {"train": 70316, "val": 20162, "test": 10358}
+    assert np.array_equal(split.labels, reference_split(ds.ratings))
+
+
+def test_generated_split_matches_reference(tiny_dir):
+    ds = load_movielens(tiny_dir)
+    assert np.array_equal(split_ratings(ds.ratings).labels, reference_split(ds.ratings))

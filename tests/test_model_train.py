@@ -1,0 +1,174 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from movierec.data import load_movielens
+from movierec.evaluate import GlobalMean, rmse_mae
+from movierec.experiment import Experiment, train_variant
+from movierec.features import Bags, MovieFeatures
+from movierec.model import FeatureTensors, ModelConfig, MovieRecModel
+from movierec.prepare import prepare
+from movierec.split import TEST, TRAIN
+from movierec.train import (
+    Ratings,
+    TrainConfig,
+    fit,
+    load_checkpoint,
+    model_from_checkpoint,
+    predict,
+    rating_errors,
+    resolve_device,
+)
+
+
+def toy_features(genome: bool = True) -> MovieFeatures:
+    """4 movies: tags with duplicates of different list lengths, one movie without genome."""
+    tags = Bags(offsets=np.array([0, 2, 3, 4, 5]), indices=np.array([1, 2, 1, 0, 3]),
+                weights=np.array([0.75, 0.25, 1, 1, 1], np.float32))
+    genres = Bags(offsets=np.array([0, 1, 3, 4, 5]), indices=np.array([1, 2, 3, 0, 5]),
+                  weights=np.array([1, 0.5, 0.5, 1, 1], np.float32))
+    g = np.random.default_rng(0).random((4, 6)).astype(np.float32) if genome else None
+    mask = np.array([True, True, False, True]) if genome else None
+    if genome:
+        g[2] = 0
+    vocab = ["<no tag>", "a", "b", "c"]
+    return MovieFeatures(np.array([1, 2, 3, 4], np.int32), genres, tags, vocab, g, mask,
+                         [f"t{i}" for i in range(6)] if genome else None)
+
+
+def toy_model(encoder="content", score="cosine", genome=True) -> MovieRecModel:
+    cfg = ModelConfig(n_users=3, n_movies=4, n_tags=4, n_genres=20,
+                      n_genome_tags=6 if genome else 0, dim=8, encoder=encoder, score=score)
+    return MovieRecModel(cfg, torch.Generator().manual_seed(0))
+
+
+def test_movie_embedding_independent_of_batch_composition():
+    model, feats = toy_model(), FeatureTensors(toy_features())
+    alone = model.encode_movies(torch.tensor([2]), feats)
+    mixed = model.encode_movies(torch.tensor([0, 2, 1, 3]), feats)
+    torch.testing.assert_close(alone[0], mixed[1])
+
+
+def test_duplicate_tags_equal_weighted_bag():
+    """A movie tagged (a, a, a, b) equals one whose bag is (a: 0.75, b: 0.25)."""
+    model = toy_model(genome=False)
+    f = toy_features(genome=False)
+    dup = dataclasses.replace(f, tags=Bags(np.array([0, 4, 5, 6, 7]),
+                                           np.array([1, 1, 1, 2, 1, 0, 3]),
+                                           np.array([0.25] * 4 + [1, 1, 1], np.float32)))
+    rows = torch.tensor([0])
+    torch.testing.assert_close(model.encode_movies(rows, FeatureTensors(f)),
+                               model.encode_movies(rows, FeatureTensors(dup)))
+
+
+def test_cosine_prediction_spans_rating_scale():
+    model, feats = toy_model(), FeatureTensors(toy_features())
+    users, movies = torch.tensor([0, 1, 2, 0]), torch.tensor([0, 1, 2, 3])
+    pred = model(users, movies, feats)
+    assert ((pred >= 0.5) & (pred <= 5.0)).all()
+    u, m = model.user(users), model.encode_movies(movies, feats)
+    cos = torch.nn.functional.cosine_similarity(u, m)
+    torch.testing.assert_close(pred, 2.75 + 2.25 * cos)
+
+
+def test_genome_tag_one_learns_and_batch_without_genome_movie_works():
+    model, feats = toy_model(), FeatureTensors(toy_features())
+    pred = model(torch.tensor([0]), torch.tensor([0]), feats)
+    pred.sum().backward()
+    assert model.genome_tag.grad[0].abs().sum() > 0  # tag 1 is not padding
+    model.zero_grad()
+    pred = model(torch.tensor([1]), torch.tensor([2]), feats)  # only a no-genome movie
+    pred.sum().backward()
+    assert model.genome_tag.grad.abs().sum() == 0 and model.no_genome.grad.abs().sum() > 0
+
+
+def test_hybrid_unseen_movie_is_encoded_by_content():
+    model, feats = toy_model("hybrid", "cosine_bias"), FeatureTensors(toy_features())
+    rows = torch.tensor([3])
+    torch.testing.assert_close(model.encode_movies(rows, feats),
+                               model.encode_movies(rows, feats, use_id=False))
+
+
+@pytest.fixture(scope="module")
+def tiny_exp(tiny_dir):
+    return Experiment(prepare(load_movielens(tiny_dir)), resolve_device("cpu"))
+
+
+def quick_config(**kw) -> TrainConfig:
+    base = {"epochs": 4, "batch_size": 256, "progress": False, "patience": 10, "seed": 3}
+    return TrainConfig(**{**base, **kw})
+
+
+def test_tiny_model_overfits_training_data(tiny_exp):
+    cfg = tiny_exp.model_config(dim=16, encoder="hybrid", score="cosine_bias")
+    model = MovieRecModel(cfg, torch.Generator().manual_seed(0))
+    train = tiny_exp.train
+    before = rating_errors(predict(model, tiny_exp.feats, train), train.ratings)["rmse"]
+    res = fit(model, tiny_exp.feats, train, quick_config(epochs=40, lr=0.03),
+              lambda m: {"train_rmse": rating_errors(predict(m, tiny_exp.feats, train),
+                                                     train.ratings)["rmse"]},
+              monitor="train_rmse")
+    after = res.history["train_rmse"].min()
+    assert after < 0.5 * before and after < 0.5
+
+
+def test_planted_structure_is_learned_beyond_global_mean(tiny_exp):
+    res = train_variant(tiny_exp, "hybrid", quick_config(epochs=15, lr=0.01), dim=16)
+    u, m, r = tiny_exp.prep.part(TEST)
+    baseline = rmse_mae(GlobalMean().fit(*tiny_exp.prep.part(TRAIN)).predict(u, m), r)["rmse"]
+    assert res.metrics["test_rmse"] < 0.95 * baseline
+
+
+def test_same_seed_same_result_and_different_seed_differs(tiny_exp):
+    a = train_variant(tiny_exp, "seed", quick_config())
+    b = train_variant(tiny_exp, "seed", quick_config())
+    c = train_variant(tiny_exp, "seed", quick_config(seed=4))
+    assert a.fit.history.drop(columns="seconds").equals(b.fit.history.drop(columns="seconds"))
+    for (ka, va), (kb, vb) in zip(a.fit.model.state_dict().items(),
+                                  b.fit.model.state_dict().items(), strict=True):
+        assert ka == kb and torch.equal(va, vb)
+    assert not a.fit.history["val_rmse"].equals(c.fit.history["val_rmse"])
+
+
+def test_checkpoint_round_trip_and_resume_equals_uninterrupted(tiny_exp, tmp_path):
+    cfg_model = tiny_exp.model_config(dim=8, encoder="hybrid", score="cosine_bias")
+    evaluate = tiny_exp.validation("val_rmse")
+
+    def run(epochs, ckpt, resume=False, model=None):
+        model = model or MovieRecModel(cfg_model, torch.Generator().manual_seed(0))
+        return fit(model, tiny_exp.feats, tiny_exp.train, quick_config(epochs=epochs),
+                   evaluate, checkpoint=ckpt, resume=resume)
+
+    full = run(4, tmp_path / "full.pt")
+    run(2, tmp_path / "part.pt")  # "killed" after epoch 2
+    resumed = run(4, tmp_path / "part.pt", resume=True)
+    assert full.history.drop(columns="seconds").equals(resumed.history.drop(columns="seconds"))
+    state = load_checkpoint(tmp_path / "full.pt")
+    assert state["epoch"] == 3 and state["model_config"]["encoder"] == "hybrid"
+    restored = model_from_checkpoint(state)
+    pred_a = predict(restored, tiny_exp.feats, tiny_exp.val)
+    last = MovieRecModel(cfg_model)
+    last.load_state_dict(state["model"])
+    torch.testing.assert_close(pred_a, predict(last, tiny_exp.feats, tiny_exp.val))
+    assert not list(tmp_path.glob(".*tmp"))  # atomic writes leave no temp files
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in {"cpu", "cuda", "mps"}
+
+
+def test_last_short_batch_and_ratings_are_floats(tiny_exp):
+    n = len(tiny_exp.train)
+    cfg = quick_config(epochs=1, batch_size=n - 7)  # second batch has 7 rows
+    res = train_variant(tiny_exp, "seed", cfg)
+    assert len(res.fit.history) == 1
+    assert tiny_exp.train.ratings.dtype == torch.float32
+    assert (tiny_exp.train.ratings * 2 % 2 == 1).any()  # half stars survive
+
+
+def test_ratings_container():
+    r = Ratings.from_arrays([0, 1], [1, 0], [3.5, 0.5], "cpu")
+    assert len(r) == 2 and r.ratings.tolist() == [3.5, 0.5]

@@ -1,0 +1,62 @@
+"""The notebook's parameters, the report runner's checks, and the full (genome) code path
+executed end to end with papermill on generated data."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from movierec import report, synth
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "movierec.ipynb"
+
+
+def test_params_files_only_name_notebook_parameters():
+    known = report.notebook_parameters(NOTEBOOK)
+    for path in (ROOT / "notebooks" / "params").glob("*.yaml"):
+        params = yaml.safe_load(path.read_text()) or {}
+        assert set(params) <= known, path
+
+
+def test_misspelt_parameter_fails_before_running(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['EPOHCS'\]"):
+        report.run_report(NOTEBOOK, tmp_path / "out", {"EPOHCS": 1})
+    assert report.main([str(NOTEBOOK), str(ROOT / "notebooks/params/small.yaml"),
+                        str(tmp_path / "o"), "-p", "SEDE=1"]) == 2
+
+
+def test_unwritable_report_folder_fails_early(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OSError, match="not writable"):
+        report.run_report(NOTEBOOK, blocker / "sub", {})
+
+
+def test_notebook_is_stripped():
+    nb = json.loads(NOTEBOOK.read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            assert not cell["outputs"] and cell["execution_count"] is None
+
+
+def test_parse_value():
+    assert report.parse_value("5") == 5 and report.parse_value("ml-25m") == "ml-25m"
+    assert report.parse_value("[seed, mf]") == ["seed", "mf"]
+
+
+@pytest.mark.slow
+def test_full_code_path_report_on_generated_genome_data(tmp_path):
+    data_dir = synth.generate(tmp_path / "synthetic-tiny", "tiny", seed=1)
+    out = tmp_path / "report"
+    params = yaml.safe_load((ROOT / "notebooks/params/full.yaml").read_text())
+    params.update({"DATASET": str(data_dir), "EPOCHS": 2, "BATCH_SIZE": 512, "PROGRESS": False})
+    executed = report.run_report(NOTEBOOK, out, params)
+    assert executed.exists() and executed.with_suffix(".html").exists()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"] == "synthetic-tiny"
+    assert metrics["features"] == ["genres", "tags", "genome"]
+    assert set(metrics["rating"]) >= {"global_mean", "bias", *params["MODELS"]}
+    assert sum(metrics["split_sizes"].values()) == 6000
+    assert set(metrics["provenance"]["checksums"]) >= {"genome-scores.csv", "ratings.csv"}

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 DATA_ENV = "MOVIEREC_DATA"
@@ -229,19 +230,42 @@ def _lines(mask: np.ndarray) -> np.ndarray:
     return np.flatnonzero(mask) + 2
 
 
+ARROW_TYPES = {"id": pa.int32(), "int": pa.int64(), "float": pa.float32(), "str": pa.string()}
+
+
 def read_table(path: Path, columns: dict[str, str]) -> pd.DataFrame:
     """Read a CSV and check its columns. ``columns`` maps name -> 'id', 'float', 'int', 'str'.
 
-    Numbers are parsed and checked here (non-numeric, NaN, out-of-range) so that every error
-    names the offending lines.
+    Fast path: pyarrow parses the columns straight into their final types. If that fails, or a
+    value is missing or out of range, the file is re-read as text and checked column by column,
+    so that every error names the offending lines.
     """
     path = Path(path)
     if not path.exists():
         raise DataError(path, "file not found")
+    opts = pacsv.ConvertOptions(column_types={c: ARROW_TYPES[k] for c, k in columns.items()},
+                                include_columns=list(columns), strings_can_be_null=True)
+    try:
+        table = pacsv.read_csv(path, convert_options=opts)
+    except (pa.ArrowInvalid, pa.ArrowKeyError, OSError, UnicodeDecodeError):
+        return _read_table_checked(path, columns)
+    for col, kind in columns.items():
+        arr = table.column(col)
+        if kind != "str" and arr.null_count:
+            return _read_table_checked(path, columns)
+        if kind == "float" and not pc.all(pc.is_finite(arr)).as_py():
+            return _read_table_checked(path, columns)
+        if kind == "id" and len(arr) and pc.min(arr).as_py() < 0:
+            return _read_table_checked(path, columns)
+    return table.to_pandas(self_destruct=True)
+
+
+def _read_table_checked(path: Path, columns: dict[str, str]) -> pd.DataFrame:
+    """The slow path of :func:`read_table`: read as text, check every column, name lines."""
     str_cols = {c: pa.string() for c, kind in columns.items() if kind == "str"}
     try:
-        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=str_cols,
-                                                                strings_can_be_null=True))
+        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+            column_types=str_cols, strings_can_be_null=True))
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
         raise DataError(path, f"not a readable UTF-8 CSV file: {exc}") from None
     df = table.to_pandas()
@@ -412,6 +436,21 @@ class MovieLens:
         return out
 
 
+def dataset_folder(name_or_path: str | os.PathLike, root: str | os.PathLike | None = None, *,
+                   download_missing: bool = True) -> Path:
+    """The folder of a registry dataset (fetched into the data root if absent) or a path."""
+    name = str(name_or_path)
+    if name in DATASETS:
+        folder = data_root(root) / name
+        if download_missing and not dataset_files_present(folder, DATASETS[name]):
+            folder = fetch(name, root)
+    else:
+        folder = Path(name_or_path)
+    if not folder.is_dir():
+        raise DataError(folder, "dataset folder not found")
+    return folder
+
+
 def load_movielens(
     name_or_path: str | os.PathLike,
     root: str | os.PathLike | None = None,
@@ -423,16 +462,8 @@ def load_movielens(
 
     The genome is loaded when both genome files are present.
     """
-    name = str(name_or_path)
-    if name in DATASETS:
-        folder = data_root(root) / name
-        if download_missing and not dataset_files_present(folder, DATASETS[name]):
-            folder = fetch(name, root)
-    else:
-        folder = Path(name_or_path)
-        name = folder.name
-    if not folder.is_dir():
-        raise DataError(folder, "dataset folder not found")
+    folder = dataset_folder(name_or_path, root, download_missing=download_missing)
+    name = folder.name
     movies = load_movies(folder / "movies.csv")
     ids = movies["movieId"].to_numpy()
     ratings = load_ratings(folder / "ratings.csv", ids)

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from movierec.data import MovieLens
+from movierec.data import (
+    CORE_FILES,
+    GENOME_FILES,
+    MovieLens,
+    dataset_folder,
+    file_checksums,
+    load_movielens,
+)
 from movierec.evaluate import Csr
-from movierec.features import MovieFeatures, build_features, movie_index
+from movierec.features import Bags, MovieFeatures, build_features, movie_index
 from movierec.split import TEST, TRAIN, VAL, Split, split_ratings, train_cutoffs
 
 RELEVANT_RATING = 4.0
@@ -89,3 +102,112 @@ def prepare(ds: MovieLens, *, leak_free_tags: bool = False, use_genome: bool = T
         checksums=ds.checksums,
         dropped=dropped,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# On-disk cache of prepared arrays, keyed by the input files' checksums and the options
+
+CACHE_ENV = "MOVIEREC_CACHE"
+CACHE_VERSION = 1
+_ARRAYS = ("user_ids", "users", "items", "ratings", "timestamps")
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """``cache_dir``, else ``$MOVIEREC_CACHE``, else ``~/.cache/movierec``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "movierec"))
+
+
+def cache_key(checksums: dict[str, str], **options) -> str:
+    blob = json.dumps({"v": CACHE_VERSION, "files": checksums, **options}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def save_prepared(prep: Prepared, folder: Path) -> None:
+    """Write ``prep`` as .npy/.parquet/.json files into a temporary folder, then rename it; a
+    manifest records every file's size so that a truncated file is detected on load."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        arrays = {name: getattr(prep, name) for name in _ARRAYS}
+        arrays["split"] = prep.split.labels
+        f = prep.features
+        for part in ("genres", "tags"):
+            bags = getattr(f, part)
+            for field in ("offsets", "indices", "weights"):
+                arrays[f"{part}_{field}"] = getattr(bags, field)
+        arrays["movie_ids"] = f.movie_ids
+        if f.genome is not None:
+            arrays["genome"], arrays["genome_mask"] = f.genome, f.genome_mask
+        for name, arr in arrays.items():
+            np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
+        prep.movies.to_parquet(tmp / "movies.parquet", index=False)
+        meta = {"name": prep.name, "summary": prep.summary, "checksums": prep.checksums,
+                "dropped": prep.dropped, "tag_vocab": f.tag_vocab, "genome_tags": f.genome_tags,
+                "tags_dropped_leak_free": f.tags_dropped_leak_free}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        sizes = {p.name: p.stat().st_size for p in tmp.iterdir()}
+        (tmp / "manifest.json").write_text(json.dumps(sizes))
+        tmp.chmod(0o755)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def load_prepared(folder: Path) -> Prepared:
+    """Load a cache folder written by :func:`save_prepared`; raise ValueError if it is
+    incomplete or corrupt."""
+    try:
+        sizes = json.loads((folder / "manifest.json").read_text())
+        for name, size in sizes.items():
+            if (folder / name).stat().st_size != size:
+                raise ValueError(f"{folder / name}: size differs from the manifest")
+        meta = json.loads((folder / "meta.json").read_text())
+        arr = {p.stem: np.load(p, allow_pickle=False) for p in folder.glob("*.npy")}
+        movies = pd.read_parquet(folder / "movies.parquet")
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"corrupt prepared-data cache {folder}: {exc}") from exc
+
+    def bags(part: str) -> Bags:
+        return Bags(arr[f"{part}_offsets"], arr[f"{part}_indices"], arr[f"{part}_weights"])
+
+    features = MovieFeatures(
+        movie_ids=arr["movie_ids"], genres=bags("genres"), tags=bags("tags"),
+        tag_vocab=meta["tag_vocab"], genome=arr.get("genome"),
+        genome_mask=arr.get("genome_mask"), genome_tags=meta["genome_tags"],
+        tags_dropped_leak_free=meta["tags_dropped_leak_free"])
+    return Prepared(name=meta["name"], movies=movies, user_ids=arr["user_ids"],
+                    users=arr["users"], items=arr["items"], ratings=arr["ratings"],
+                    timestamps=arr["timestamps"], split=Split(arr["split"]), features=features,
+                    summary=meta["summary"], checksums=meta["checksums"], dropped=meta["dropped"])
+
+
+def prepare_cached(name_or_path: str | os.PathLike, root: str | os.PathLike | None = None, *,
+                   cache_dir: str | os.PathLike | None = None, leak_free_tags: bool = False,
+                   use_genome: bool = True) -> tuple[Prepared, str]:
+    """Load and prepare a dataset, reusing arrays cached under :func:`cache_root` when the input
+    files' SHA-256 sums and the options match. Returns (prepared, "hit" | "miss" | "rebuilt").
+
+    A cache that fails to load (truncated, edited) is rebuilt.
+    """
+    folder = dataset_folder(name_or_path, root)
+    names = sorted(n for n in (*CORE_FILES, *GENOME_FILES) if (folder / n).exists())
+    sums = file_checksums(folder, names)
+    key = cache_key(sums, leak_free_tags=leak_free_tags, use_genome=use_genome)
+    cache = cache_root(cache_dir) / f"{folder.name}-{key}"
+    status = "miss"
+    if cache.exists():
+        try:
+            return load_prepared(cache), "hit"
+        except ValueError:
+            status = "rebuilt"
+    ds = load_movielens(folder, checksums=False)
+    used = CORE_FILES + (GENOME_FILES if ds.has_genome and use_genome else ())
+    ds.checksums = {n: sums[n] for n in used}
+    prep = prepare(ds, leak_free_tags=leak_free_tags, use_genome=use_genome)
+    save_prepared(prep, cache)
+    return prep, status

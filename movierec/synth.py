@@ -175,6 +175,7 @@ def generate(out: str | os.PathLike, scale: str | Scale = "tiny", seed: int = 0)
                       gtag_f, gtag_bias)
         if out.exists():
             shutil.rmtree(out)
+        tmp.chmod(0o755)
         os.replace(tmp, out)
         tmp.mkdir()  # let TemporaryDirectory clean up an empty folder
     return out

@@ -53,9 +53,9 @@ class TrainConfig:
 
     epochs: int = 30
     batch_size: int = 1024
-    lr: float = 0.01  # SparseAdam on the embedding tables
-    dense_lr: float = 0.003  # AdamW on the encoder's dense weights
-    weight_decay: float = 0.01  # AdamW, dense weights only (never the embeddings)
+    lr: float = 0.01  # Adam on every embedding table (SparseAdam on user/movie tables)
+    dense_lr: float = 0.003  # AdamW on the projection, biases and scale
+    weight_decay: float = 0.01  # AdamW, the projection matrix only (never the embeddings)
     reg: float = 0.0  # L2 on the batch's user/movie-id vectors and biases (see model.penalty)
     loss: str = "rmse"  # "rmse", "softmax" (sampled softmax over the catalogue) or both
     rank_weight: float = 1.0  # weight of the softmax term in "rmse+softmax"
@@ -110,26 +110,48 @@ def rating_errors(pred: torch.Tensor | np.ndarray, truth: torch.Tensor | np.ndar
     return {"rmse": float(err.pow(2).mean().sqrt()), "mae": float(err.abs().mean())}
 
 
-def softmax_loss(model: MovieRecModel, feats: FeatureTensors, users: torch.Tensor,
-                 movies: torch.Tensor, negatives: torch.Tensor, temperature: float
-                 ) -> torch.Tensor:
-    """Sampled softmax: each (user, positive movie) against catalogue negatives shared by the
-    batch, on cosine scores / temperature."""
-    uniq, inverse = torch.unique(torch.cat([movies, negatives]), return_inverse=True)
-    vecs = nn.functional.normalize(model.encode_movies(uniq, feats), dim=1)
-    u = nn.functional.normalize(model.user(users), dim=1)
-    pos = (u * vecs[inverse[: len(movies)]]).sum(1, keepdim=True)
-    neg = u @ vecs[inverse[len(movies):]].T
-    logits = torch.cat([pos, neg], dim=1) / temperature
-    return torch.logsumexp(logits, 1).mean() - logits[:, 0].mean()
+def batch_loss(model: MovieRecModel, feats: FeatureTensors, users: torch.Tensor,
+               movies: torch.Tensor, ratings: torch.Tensor, cfg: TrainConfig,
+               negatives: torch.Tensor | None = None) -> torch.Tensor:
+    """The training loss of one batch; each distinct movie (rated or negative) is encoded once.
+
+    RMSE term: predicted vs true ratings. Softmax term (when ``negatives`` is given): each
+    (user, rated movie) against catalogue negatives shared by the batch, on cosine / temperature.
+    """
+    wanted = movies if negatives is None else torch.cat([movies, negatives])
+    uniq, inverse = torch.unique(wanted, return_inverse=True)
+    vecs = model.encode_movies(uniq, feats)
+    u = model.user(users)
+    m = vecs[inverse[: len(movies)]]
+    loss = torch.zeros((), device=users.device)
+    if cfg.loss in ("rmse", "rmse+softmax"):
+        pred = model.predict_from_vectors(users, u, movies, m)
+        loss = loss + (pred - ratings).pow(2).mean().sqrt()
+    if negatives is not None:
+        un = nn.functional.normalize(u, dim=1)
+        pos = (un * nn.functional.normalize(m, dim=1)).sum(1) / cfg.temperature
+        neg_vecs = nn.functional.normalize(vecs[inverse[len(movies):]], dim=1)
+        neg = (un @ neg_vecs.T) / cfg.temperature
+        softmax = (torch.logaddexp(pos, torch.logsumexp(neg, 1)) - pos).mean()
+        loss = loss + (cfg.rank_weight if cfg.loss == "rmse+softmax" else 1.0) * softmax
+    if cfg.reg:
+        loss = loss + cfg.reg * model.penalty(users, movies)
+    return loss
 
 
 def make_optimizers(model: MovieRecModel, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
     opts: list[torch.optim.Optimizer] = [torch.optim.SparseAdam(model.sparse_parameters(),
                                                                 lr=cfg.lr)]
-    dense = model.dense_parameters()
-    if dense:
-        opts.append(torch.optim.AdamW(dense, lr=cfg.dense_lr, weight_decay=cfg.weight_decay))
+    groups = []
+    if model.dense_embedding_parameters():
+        groups.append({"params": model.dense_embedding_parameters(), "lr": cfg.lr,
+                       "weight_decay": 0.0})
+    decay = [p for p in model.dense_parameters() if p.dim() > 1]  # the projection's matrix
+    no_decay = [p for p in model.dense_parameters() if p.dim() <= 1]
+    groups += [{"params": ps, "weight_decay": wd}
+               for ps, wd in ((decay, cfg.weight_decay), (no_decay, 0.0)) if ps]
+    if groups:
+        opts.append(torch.optim.AdamW(groups, lr=cfg.dense_lr))
     return opts
 
 
@@ -207,7 +229,6 @@ def fit(
     steps = math.ceil(n / cfg.batch_size)
     if max_batches is not None:
         steps = min(steps, max_batches)
-    use_rmse = cfg.loss in ("rmse", "rmse+softmax")
     use_rank = cfg.loss in ("softmax", "rmse+softmax")
     bar = tqdm(total=cfg.epochs, initial=start_epoch, disable=not cfg.progress,
                desc="epochs", unit="epoch", dynamic_ncols=False, ncols=100)
@@ -224,17 +245,10 @@ def fit(
             users, movies = train.users[idx], train.movies[idx]
             for opt in opts:
                 opt.zero_grad(set_to_none=True)
-            loss = torch.zeros((), device=device)
-            if use_rmse:
-                pred = model(users, movies, feats)
-                loss = loss + (pred - train.ratings[idx]).pow(2).mean().sqrt()
+            negs = None
             if use_rank:
-                negs = torch.randint(feats.n_movies, (cfg.n_negatives,), generator=gen)
-                weight = cfg.rank_weight if use_rmse else 1.0
-                loss = loss + weight * softmax_loss(model, feats, users, movies,
-                                                    negs.to(device), cfg.temperature)
-            if cfg.reg:
-                loss = loss + cfg.reg * model.penalty(users, movies)
+                negs = torch.randint(feats.n_movies, (cfg.n_negatives,), generator=gen).to(device)
+            loss = batch_loss(model, feats, users, movies, train.ratings[idx], cfg, negs)
             loss.backward()
             for opt in opts:
                 opt.step()

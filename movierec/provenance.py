@@ -41,9 +41,19 @@ def git_state(path: str | os.PathLike = ".") -> dict[str, str | bool | None]:
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_info(device: torch.device) -> dict[str, str | int]:
     info: dict[str, str | int] = {"device": str(device), "torch_threads": torch.get_num_threads(),
-                                  "cpu": platform.processor() or platform.machine(),
+                                  "cpu": cpu_name(),
                                   "cpu_count": os.cpu_count() or 0}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)

@@ -1,0 +1,71 @@
+import json
+
+import numpy as np
+import pandas as pd
+
+from movierec import bench, synth
+from movierec.data import load_movielens
+from movierec.prepare import load_prepared, prepare_cached
+
+
+def test_generator_is_deterministic_and_complete(tmp_path):
+    a = synth.generate(tmp_path / "a", "tiny", seed=5)
+    b = synth.generate(tmp_path / "b", "tiny", seed=5)
+    c = synth.generate(tmp_path / "c", "tiny", seed=6)
+    names = ["movies.csv", "ratings.csv", "tags.csv", "genome-scores.csv", "genome-tags.csv"]
+    for n in names:
+        assert (a / n).read_bytes() == (b / n).read_bytes()
+    assert (a / "ratings.csv").read_bytes() != (c / "ratings.csv").read_bytes()
+    ds = load_movielens(a)  # passes every validation, genome grid complete
+    sc = synth.SCALES["tiny"]
+    assert ds.summary() == {"movies": sc.movies, "ratings": sc.ratings, "tags": sc.tags,
+                            "users": ds.ratings.userId.nunique(),
+                            "genome_movies": sc.genome_movies, "genome_tags": sc.genome_tags}
+    assert not list(tmp_path.glob(".*"))  # no temporary folders left
+
+
+def test_generator_is_heavy_tailed_and_planted(tmp_path):
+    ds = load_movielens(synth.generate(tmp_path / "s", "small", seed=0))
+    counts = ds.ratings.movieId.value_counts().to_numpy()
+    assert counts[0] > 20 * np.median(counts)  # popularity: a long tail
+    per_tag = ds.tags.tag.str.lower().value_counts().to_numpy()
+    assert per_tag[0] > 10 * np.median(per_tag)
+    # the genome carries movie information: relevance varies across movies far beyond noise
+    g = ds.genome_scores.pivot(index="movieId", columns="tagId", values="relevance")
+    assert g.std(axis=0).mean() > 0.15
+    assert ds.ratings.rating.isin(np.arange(1, 11) / 2).all()
+
+
+def test_cache_hit_detects_edits_and_truncation(tmp_path):
+    folder = synth.generate(tmp_path / "d", "tiny", seed=0)
+    cache = tmp_path / "cache"
+    p1, s1 = prepare_cached(folder, cache_dir=cache)
+    p2, s2 = prepare_cached(folder, cache_dir=cache)
+    assert (s1, s2) == ("miss", "hit")
+    assert np.array_equal(p1.split.labels, p2.split.labels)
+    assert np.array_equal(p1.features.genome, p2.features.genome)
+    assert p1.features.tag_vocab == p2.features.tag_vocab
+    pd.testing.assert_frame_equal(p1.movies.reset_index(drop=True), p2.movies)
+    # an edited CSV changes the key: a new cache entry is built
+    ratings = (folder / "ratings.csv").read_text().splitlines()
+    (folder / "ratings.csv").write_text("\n".join(ratings[:-1]) + "\n")
+    p3, s3 = prepare_cached(folder, cache_dir=cache)
+    assert s3 == "miss" and len(p3.ratings) == len(p1.ratings) - 1
+    # a truncated cache file is detected and rebuilt
+    entry = next(p for p in cache.iterdir() if p.stat().st_mtime == max(
+        q.stat().st_mtime for q in cache.iterdir()))
+    npy = entry / "ratings.npy"
+    npy.write_bytes(npy.read_bytes()[:100])
+    _, s4 = prepare_cached(folder, cache_dir=cache)
+    assert s4 == "rebuilt"
+    load_prepared(entry)  # valid again
+
+
+def test_bench_runs_end_to_end_on_tiny_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOVIEREC_DATA", str(tmp_path / "data"))
+    r = bench.run(tmp_path / "out", scale="tiny", batches=2, batch_size=512, seed_batches=2)
+    saved = json.loads((tmp_path / "out" / "bench.json").read_text())
+    assert saved["sizes"]["ratings"] == 6000
+    assert set(saved["train"]) == {"seed", "hybrid", "hybrid_rank", "mf"}
+    assert r["seed_pipeline"]["samples"] == 128 and r["speedup_vs_seed"] > 0
+    assert "Speed-up" in (tmp_path / "out" / "bench.md").read_text()

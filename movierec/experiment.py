@@ -34,8 +34,8 @@ VARIANTS: dict[str, dict] = {
         "monitor": "val_rmse",
     },
     "hybrid_rank": {  # the same encoder trained for retrieval (sampled softmax) + RMSE
-        "model": {"encoder": "hybrid", "score": "cosine_bias"},
-        "train": {"loss": "rmse+softmax", "reg": 0.05},
+        "model": {"encoder": "hybrid", "score": "cosine_bias", "prior": True},
+        "train": {"loss": "rmse+softmax", "reg": 0.05, "min_positive": 3.5},
         "monitor": "val_recall@10",
     },
     "mf": {  # baseline: biased matrix factorisation, no content features
@@ -63,6 +63,7 @@ class Experiment:
         self.feats = FeatureTensors(self.prep.features, self.device)
         self.train, self.val, self.test = (
             Ratings.from_arrays(*self.prep.part(p), self.device) for p in (TRAIN, VAL, TEST))
+        self.train_val = Ratings.from_arrays(*self.prep.part(TRAIN, VAL), self.device)
         self.val_users, self.val_relevant = self.prep.relevant(VAL)
         if len(self.val_users) > self.max_val_users:
             pick = np.sort(np.random.default_rng(self.seed).choice(
@@ -71,6 +72,9 @@ class Experiment:
         self.val_history = self.prep.history(TRAIN).select(self.val_users)
         self.test_users, self.test_relevant = self.prep.relevant(TEST)
         self.test_history = self.prep.history(TRAIN, VAL).select(self.test_users)
+
+    def history_tensor(self, n: int, *parts: int) -> torch.Tensor:
+        return torch.as_tensor(self.prep.recent_items(n, *parts), device=self.device)
 
     def model_config(self, **overrides) -> ModelConfig:
         f = self.prep.features
@@ -120,40 +124,60 @@ class VariantResult:
 
 
 def train_variant(exp: Experiment, name: str, train_config: TrainConfig, *, dim: int = 64,
-                  checkpoint=None, ks: tuple[int, ...] = (10, 20, 50)) -> VariantResult:
-    """Train a named variant (see :data:`VARIANTS`) and evaluate it on val and test."""
+                  refit: bool = True, checkpoint=None, ks: tuple[int, ...] = (10, 20, 50),
+                  **model_overrides) -> VariantResult:
+    """Train a named variant (see :data:`VARIANTS`) and evaluate it.
+
+    Tuning: trained on train, early-stopped on val (val metrics come from this model). Then,
+    with ``refit``, retrained from the same initialisation on train + val for the best number of
+    epochs, so that every user's most recent ratings inform the test predictions; test metrics
+    come from the refit model, evaluated once.
+    """
     spec = VARIANTS[name]
-    mcfg = exp.model_config(dim=dim, **spec["model"])
+    mcfg = exp.model_config(dim=dim, **{**spec["model"], **model_overrides})
     tcfg = replace(train_config, **spec["train"])
-    gen = torch.Generator().manual_seed(tcfg.seed)
-    model = MovieRecModel(mcfg, gen).to(exp.device)
+    model = MovieRecModel(mcfg, torch.Generator().manual_seed(tcfg.seed)).to(exp.device)
+    if mcfg.user_history:
+        model.set_history(exp.history_tensor(mcfg.user_history, TRAIN))
     result = fit(model, exp.feats, exp.train, tcfg, exp.validation(spec["monitor"]),
                  monitor=spec["monitor"], mode="min" if spec["monitor"] == "val_rmse" else "max",
                  checkpoint=checkpoint, meta={"variant": name})
     metrics = {"epochs": len(result.history), "best_epoch": result.best_epoch,
                "train_seconds": result.seconds,
                "samples_per_second": result.samples_per_second}
-    for part, data in (("val", exp.val), ("test", exp.test)):
-        for k, v in rating_errors(predict(result.model, exp.feats, data), data.ratings).items():
-            metrics[f"{part}_{k}"] = v
+    for k, v in rating_errors(predict(result.model, exp.feats, exp.val), exp.val.ratings).items():
+        metrics[f"val_{k}"] = v
+    final = result
+    if mcfg.user_history and not refit:  # test users are represented by train + val
+        result.model.set_history(exp.history_tensor(mcfg.user_history, TRAIN, VAL))
+    if refit:
+        model = MovieRecModel(mcfg, torch.Generator().manual_seed(tcfg.seed)).to(exp.device)
+        if mcfg.user_history:
+            model.set_history(exp.history_tensor(mcfg.user_history, TRAIN, VAL))
+        final = fit(model, exp.feats, exp.train_val, replace(tcfg, epochs=result.best_epoch),
+                    None, monitor=None)
+        metrics["train_seconds"] += final.seconds
+    for k, v in rating_errors(predict(final.model, exp.feats, exp.test), exp.test.ratings).items():
+        metrics[f"test_{k}"] = v
     by = "cosine" if mcfg.score != "dot_bias" else "rating"
-    vectors = ranking_vectors(result.model, exp.feats, by)
+    vectors = ranking_vectors(final.model, exp.feats, by)
     metrics.update({f"test_{k}": v for k, v in exp.ranking(vectors, TEST, ks).items()})
-    return VariantResult(name, result, metrics, mcfg, tcfg)
+    return VariantResult(name, replace(final, history=result.history,
+                                       best_epoch=result.best_epoch), metrics, mcfg, tcfg)
 
 
 def rating_baselines(prep: Prepared) -> dict[str, dict[str, float]]:
-    """Global-mean and user+item-bias baselines, fitted on train, scored on val and test."""
-    train = prep.part(TRAIN)
-    models = {"global_mean": GlobalMean().fit(*train),
-              "bias": BiasBaseline(prep.n_users, prep.n_movies).fit(*train)}
-    out = {}
-    for name, model in models.items():
-        row = {}
-        for part_name, part in (("val", VAL), ("test", TEST)):
-            u, m, r = prep.part(part)
-            row.update({f"{part_name}_{k}": v for k, v in rmse_mae(model.predict(u, m), r).items()})
-        out[name] = row
+    """Global-mean and user+item-bias baselines: val metrics from a fit on train, test metrics
+    from a fit on train + val (as the refit models)."""
+    out: dict[str, dict[str, float]] = {"global_mean": {}, "bias": {}}
+    for part_name, part, fit_parts in (("val", VAL, (TRAIN,)), ("test", TEST, (TRAIN, VAL))):
+        data = prep.part(*fit_parts)
+        models = {"global_mean": GlobalMean().fit(*data),
+                  "bias": BiasBaseline(prep.n_users, prep.n_movies).fit(*data)}
+        u, m, r = prep.part(part)
+        for name, model in models.items():
+            out[name].update({f"{part_name}_{k}": v
+                              for k, v in rmse_mae(model.predict(u, m), r).items()})
     return out
 
 
@@ -168,7 +192,7 @@ def popularity_vectors(prep: Prepared, parts: tuple[int, ...] = (TRAIN, VAL)) ->
 
 def bias_vectors(prep: Prepared) -> RankingVectors:
     """The user+item bias model ranked by predicted rating (= by movie bias)."""
-    b = BiasBaseline(prep.n_users, prep.n_movies).fit(*prep.part(TRAIN))
+    b = BiasBaseline(prep.n_users, prep.n_movies).fit(*prep.part(TRAIN, VAL))
     return RankingVectors(torch.zeros(prep.n_users, 1), torch.zeros(prep.n_movies, 1),
                           torch.as_tensor(b.movie_bias, dtype=torch.float32))
 

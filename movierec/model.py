@@ -40,6 +40,9 @@ class ModelConfig:
     encoder: str = "content"
     score: str = "cosine"
     global_mean: float = 3.5
+    prior: bool = False  # a learned per-movie logit (popularity prior) in the retrieval score
+    user_history: int = 0  # > 0: user vector += mean embedding of the user's last N rated movies
+    temperature: float = 0.1  # retrieval score = cos(user, movie) / temperature (+ prior)
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
@@ -88,6 +91,13 @@ class MovieRecModel(nn.Module):
         super().__init__()
         self.config = c = config
         self.user = nn.Embedding(c.n_users, c.dim, sparse=True)
+        self.history_items = None
+        if c.user_history:
+            # padding index n_movies: excluded from the mean; a user without history gets 0
+            self.history_items = nn.EmbeddingBag(c.n_movies + 1, c.dim, mode="mean",
+                                                 sparse=True, padding_idx=c.n_movies)
+            self.register_buffer("history", torch.full((c.n_users, c.user_history),
+                                                       c.n_movies, dtype=torch.long))
         self.movie = None
         if c.encoder != "id":
             self.tag = nn.EmbeddingBag(c.n_tags, c.dim, mode="sum")
@@ -106,6 +116,7 @@ class MovieRecModel(nn.Module):
             self.global_bias = nn.Parameter(torch.tensor(float(c.global_mean)))
         if c.score == "cosine_bias":
             self.scale = nn.Parameter(torch.tensor(RATING_HALF_RANGE))
+        self.movie_prior = nn.Embedding(c.n_movies, 1, sparse=True) if c.prior else None
         self.reset_parameters(generator)
 
     @torch.no_grad()
@@ -114,6 +125,9 @@ class MovieRecModel(nn.Module):
         c = self.config
         std = 0.1
         nn.init.normal_(self.user.weight, 0.0, std, generator=generator)
+        if self.history_items is not None:
+            nn.init.normal_(self.history_items.weight, 0.0, std, generator=generator)
+            self.history_items.weight[c.n_movies] = 0.0
         if c.encoder != "id":
             for p in (self.tag.weight, self.genre.weight):
                 nn.init.normal_(p, 0.0, std, generator=generator)
@@ -131,13 +145,15 @@ class MovieRecModel(nn.Module):
         if c.score != "cosine":
             nn.init.zeros_(self.user_bias.weight)
             nn.init.zeros_(self.movie_bias.weight)
+        if self.movie_prior is not None:
+            nn.init.zeros_(self.movie_prior.weight)
 
     def sparse_parameters(self) -> list[nn.Parameter]:
         """Embedding tables with sparse gradients (optimised with SparseAdam, no decay): the
         user and movie tables, of which a batch touches few rows. The tag table is dense: a
         batch's tag bags touch hundreds of thousands of entries, which a dense gradient sums
         faster than a sparse one coalesces (measured in the benchmark)."""
-        mods = [self.user, self.movie,
+        mods = [self.user, self.movie, self.movie_prior, self.history_items,
                 getattr(self, "user_bias", None), getattr(self, "movie_bias", None)]
         return [m.weight for m in mods if m is not None]
 
@@ -154,6 +170,25 @@ class MovieRecModel(nn.Module):
         """Everything else: the projection, global bias and scale (AdamW)."""
         other = {id(p) for p in self.sparse_parameters() + self.dense_embedding_parameters()}
         return [p for p in self.parameters() if id(p) not in other]
+
+    def set_history(self, history: torch.Tensor) -> None:
+        """Each user's last ``user_history`` movies (n_users, N), padded with n_movies."""
+        if self.history_items is None:
+            raise ValueError("this model has no user-history term (user_history=0)")
+        self.history.copy_(history)
+
+    def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
+        """User embeddings: the id vector, plus the mean of recent movies' vectors if enabled."""
+        u = self.user(users)
+        if self.history_items is not None:
+            u = u + self.history_items(self.history[users])
+        return u
+
+    @torch.no_grad()
+    def all_user_vectors(self, block: int = 65536) -> torch.Tensor:
+        rows = torch.arange(self.config.n_users, device=self.user.weight.device)
+        return torch.cat([self.user_vectors(rows[i:i + block])
+                          for i in range(0, len(rows), block)])
 
     def encode_movies(self, rows: torch.Tensor, feats: FeatureTensors,
                       use_id: bool = True) -> torch.Tensor:
@@ -195,7 +230,7 @@ class MovieRecModel(nn.Module):
         """Predicted ratings for (user, movie) index pairs; each unique movie is encoded once."""
         uniq, inverse = torch.unique(movies, return_inverse=True)
         m = self.encode_movies(uniq, feats)[inverse]
-        return self.predict_from_vectors(users, self.user(users), movies, m)
+        return self.predict_from_vectors(users, self.user_vectors(users), movies, m)
 
     def penalty(self, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:
         """Mean squared L2 norm of the batch's user vectors, movie-id vectors and biases

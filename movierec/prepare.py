@@ -64,6 +64,20 @@ class Prepared:
         u, m, _ = self.part(*(parts or (TRAIN, VAL)))
         return Csr.from_pairs(u, m, self.n_users)
 
+    def recent_items(self, n: int, *parts: int) -> np.ndarray:
+        """(n_users, n): each user's last ``n`` rated movies in ``parts`` (default train + val),
+        oldest first, right-aligned and padded with ``n_movies``."""
+        rows = np.flatnonzero(np.isin(self.split.labels, parts or (TRAIN, VAL)))
+        rows = rows[np.argsort(self.timestamps[rows], kind="stable")]
+        rows = rows[np.argsort(self.users[rows], kind="stable")]
+        users = self.users[rows]
+        ends = np.searchsorted(users, np.arange(self.n_users), side="right")
+        from_end = ends[users] - np.arange(len(rows))  # 1 for the user's latest
+        keep = from_end <= n
+        out = np.full((self.n_users, n), self.n_movies, np.int64)
+        out[users[keep], n - from_end[keep]] = self.items[rows[keep]]
+        return out
+
     def relevant(self, part: int = TEST, threshold: float = RELEVANT_RATING
                  ) -> tuple[np.ndarray, Csr]:
         """(user rows with >= 1 relevant movie, their relevant movies in ``part``)."""
@@ -186,6 +200,14 @@ def load_prepared(folder: Path) -> Prepared:
                     summary=meta["summary"], checksums=meta["checksums"], dropped=meta["dropped"])
 
 
+def cache_path(folder: Path, cache_dir: str | os.PathLike | None = None, **options
+               ) -> tuple[Path, dict[str, str]]:
+    """The cache folder of a dataset folder and options, and the input files' SHA-256 sums."""
+    names = sorted(n for n in (*CORE_FILES, *GENOME_FILES) if (folder / n).exists())
+    sums = file_checksums(folder, names)
+    return cache_root(cache_dir) / f"{folder.name}-{cache_key(sums, **options)}", sums
+
+
 def prepare_cached(name_or_path: str | os.PathLike, root: str | os.PathLike | None = None, *,
                    cache_dir: str | os.PathLike | None = None, leak_free_tags: bool = False,
                    use_genome: bool = True) -> tuple[Prepared, str]:
@@ -195,10 +217,8 @@ def prepare_cached(name_or_path: str | os.PathLike, root: str | os.PathLike | No
     A cache that fails to load (truncated, edited) is rebuilt.
     """
     folder = dataset_folder(name_or_path, root)
-    names = sorted(n for n in (*CORE_FILES, *GENOME_FILES) if (folder / n).exists())
-    sums = file_checksums(folder, names)
-    key = cache_key(sums, leak_free_tags=leak_free_tags, use_genome=use_genome)
-    cache = cache_root(cache_dir) / f"{folder.name}-{key}"
+    cache, sums = cache_path(folder, cache_dir, leak_free_tags=leak_free_tags,
+                             use_genome=use_genome)
     status = "miss"
     if cache.exists():
         try:

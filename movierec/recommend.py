@@ -68,10 +68,12 @@ class RankingVectors:
 def ranking_vectors(model: MovieRecModel, feats: FeatureTensors,
                     by: str = "cosine") -> RankingVectors:
     """``by="cosine"``: cosine of user and movie embeddings (nearest-embedding search);
-    ``by="rating"``: the predicted rating, up to a per-user constant (adds movie biases)."""
+    ``by="rating"``: the predicted rating, up to a per-user constant (adds movie biases).
+    A model with a retrieval prior ranks "cosine" by cos / temperature + prior, the score it was
+    trained to rank by (still one inner product: the prior is the offset)."""
     model.eval()
     m = model.all_movie_vectors(feats)
-    u = model.user.weight
+    u = model.all_user_vectors()
     c = model.config
     if by not in ("cosine", "rating"):
         raise ValueError(f"by must be 'cosine' or 'rating', got {by!r}")
@@ -81,6 +83,8 @@ def ranking_vectors(model: MovieRecModel, feats: FeatureTensors,
     un, mn = nn.functional.normalize(u, dim=1), nn.functional.normalize(m, dim=1)
     if by == "rating" and c.score == "cosine_bias":
         return RankingVectors(un * model.scale, mn, model.movie_bias.weight.squeeze(1))
+    if by == "cosine" and model.movie_prior is not None:
+        return RankingVectors(un / c.temperature, mn, model.movie_prior.weight.squeeze(1))
     return RankingVectors(un, mn)
 
 
@@ -160,7 +164,7 @@ class Recommender:
         vec = (self.content_vector(movie_id) if content_only
                else self.vectors.movies[self.movie_row(movie_id)])
         vec = nn.functional.normalize(vec, dim=0)
-        users = nn.functional.normalize(self.model.user.weight, dim=1)
+        users = nn.functional.normalize(self.vectors.users, dim=1)
         idx, scores = topk_search(vec[None], users, k)
         return pd.DataFrame({"userId": self.user_ids[idx[0]], "score": scores[0]})
 
@@ -175,7 +179,7 @@ class Recommender:
         if c.encoder == "id":
             raise ValueError("an id-only model has no features to explain")
         urow, mrow = self.user_row(user_id), self.movie_row(movie_id)
-        u = nn.functional.normalize(model.user.weight[urow], dim=0)
+        u = nn.functional.normalize(model.all_user_vectors()[urow], dim=0)
         rows = torch.tensor([mrow], device=u.device)
         norm = model.encode_movies(rows, self.feats)[0].norm()
         d = c.dim

@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 KERNEL = "python3"  # the kernel of the environment running this module
+PATH_PARAMETERS = ("DATASET", "DATA_ROOT", "CACHE_DIR")
 
 
 def notebook_parameters(notebook: str | os.PathLike) -> set[str]:
@@ -63,6 +64,9 @@ def run_report(notebook: str | os.PathLike, output_dir: str | os.PathLike, param
 
     notebook, out = Path(notebook), Path(output_dir).resolve()
     params = {**params, "OUTPUT_DIR": str(out)}
+    for key in PATH_PARAMETERS:  # the notebook runs in its own folder: make paths absolute
+        if isinstance(params.get(key), str) and Path(params[key]).exists():
+            params[key] = str(Path(params[key]).resolve())
     check_parameters(notebook, params)
     check_writable(out)
     executed = out / notebook.name

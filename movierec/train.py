@@ -59,8 +59,8 @@ class TrainConfig:
     reg: float = 0.0  # L2 on the batch's user/movie-id vectors and biases (see model.penalty)
     loss: str = "rmse"  # "rmse", "softmax" (sampled softmax over the catalogue) or both
     rank_weight: float = 1.0  # weight of the softmax term in "rmse+softmax"
+    min_positive: float = 0.0  # softmax positives: ratings >= this (0: every rated movie)
     n_negatives: int = 1024  # uniform catalogue negatives per batch, shared by its rows
-    temperature: float = 0.1  # softmax temperature on cosine scores
     patience: int = 3  # early stopping: epochs without improvement of the monitored metric
     seed: int = 42
     progress: bool = True
@@ -98,7 +98,8 @@ def predict(model: MovieRecModel, feats: FeatureTensors, data: Ratings,
     out = torch.empty(len(data), device=data.ratings.device)
     for s in range(0, len(data), batch_size):
         u, m = data.users[s:s + batch_size], data.movies[s:s + batch_size]
-        out[s:s + batch_size] = model.predict_from_vectors(u, model.user(u), m, movie_vecs[m])
+        out[s:s + batch_size] = model.predict_from_vectors(u, model.user_vectors(u), m,
+                                                           movie_vecs[m])
     model.train(was_training)
     return out
 
@@ -121,7 +122,7 @@ def batch_loss(model: MovieRecModel, feats: FeatureTensors, users: torch.Tensor,
     wanted = movies if negatives is None else torch.cat([movies, negatives])
     uniq, inverse = torch.unique(wanted, return_inverse=True)
     vecs = model.encode_movies(uniq, feats)
-    u = model.user(users)
+    u = model.user_vectors(users)
     m = vecs[inverse[: len(movies)]]
     loss = torch.zeros((), device=users.device)
     if cfg.loss in ("rmse", "rmse+softmax"):
@@ -129,10 +130,18 @@ def batch_loss(model: MovieRecModel, feats: FeatureTensors, users: torch.Tensor,
         loss = loss + (pred - ratings).pow(2).mean().sqrt()
     if negatives is not None:
         un = nn.functional.normalize(u, dim=1)
-        pos = (un * nn.functional.normalize(m, dim=1)).sum(1) / cfg.temperature
+        pos = (un * nn.functional.normalize(m, dim=1)).sum(1) / model.config.temperature
         neg_vecs = nn.functional.normalize(vecs[inverse[len(movies):]], dim=1)
-        neg = (un @ neg_vecs.T) / cfg.temperature
-        softmax = (torch.logaddexp(pos, torch.logsumexp(neg, 1)) - pos).mean()
+        neg = (un @ neg_vecs.T) / model.config.temperature
+        if model.movie_prior is not None:
+            pos = pos + model.movie_prior(movies).squeeze(1)
+            neg = neg + model.movie_prior(negatives).squeeze(1)
+        nll = torch.logaddexp(pos, torch.logsumexp(neg, 1)) - pos
+        if cfg.min_positive > 0:
+            keep = (ratings >= cfg.min_positive).float()
+            softmax = (nll * keep).sum() / keep.sum().clamp_min(1.0)
+        else:
+            softmax = nll.mean()
         loss = loss + (cfg.rank_weight if cfg.loss == "rmse+softmax" else 1.0) * softmax
     if cfg.reg:
         loss = loss + cfg.reg * model.penalty(users, movies)
@@ -195,9 +204,9 @@ def fit(
     feats: FeatureTensors,
     train: Ratings,
     cfg: TrainConfig,
-    evaluate: Callable[[MovieRecModel], dict[str, float]],
+    evaluate: Callable[[MovieRecModel], dict[str, float]] | None,
     *,
-    monitor: str = "val_rmse",
+    monitor: str | None = "val_rmse",
     mode: str = "min",
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
@@ -207,10 +216,11 @@ def fit(
     """Train ``model`` and return the state with the best ``monitor`` value.
 
     ``evaluate(model)`` returns validation metrics (e.g. ``{"val_rmse": ...}``) after each epoch;
-    training stops after ``cfg.patience`` epochs without improvement. With ``checkpoint``, the
-    full training state (model, optimisers, RNG, history, best state, ``meta``) is written
-    atomically after every epoch; ``resume=True`` continues from it and ends with the same result
-    as an uninterrupted run. ``max_batches`` bounds each epoch (for benchmarks).
+    training stops after ``cfg.patience`` epochs without improvement. With ``monitor=None`` it
+    runs all ``cfg.epochs`` and keeps the last state (a refit on train + val). With
+    ``checkpoint``, the full training state (model, optimisers, RNG, history, best state,
+    ``meta``) is written atomically after every epoch; ``resume=True`` continues from it and ends
+    with the same result as an uninterrupted run. ``max_batches`` bounds each epoch (benchmarks).
     """
     device = train.users.device
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -234,7 +244,7 @@ def fit(
                desc="epochs", unit="epoch", dynamic_ncols=False, ncols=100)
     t_train, seen = 0.0, 0
     for epoch in range(start_epoch, cfg.epochs):
-        if epoch - best["epoch"] > cfg.patience and best["epoch"] >= 0:
+        if monitor is not None and best["epoch"] >= 0 and epoch - best["epoch"] > cfg.patience:
             break
         model.train()
         t0 = time.perf_counter()
@@ -257,16 +267,17 @@ def fit(
         t_epoch = time.perf_counter() - t0
         t_train += t_epoch
         seen += count
-        metrics = evaluate(model)
+        metrics = evaluate(model) if evaluate is not None else {}
         row = {"epoch": epoch + 1, "train_loss": total / max(count, 1), **metrics,
                "seconds": t_epoch}
         history.append(row)
-        value = metrics[monitor]
-        if (value < best["value"]) if mode == "min" else (value > best["value"]):
+        value = metrics[monitor] if monitor is not None else -float(epoch)
+        if monitor is None or (
+                (value < best["value"]) if mode == "min" else (value > best["value"])):
             best = {"value": value, "epoch": epoch,
                     "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
         bar.update(1)
-        bar.set_postfix({monitor: f"{value:.4f}", "loss": f"{row['train_loss']:.4f}"},
+        bar.set_postfix({str(monitor): f"{value:.4f}", "loss": f"{row['train_loss']:.4f}"},
                         refresh=False)
         if checkpoint is not None:
             save_checkpoint(checkpoint, {

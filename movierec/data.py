@@ -266,9 +266,9 @@ def _read_table_checked(path: Path, columns: dict[str, str]) -> pd.DataFrame:
     try:
         table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
             column_types=str_cols, strings_can_be_null=True))
+        df = table.to_pandas()
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
         raise DataError(path, f"not a readable UTF-8 CSV file: {exc}") from None
-    df = table.to_pandas()
     df.columns = [str(c).strip().lstrip("\ufeff") for c in df.columns]
     missing = [c for c in columns if c not in df.columns]
     if missing:

@@ -250,6 +250,19 @@ def cold_start_movie(prep: Prepared) -> int:
     return int(prep.movies["movieId"].iloc[int(np.argmax(score))])
 
 
+MAIN_GENRES = ("Animation", "Documentary", "Horror", "Sci-Fi", "Romance", "Comedy", "Action",
+               "Drama")
+
+
+def main_genre(genres: pd.Series) -> np.ndarray:
+    """A movie's most distinctive genre among :data:`MAIN_GENRES` (checked in that order),
+    else "other": a legible colouring for embedding maps."""
+    out = np.full(len(genres), "other", dtype=object)
+    for g in reversed(MAIN_GENRES):
+        out[genres.str.contains(g, regex=False).to_numpy()] = g
+    return out
+
+
 def pca_2d(x: np.ndarray) -> np.ndarray:
     """Project rows of ``x`` on their first two principal components."""
     x = x - x.mean(0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -38,14 +39,22 @@ def check_parameters(notebook: str | os.PathLike, params: dict) -> None:
                          f"the parameters cell defines {sorted(known)}")
 
 
-def check_writable(folder: Path) -> None:
-    """Fail early (before hours of work) if reports cannot be written to ``folder``."""
+MIN_FREE_BYTES = 200 * 2**20  # an executed notebook with figures, its HTML and metrics.json
+
+
+def check_writable(folder: Path, min_free: int = MIN_FREE_BYTES) -> None:
+    """Fail early (before hours of work) if reports cannot be written to ``folder``: not
+    writable, or less than ``min_free`` bytes free on its disk."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test"):
             pass
     except OSError as exc:
         raise OSError(f"report folder {folder} is not writable: {exc}") from exc
+    free = shutil.disk_usage(folder).free
+    if free < min_free:
+        raise OSError(f"report folder {folder}: only {free / 2**20:.0f} MiB free on its disk, "
+                      f"need {min_free / 2**20:.0f} MiB")
 
 
 def parse_value(text: str):

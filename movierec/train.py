@@ -241,7 +241,8 @@ def fit(
         steps = min(steps, max_batches)
     use_rank = cfg.loss in ("softmax", "rmse+softmax")
     bar = tqdm(total=cfg.epochs, initial=start_epoch, disable=not cfg.progress,
-               desc="epochs", unit="epoch", dynamic_ncols=False, ncols=100)
+               desc="train" if monitor is not None else "refit", unit="epoch",
+               dynamic_ncols=False, ncols=100)
     t_train, seen = 0.0, 0
     for epoch in range(start_epoch, cfg.epochs):
         if monitor is not None and best["epoch"] >= 0 and epoch - best["epoch"] > cfg.patience:
@@ -277,8 +278,10 @@ def fit(
             best = {"value": value, "epoch": epoch,
                     "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
         bar.update(1)
-        bar.set_postfix({str(monitor): f"{value:.4f}", "loss": f"{row['train_loss']:.4f}"},
-                        refresh=False)
+        postfix = {"loss": f"{row['train_loss']:.4f}"}
+        if monitor is not None:
+            postfix[monitor] = f"{value:.4f}"
+        bar.set_postfix(postfix, refresh=False)
         if checkpoint is not None:
             save_checkpoint(checkpoint, {
                 "model": model.state_dict(),

@@ -155,6 +155,34 @@ def test_checkpoint_round_trip_and_resume_equals_uninterrupted(tiny_exp, tmp_pat
     assert not list(tmp_path.glob(".*tmp"))  # atomic writes leave no temp files
 
 
+def test_killed_mid_epoch_resumes_to_the_same_result(tiny_exp, tmp_path):
+    cfg_model = tiny_exp.model_config(dim=8, encoder="content", score="cosine")
+    evaluate = tiny_exp.validation("val_rmse")
+    calls = {"n": 0}
+
+    def dies_in_epoch_3(model):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")  # after epoch 3's batches, before its checkpoint
+        return evaluate(model)
+
+    def new_model():
+        return MovieRecModel(cfg_model, torch.Generator().manual_seed(0))
+
+    ckpt = tmp_path / "ckpt.pt"
+    with pytest.raises(KeyboardInterrupt):
+        fit(new_model(), tiny_exp.feats, tiny_exp.train, quick_config(epochs=4), dies_in_epoch_3,
+            checkpoint=ckpt)
+    assert load_checkpoint(ckpt)["epoch"] == 1  # the last complete epoch (0-based)
+    resumed = fit(new_model(), tiny_exp.feats, tiny_exp.train, quick_config(epochs=4), evaluate,
+                  checkpoint=ckpt, resume=True)
+    clean = fit(new_model(), tiny_exp.feats, tiny_exp.train, quick_config(epochs=4), evaluate)
+    assert resumed.history.drop(columns="seconds").equals(clean.history.drop(columns="seconds"))
+    for a, b in zip(resumed.model.state_dict().values(), clean.model.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a, b)
+
+
 def test_resolve_device():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type in {"cpu", "cuda", "mps"}
@@ -172,3 +200,61 @@ def test_last_short_batch_and_ratings_are_floats(tiny_exp):
 def test_ratings_container():
     r = Ratings.from_arrays([0, 1], [1, 0], [3.5, 0.5], "cpu")
     assert len(r) == 2 and r.ratings.tolist() == [3.5, 0.5]
+
+
+def test_recent_items_are_the_latest_per_user(tiny_exp):
+    prep = tiny_exp.prep
+    hist = prep.recent_items(3, TRAIN)
+    assert hist.shape == (prep.n_users, 3)
+    for row in (0, 7, prep.n_users - 1):
+        mask = (prep.users == row) & (prep.split.labels == TRAIN)
+        rows = np.flatnonzero(mask)
+        rows = rows[np.argsort(prep.timestamps[rows], kind="stable")][-3:]
+        want = prep.items[rows].tolist()
+        assert hist[row, 3 - len(want):].tolist() == want
+        assert (hist[row, :3 - len(want)] == prep.n_movies).all()
+
+
+def test_user_history_term_changes_user_vectors_and_pads_to_zero(tiny_exp):
+    cfg = tiny_exp.model_config(dim=8, encoder="hybrid", score="cosine_bias", user_history=4)
+    model = MovieRecModel(cfg, torch.Generator().manual_seed(0))
+    users = torch.arange(5)
+    # no history yet: every slot is padding, so the vectors are the id vectors
+    torch.testing.assert_close(model.user_vectors(users), model.user(users))
+    model.set_history(tiny_exp.history_tensor(4, TRAIN))
+    assert not torch.allclose(model.user_vectors(users), model.user(users))
+    with pytest.raises(ValueError, match="no user-history term"):
+        toy_model().set_history(torch.zeros(3, 1, dtype=torch.long))
+
+
+def test_fit_without_monitor_runs_all_epochs_and_keeps_last(tiny_exp):
+    cfg = tiny_exp.model_config(dim=8, encoder="id", score="dot_bias")
+    model = MovieRecModel(cfg, torch.Generator().manual_seed(0))
+    res = fit(model, tiny_exp.feats, tiny_exp.train_val, quick_config(epochs=3), None,
+              monitor=None)
+    assert res.history["epoch"].tolist() == [1, 2, 3] and res.best_epoch == 3
+
+
+def test_refit_variant_reports_val_from_first_fit_and_test_from_refit(tiny_exp):
+    cfg = quick_config(epochs=3)
+    a = train_variant(tiny_exp, "hybrid_rank", cfg, dim=8, refit=True, ks=(5,))
+    b = train_variant(tiny_exp, "hybrid_rank", cfg, dim=8, refit=False, ks=(5,))
+    assert a.metrics["val_rmse"] == b.metrics["val_rmse"]  # the same tuning run
+    assert a.metrics["test_rmse"] != b.metrics["test_rmse"]  # test from the refit model
+    assert 0 <= a.metrics["test_recall@5"] <= 1 and "val_recall@10" in a.fit.history
+
+
+def test_softmax_positive_filter_ignores_low_ratings(tiny_exp):
+    from movierec.train import batch_loss
+
+    cfg_m = tiny_exp.model_config(dim=8, encoder="hybrid", score="cosine_bias", prior=True)
+    model = MovieRecModel(cfg_m, torch.Generator().manual_seed(0))
+    users, movies = torch.tensor([0, 1]), torch.tensor([2, 3])
+    negs = torch.tensor([5, 6, 7])
+    cfg = quick_config(loss="softmax", min_positive=3.5)
+    low, high = torch.tensor([1.0, 5.0]), torch.tensor([5.0, 5.0])
+    only_second = batch_loss(model, tiny_exp.feats, users[1:], movies[1:], high[1:], cfg, negs)
+    torch.testing.assert_close(batch_loss(model, tiny_exp.feats, users, movies, low, cfg, negs),
+                               only_second)
+    assert not torch.allclose(batch_loss(model, tiny_exp.feats, users, movies, high, cfg, negs),
+                              only_second)

@@ -34,6 +34,13 @@ def test_unwritable_report_folder_fails_early(tmp_path):
         report.run_report(NOTEBOOK, blocker / "sub", {})
 
 
+def test_full_disk_fails_early(tmp_path, monkeypatch):
+    monkeypatch.setattr(report.shutil, "disk_usage",
+                        lambda p: type("U", (), {"free": 10 * 2**20})())
+    with pytest.raises(OSError, match="only 10 MiB free"):
+        report.run_report(NOTEBOOK, tmp_path / "out", {})
+
+
 def test_notebook_is_stripped():
     nb = json.loads(NOTEBOOK.read_text())
     for cell in nb["cells"]:

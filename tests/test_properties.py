@@ -1,0 +1,144 @@
+"""Property-based tests (hypothesis) of the core invariants."""
+
+import math
+import string
+
+import numpy as np
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from movierec.data import DataError, load_movielens
+from movierec.evaluate import Csr, ranking_metrics
+from movierec.recommend import topk_search
+from movierec.split import TEST, TRAIN, VAL, chronological_split, split_sizes
+
+from .conftest import write_csv
+
+ratings_st = st.lists(st.tuples(st.integers(0, 6), st.integers(0, 5)), min_size=1, max_size=80)
+
+
+@given(ratings_st)
+def test_split_partitions_each_user_chronologically(rows):
+    users = np.array([u for u, _ in rows])
+    ts = np.array([t for _, t in rows])
+    labels = chronological_split(users, ts)
+    assert set(np.unique(labels)) <= {TRAIN, VAL, TEST}
+    for u in np.unique(users):
+        idx = np.flatnonzero(users == u)
+        lab = labels[idx]
+        n_train, n_val, n_test = (int(x) for x in split_sizes(len(idx)))
+        assert [(lab == p).sum() for p in (TRAIN, VAL, TEST)] == [n_train, n_val, n_test]
+        order = idx[np.lexsort((idx, ts[idx]))]  # by time, ties in file order
+        assert labels[order].tolist() == sorted(labels[order].tolist())
+
+
+@given(st.integers(1, 10_000))
+def test_split_sizes_sum_and_bounds(n):
+    a, b, c = (int(x) for x in split_sizes(n))
+    assert a + b + c == n and a == 7 * n // 10 and b == 2 * (n - a) // 3
+
+
+def brute_force(topk, relevant, k):
+    rec, nd, hit, ap = [], [], [], []
+    for row, rel in zip(topk, relevant, strict=True):
+        rel = set(rel)
+        hits = [1.0 if i in rel else 0.0 for i in row[:k]]
+        rec.append(sum(hits) / len(rel))
+        dcg = sum(h / math.log2(j + 2) for j, h in enumerate(hits))
+        idcg = sum(1 / math.log2(j + 2) for j in range(min(len(rel), k)))
+        nd.append(dcg / idcg)
+        hit.append(float(any(hits)))
+        precisions = [sum(hits[: j + 1]) / (j + 1) for j in range(k) if hits[j]]
+        ap.append(sum(precisions) / min(len(rel), k))
+    return {f"recall@{k}": np.mean(rec), f"ndcg@{k}": np.mean(nd), f"hit_rate@{k}": np.mean(hit),
+            f"map@{k}": np.mean(ap)}
+
+
+@st.composite
+def rankings(draw):
+    n_items = draw(st.integers(5, 30))
+    k = draw(st.integers(1, 5))
+    n_users = draw(st.integers(1, 6))
+    topk = [draw(st.permutations(range(n_items)))[:k] for _ in range(n_users)]
+    relevant = [draw(st.lists(st.integers(0, n_items - 1), min_size=1, max_size=8, unique=True))
+                for _ in range(n_users)]
+    return np.array(topk), relevant, k, n_items
+
+
+@given(rankings())
+def test_ranking_metrics_match_brute_force_and_stay_in_unit_interval(case):
+    topk, relevant, k, n_items = case
+    rel = Csr(np.cumsum([0] + [len(r) for r in relevant]),
+              np.array([i for r in relevant for i in r]))
+    got = ranking_metrics(topk, rel, ks=(k,), n_items=n_items)
+    want = brute_force(topk, relevant, k)
+    for name, value in want.items():
+        assert math.isclose(got[name], value, rel_tol=1e-9, abs_tol=1e-12)
+    assert all(0.0 <= v <= 1.0 for v in got.values())
+    perfect = np.array([(list(r) + [i for i in range(n_items) if i not in r])[:k]
+                        for r in relevant])
+    best = ranking_metrics(perfect, rel, ks=(k,))
+    assert best[f"ndcg@{k}"] == 1.0 and best[f"map@{k}"] == 1.0
+
+
+@given(st.integers(1, 8), st.integers(2, 25), st.data())
+@settings(max_examples=50)
+def test_masking_never_lets_a_seen_movie_in(n_users, n_items, data):
+    k = data.draw(st.integers(1, n_items))
+    seen = [data.draw(st.lists(st.integers(0, n_items - 1), max_size=n_items, unique=True))
+            for _ in range(n_users)]
+    g = torch.Generator().manual_seed(data.draw(st.integers(0, 1000)))
+    users, movies = torch.randn(n_users, 3, generator=g), torch.randn(n_items, 3, generator=g)
+    exclude = Csr(np.cumsum([0] + [len(s) for s in seen]),
+                  np.array([i for s in seen for i in s], np.int64))
+    idx, _ = topk_search(users, movies, k, exclude=exclude, block=data.draw(
+        st.integers(1, 4)))
+    for u in range(n_users):
+        got = [i for i in idx[u].tolist() if i >= 0]
+        assert not set(got) & set(seen[u])
+        assert len(got) == min(k, n_items - len(seen[u]))
+
+
+MOVIES = "movieId,title,genres\n1,A,Comedy\n2,B,Drama\n"
+TAGS = "userId,movieId,tag,timestamp\n1,1,x,5\n"
+cell = st.one_of(st.integers(-5, 2**40).map(str), st.sampled_from(
+    ["", "nan", "inf", "-1", "3.5", "4.0", "0.5", "abc", "1e3", "\u00e9", "2", "1"]),
+    st.text(string.printable, max_size=4))
+
+
+HEADERS = ["userId,movieId,rating,timestamp", "userId,movieId,rating",
+           "user,movie,rating,timestamp", "\ufeffuserId,movieId,rating,timestamp"]
+
+
+@given(header=st.sampled_from(HEADERS),
+       rows=st.lists(st.lists(cell, min_size=3, max_size=5), max_size=6),
+       newline=st.sampled_from(["\n", "\r\n"]))
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_loader_raises_only_data_error_and_never_drops_rows(tmp_path, header, rows, newline):
+    folder = tmp_path / "fuzz"
+    write_csv(folder, "movies.csv", MOVIES)
+    write_csv(folder, "tags.csv", TAGS)
+    text = newline.join([header, *(",".join(r) for r in rows)]) + newline
+    (folder / "ratings.csv").write_bytes(text.encode("utf-8"))
+    try:
+        ds = load_movielens(folder, checksums=False)
+    except DataError as err:
+        assert "ratings.csv" in str(err) or "tags.csv" in str(err)
+        return
+    assert len(ds.ratings) == len(rows)  # loaded: nothing dropped silently
+    assert ds.ratings["rating"].isin(np.arange(1, 11) / 2).all()
+
+
+@given(st.binary(max_size=64))
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_loader_on_random_bytes(tmp_path, blob):
+    folder = tmp_path / "bytes"
+    write_csv(folder, "movies.csv", MOVIES)
+    write_csv(folder, "tags.csv", TAGS)
+    (folder / "ratings.csv").write_bytes(blob)
+    try:
+        ds = load_movielens(folder, checksums=False)
+    except DataError:
+        return
+    assert len(ds.ratings) >= 0

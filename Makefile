@@ -50,7 +50,7 @@ lint: $(STAMP)  ## ruff over the package, tests and notebooks
 
 test: lint  ## ruff, unit + real-data tests, and the notebook under nbval
 	$(PY) -m pytest -q
-	$(PY) -m pytest -q --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider notebooks/
+	$(PY) -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
 
 generate: $(STAMP)  ## write a MovieLens-format dataset with genome (SCALE=full|small|tiny, OUT=folder)
 	$(PY) -m movierec.synth --scale $(or $(SCALE),full) --out $(or $(OUT),$(MOVIEREC_DATA)/synthetic-$(or $(SCALE),full))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -73,6 +74,11 @@ class Experiment:
         self.test_users, self.test_relevant = self.prep.relevant(TEST)
         self.test_history = self.prep.history(TRAIN, VAL).select(self.test_users)
 
+    def positive_counts(self, data: Ratings, min_rating: float = 0.0) -> torch.Tensor:
+        """Per-movie count of the ratings >= ``min_rating`` in ``data``."""
+        keep = data.ratings >= min_rating
+        return torch.bincount(data.movies[keep], minlength=self.prep.n_movies)
+
     def history_tensor(self, n: int, *parts: int) -> torch.Tensor:
         return torch.as_tensor(self.prep.recent_items(n, *parts), device=self.device)
 
@@ -124,24 +130,35 @@ class VariantResult:
 
 
 def train_variant(exp: Experiment, name: str, train_config: TrainConfig, *, dim: int = 64,
-                  refit: bool = True, checkpoint=None, ks: tuple[int, ...] = (10, 20, 50),
+                  refit: bool = True, checkpoint_dir=None, ks: tuple[int, ...] = (10, 20, 50),
                   **model_overrides) -> VariantResult:
     """Train a named variant (see :data:`VARIANTS`) and evaluate it.
 
     Tuning: trained on train, early-stopped on val (val metrics come from this model). Then,
     with ``refit``, retrained from the same initialisation on train + val for the best number of
     epochs, so that every user's most recent ratings inform the test predictions; test metrics
-    come from the refit model, evaluated once.
+    come from the refit model, evaluated once. With ``checkpoint_dir``, both trainings write
+    a checkpoint after every epoch (``<name>.pt``, ``<name>-refit.pt``) and resume from it.
     """
+    ckpt = refit_ckpt = None
+    if checkpoint_dir is not None:
+        ckpt = Path(checkpoint_dir) / f"{name}.pt"
+        refit_ckpt = Path(checkpoint_dir) / f"{name}-refit.pt"
     spec = VARIANTS[name]
+    f = exp.prep.features
+    meta = {"variant": name, "dataset": exp.prep.name, "tag_vocab": f.tag_vocab,
+            "genome_tags": f.genome_tags, "movie_ids": torch.tensor(f.movie_ids),
+            "user_ids": torch.tensor(exp.prep.user_ids)}
     mcfg = exp.model_config(dim=dim, **{**spec["model"], **model_overrides})
     tcfg = replace(train_config, **spec["train"])
     model = MovieRecModel(mcfg, torch.Generator().manual_seed(tcfg.seed)).to(exp.device)
     if mcfg.user_history:
         model.set_history(exp.history_tensor(mcfg.user_history, TRAIN))
+    if mcfg.prior:
+        model.init_prior(exp.positive_counts(exp.train, tcfg.min_positive))
     result = fit(model, exp.feats, exp.train, tcfg, exp.validation(spec["monitor"]),
                  monitor=spec["monitor"], mode="min" if spec["monitor"] == "val_rmse" else "max",
-                 checkpoint=checkpoint, meta={"variant": name})
+                 checkpoint=ckpt, resume=ckpt is not None, meta=meta)
     metrics = {"epochs": len(result.history), "best_epoch": result.best_epoch,
                "train_seconds": result.seconds,
                "samples_per_second": result.samples_per_second}
@@ -154,8 +171,11 @@ def train_variant(exp: Experiment, name: str, train_config: TrainConfig, *, dim:
         model = MovieRecModel(mcfg, torch.Generator().manual_seed(tcfg.seed)).to(exp.device)
         if mcfg.user_history:
             model.set_history(exp.history_tensor(mcfg.user_history, TRAIN, VAL))
+        if mcfg.prior:
+            model.init_prior(exp.positive_counts(exp.train_val, tcfg.min_positive))
         final = fit(model, exp.feats, exp.train_val, replace(tcfg, epochs=result.best_epoch),
-                    None, monitor=None)
+                    None, monitor=None, checkpoint=refit_ckpt, resume=refit_ckpt is not None,
+                    meta={**meta, "refit": True})
         metrics["train_seconds"] += final.seconds
     for k, v in rating_errors(predict(final.model, exp.feats, exp.test), exp.test.ratings).items():
         metrics[f"test_{k}"] = v

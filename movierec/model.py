@@ -171,6 +171,16 @@ class MovieRecModel(nn.Module):
         other = {id(p) for p in self.sparse_parameters() + self.dense_embedding_parameters()}
         return [p for p in self.parameters() if id(p) not in other]
 
+    @torch.no_grad()
+    def init_prior(self, counts: torch.Tensor) -> None:
+        """Start the retrieval prior at log(1 + count) of each movie's training positives
+        (centred), so that ranking starts from popularity and training learns what is
+        personal on top of it."""
+        if self.movie_prior is None:
+            raise ValueError("this model has no retrieval prior (prior=False)")
+        logc = torch.log1p(counts.float())
+        self.movie_prior.weight.copy_((logc - logc.mean()).unsqueeze(1))
+
     def set_history(self, history: torch.Tensor) -> None:
         """Each user's last ``user_history`` movies (n_users, N), padded with n_movies."""
         if self.history_items is None:

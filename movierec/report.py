@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 KERNEL = "python3"  # the kernel of the environment running this module
-PATH_PARAMETERS = ("DATASET", "DATA_ROOT", "CACHE_DIR")
+PATH_PARAMETERS = ("DATASET", "DATA_ROOT", "CACHE_DIR", "CHECKPOINT_DIR")
 
 
 def notebook_parameters(notebook: str | os.PathLike) -> set[str]:

@@ -258,3 +258,28 @@ def test_softmax_positive_filter_ignores_low_ratings(tiny_exp):
                                only_second)
     assert not torch.allclose(batch_loss(model, tiny_exp.feats, users, movies, high, cfg, negs),
                               only_second)
+
+
+def test_variant_checkpoints_hold_vocabularies_and_resume(tiny_exp, tmp_path):
+    cfg = quick_config(epochs=2)
+    a = train_variant(tiny_exp, "hybrid", cfg, dim=8, checkpoint_dir=tmp_path)
+    state = load_checkpoint(tmp_path / "hybrid.pt")
+    assert state["meta"]["tag_vocab"] == tiny_exp.prep.features.tag_vocab
+    assert state["meta"]["movie_ids"].tolist() == tiny_exp.prep.features.movie_ids.tolist()
+    assert load_checkpoint(tmp_path / "hybrid-refit.pt")["meta"]["refit"] is True
+    b = train_variant(tiny_exp, "hybrid", cfg, dim=8, checkpoint_dir=tmp_path)  # resumes
+    assert a.metrics["test_rmse"] == b.metrics["test_rmse"]
+
+
+def test_prior_starts_at_centred_log_popularity(tiny_exp):
+    cfg = tiny_exp.model_config(dim=8, encoder="hybrid", score="cosine_bias", prior=True)
+    model = MovieRecModel(cfg, torch.Generator().manual_seed(0))
+    counts = tiny_exp.positive_counts(tiny_exp.train, 3.5)
+    assert counts.sum() == (tiny_exp.train.ratings >= 3.5).sum()
+    model.init_prior(counts)
+    prior = model.movie_prior.weight.squeeze(1)
+    assert abs(float(prior.mean())) < 1e-5
+    order = torch.argsort(counts)
+    assert (prior[order].diff() >= -1e-6).all()  # monotone in popularity
+    with pytest.raises(ValueError, match="no retrieval prior"):
+        toy_model().init_prior(counts)

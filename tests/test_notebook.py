@@ -58,7 +58,8 @@ def test_full_code_path_report_on_generated_genome_data(tmp_path):
     data_dir = synth.generate(tmp_path / "synthetic-tiny", "tiny", seed=1)
     out = tmp_path / "report"
     params = yaml.safe_load((ROOT / "notebooks/params/full.yaml").read_text())
-    params.update({"DATASET": str(data_dir), "EPOCHS": 2, "BATCH_SIZE": 512, "PROGRESS": False})
+    params.update({"DATASET": str(data_dir), "EPOCHS": 4, "BATCH_SIZE": 512, "PROGRESS": False,
+                   "CACHE_DIR": str(tmp_path / "cache")})
     executed = report.run_report(NOTEBOOK, out, params)
     assert executed.exists() and executed.with_suffix(".html").exists()
     metrics = json.loads((out / "metrics.json").read_text())

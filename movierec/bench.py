@@ -35,7 +35,8 @@ from movierec.features import GENRES, build_features, stem_tags
 from movierec.model import MovieRecModel
 from movierec.prepare import cache_path, prepare, prepare_cached, save_prepared
 from movierec.provenance import device_info, git_state, package_versions, write_json
-from movierec.split import split_ratings
+from movierec.recommend import Recommender
+from movierec.split import TRAIN, VAL, split_ratings
 from movierec.train import TrainConfig, fit, resolve_device
 
 
@@ -166,7 +167,7 @@ def seed_pipeline(folder: Path, n_batches: int = 3, batch_size: int = 64, seed: 
 
 
 def train_throughput(exp: Experiment, variant: str, cfg: TrainConfig, max_batches: int | None
-                     ) -> dict:
+                     ) -> tuple[dict, MovieRecModel]:
     spec = VARIANTS[variant]
     model = MovieRecModel(exp.model_config(dim=64, **spec["model"]),
                           torch.Generator().manual_seed(cfg.seed)).to(exp.device)
@@ -175,7 +176,26 @@ def train_throughput(exp: Experiment, variant: str, cfg: TrainConfig, max_batche
               max_batches=max_batches)
     return {"samples_per_second": res.samples_per_second,
             "epoch_seconds": len(exp.train) / res.samples_per_second,
-            "measured": "full epoch" if max_batches is None else f"{max_batches} batches"}
+            "measured": "full epoch" if max_batches is None else f"{max_batches} batches"
+            }, res.model
+
+
+def retrieval_latency(exp: Experiment, model: MovieRecModel, n_users: int = 200) -> dict:
+    """Milliseconds per ``recommend`` call, and seconds for every user's top 10."""
+    prep = exp.prep
+    rec = Recommender(model, exp.feats, prep.movies, prep.user_ids, prep.history(TRAIN, VAL))
+    users = np.random.default_rng(0).choice(prep.user_ids, min(n_users, prep.n_users),
+                                            replace=False)
+    times = []
+    for u in users:
+        t0 = time.perf_counter()
+        rec.recommend(int(u), k=10)
+        times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    rec.recommend_all(k=10)
+    return {"recommend_ms_median": 1000 * float(np.median(times)),
+            "recommend_ms_p95": 1000 * float(np.percentile(times, 95)),
+            "recommend_all_seconds": time.perf_counter() - t0, "users": prep.n_users}
 
 
 def run(out: Path, scale: str = "full", batches: int = 40, batch_size: int = 32768,
@@ -199,9 +219,13 @@ def run(out: Path, scale: str = "full", batches: int = 40, batch_size: int = 327
     dev = resolve_device(device)
     exp = Experiment(prep, dev)
     cfg = TrainConfig(batch_size=batch_size, n_negatives=256, progress=False)
-    result["train"] = {v: train_throughput(exp, v, cfg, batches) for v in VARIANTS}
+    result["train"] = {v: train_throughput(exp, v, cfg, batches)[0] for v in VARIANTS}
     if full_epoch:
-        result["train_full_epoch"] = {"hybrid": train_throughput(exp, "hybrid", cfg, None)}
+        epoch, model = train_throughput(exp, "hybrid", cfg, None)
+        result["train_full_epoch"] = {"hybrid": epoch}
+    else:
+        _, model = train_throughput(exp, "hybrid", cfg, batches)
+    result["retrieval"] = retrieval_latency(exp, model)
     result["train_batch_size"] = batch_size
     del exp, prep
     threads = torch.get_num_threads()
@@ -253,6 +277,11 @@ def markdown(r: dict) -> str:
         *[f"| {k} | {v['samples_per_second']:,.0f} | {v['epoch_seconds']:.0f} | {v['measured']} |"
           for k, v in {**r["train"], **{f"{k} (full epoch)": v for k, v in
                                         r.get("train_full_epoch", {}).items()}}.items()],
+        "",
+        f"Retrieval (exact top-10 over {r['sizes']['movies']:,} movies, seen masked): "
+        f"`recommend` {r['retrieval']['recommend_ms_median']:.1f} ms median "
+        f"({r['retrieval']['recommend_ms_p95']:.1f} ms p95); all {r['retrieval']['users']:,} "
+        f"users' top 10 in {r['retrieval']['recommend_all_seconds']:.0f} s.",
         "",
         f"Seed pipeline (per-sample DataLoader, 1 thread, {r['seed_pipeline']['samples']} "
         f"samples): {r['seed_pipeline']['samples_per_second']:.1f} samples/s. "

@@ -68,4 +68,6 @@ def test_bench_runs_end_to_end_on_tiny_data(tmp_path, monkeypatch):
     assert saved["sizes"]["ratings"] == 6000
     assert set(saved["train"]) == {"seed", "hybrid", "hybrid_rank", "mf"}
     assert r["seed_pipeline"]["samples"] == 128 and r["speedup_vs_seed"] > 0
+    assert r["retrieval"]["users"] == saved["sizes"]["users"]
+    assert r["retrieval"]["recommend_ms_median"] > 0
     assert "Speed-up" in (tmp_path / "out" / "bench.md").read_text()

@@ -256,17 +256,18 @@ def user_history(prep: Prepared, user_row: int, n: int = 5) -> pd.DataFrame:
 
 
 def cold_start_movie(prep: Prepared) -> int:
-    """A movie never rated in train but rated later (val/test) and tagged: the model sees it as
-    new, so it stands for a cold-start movie. Returns its movieId (most later ratings)."""
-    train_count = np.bincount(prep.part(TRAIN)[1], minlength=prep.n_movies)
-    later = np.bincount(prep.part(VAL, TEST)[1], minlength=prep.n_movies)
-    tagged = np.diff(prep.features.tags.offsets) > 0
-    tagged &= prep.features.tags.indices[prep.features.tags.offsets[:-1]] > 0
-    score = np.where((train_count == 0) & tagged, later, -1)
+    """A tagged movie rated only in the test period: no model (refit on train + val included)
+    has seen a rating of it, so it stands for a cold-start movie. Returns its movieId (the one
+    with most test ratings)."""
+    seen = np.bincount(prep.part(TRAIN, VAL)[1], minlength=prep.n_movies)
+    later = np.bincount(prep.part(TEST)[1], minlength=prep.n_movies)
+    tags = prep.features.tags
+    tagged = (np.diff(tags.offsets) > 0) & (tags.indices[tags.offsets[:-1]] > 0)
+    score = np.where((seen == 0) & tagged, later, -1)
     if score.max() <= 0:
-        score = np.where(train_count == 0, later, -1)
+        score = np.where(seen == 0, later, -1)
     if score.max() <= 0:
-        raise ValueError("no movie is rated after the training period only")
+        raise ValueError("no movie is rated in the test period only")
     return int(prep.movies["movieId"].iloc[int(np.argmax(score))])
 
 

@@ -183,7 +183,7 @@ class Recommender:
         rows = torch.tensor([mrow], device=u.device)
         norm = model.encode_movies(rows, self.feats)[0].norm()
         d = c.dim
-        blocks = model.proj.weight.split(d, dim=1)  # P_b for genres... in concat order
+        blocks = model.proj.weight.split(d, dim=1)  # P_b: tags, genres[, genome] (concat order)
         out = []
 
         def add(kind, names, idx, weights, table, block):

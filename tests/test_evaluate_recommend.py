@@ -87,9 +87,9 @@ def trained(tiny_dir):
     with pytest.raises(ValueError, match="no movie"):
         cold_start_movie(prep)
     prep.split.labels[:] = labels
-    # hold movie 7 out of training: its train ratings move to val
-    held = (prep.items == 7) & (prep.split.labels == 0)
-    prep.split.labels[held] = 1
+    # hold movie 7 out of training: its train and val ratings move to test
+    held = (prep.items == 7) & (prep.split.labels < 2)
+    prep.split.labels[held] = 2
     exp = Experiment(prep, torch.device("cpu"))
     cfg = TrainConfig(epochs=3, batch_size=512, progress=False, seed=1)
     res = train_variant(exp, "hybrid", cfg, dim=16)
@@ -138,7 +138,7 @@ def test_cold_start_movie_encoded_by_content(trained):
     prep, rec = trained
     mid = cold_start_movie(prep)
     row = rec.movie_row(mid)
-    assert row not in set(prep.part(0)[1].tolist())
+    assert row not in set(prep.part(0, 1)[1].tolist())
     # never trained: its id vector stayed zero, so its embedding is its content embedding
     torch.testing.assert_close(rec.content_vector(mid),
                                rec.model.all_movie_vectors(rec.feats)[row])

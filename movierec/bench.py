@@ -19,6 +19,7 @@ import resource
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -152,15 +153,17 @@ def seed_pipeline(folder: Path, n_batches: int = 3, batch_size: int = 64, seed: 
                       batch_size)
     opt = torch.optim.AdamW(model.parameters(), 1e-5)
     t0 = time.perf_counter()
-    for i, batch in enumerate(loader):
-        if i == n_batches:
-            break
-        u, m = model(batch)
-        pred = (nn.functional.cosine_similarity(u, m) + 1) * 5
-        loss = torch.sqrt(torch.mean((pred - batch["rating"]) ** 2))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    with warnings.catch_warnings():  # the seed's torch.Tensor(read-only numpy) warns
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        for i, batch in enumerate(loader):
+            if i == n_batches:
+                break
+            u, m = model(batch)
+            pred = (nn.functional.cosine_similarity(u, m) + 1) * 5
+            loss = torch.sqrt(torch.mean((pred - batch["rating"]) ** 2))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     seconds = time.perf_counter() - t0
     return {"samples": n_batches * batch_size, "seconds": seconds,
             "samples_per_second": n_batches * batch_size / seconds}

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from movierec.evaluate import BiasBaseline, Csr, GlobalMean, ranking_metrics, rmse_mae
+from movierec.evaluate import BiasBaseline, GlobalMean, ranking_metrics, rmse_mae
 from movierec.model import FeatureTensors, ModelConfig, MovieRecModel
 from movierec.prepare import Prepared
 from movierec.recommend import RankingVectors, ranking_vectors, topk_search
@@ -237,11 +237,6 @@ class Timer:
             yield
         finally:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
-
-
-def history_csr(prep: Prepared) -> Csr:
-    """Train + val history of every user (the movies a recommendation must not repeat)."""
-    return prep.history(TRAIN, VAL)
 
 
 def user_history(prep: Prepared, user_row: int, n: int = 5) -> pd.DataFrame:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from movierec.evaluate import rmse_mae
 from movierec.model import FeatureTensors, ModelConfig, MovieRecModel
 
 LOSSES = ("rmse", "softmax", "rmse+softmax")
@@ -104,11 +105,9 @@ def predict(model: MovieRecModel, feats: FeatureTensors, data: Ratings,
     return out
 
 
-def rating_errors(pred: torch.Tensor | np.ndarray, truth: torch.Tensor | np.ndarray
-                  ) -> dict[str, float]:
-    """RMSE and MAE over all rows (not a mean of per-batch values)."""
-    err = torch.as_tensor(pred, dtype=torch.float64) - torch.as_tensor(truth, dtype=torch.float64)
-    return {"rmse": float(err.pow(2).mean().sqrt()), "mae": float(err.abs().mean())}
+def rating_errors(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
+    """RMSE and MAE over all rows (not a mean of per-batch values), for tensors on any device."""
+    return rmse_mae(pred.detach().cpu().numpy(), truth.detach().cpu().numpy())
 
 
 def batch_loss(model: MovieRecModel, feats: FeatureTensors, users: torch.Tensor,

@@ -7,7 +7,7 @@ import torch
 
 from movierec.data import load_movielens
 from movierec.evaluate import BiasBaseline, Csr, GlobalMean, hit_matrix, ranking_metrics, rmse_mae
-from movierec.experiment import Experiment, cold_start_movie, history_csr, train_variant
+from movierec.experiment import Experiment, cold_start_movie, train_variant
 from movierec.features import GENRES
 from movierec.prepare import prepare
 from movierec.recommend import Recommender, topk_search
@@ -93,7 +93,7 @@ def trained(tiny_dir):
     exp = Experiment(prep, torch.device("cpu"))
     cfg = TrainConfig(epochs=3, batch_size=512, progress=False, seed=1)
     res = train_variant(exp, "hybrid", cfg, dim=16)
-    rec = Recommender(res.fit.model, exp.feats, prep.movies, prep.user_ids, history_csr(prep),
+    rec = Recommender(res.fit.model, exp.feats, prep.movies, prep.user_ids, prep.history(),
                       tag_vocab=prep.features.tag_vocab, genome_tags=prep.features.genome_tags,
                       genres=GENRES)
     return prep, rec

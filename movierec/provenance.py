@@ -28,7 +28,8 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
 
 
 def git_state(path: str | os.PathLike = ".") -> dict[str, str | bool | None]:
-    """The commit checked out at ``path`` and whether the tree has uncommitted changes."""
+    """The commit checked out at ``path`` and whether the tree has uncommitted changes
+    (outside ``reports/``, which a running report itself rewrites)."""
     def git(*args: str) -> str | None:
         try:
             return subprocess.run(["git", "-C", str(path), *args], capture_output=True,
@@ -37,7 +38,7 @@ def git_state(path: str | os.PathLike = ".") -> dict[str, str | bool | None]:
             return None
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!reports")
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 

@@ -68,3 +68,25 @@ def test_full_code_path_report_on_generated_genome_data(tmp_path):
     assert set(metrics["rating"]) >= {"global_mean", "bias", *params["MODELS"]}
     assert sum(metrics["split_sizes"].values()) == 6000
     assert set(metrics["provenance"]["checksums"]) >= {"genome-scores.csv", "ratings.csv"}
+
+
+def test_git_state_ignores_reports(tmp_path):
+    import subprocess
+
+    from movierec.provenance import git_state
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "r.txt").write_text("a")
+    (tmp_path / "code.py").write_text("a")
+    git("add", ".")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x")
+    assert git_state(tmp_path)["dirty"] is False
+    (tmp_path / "reports" / "r.txt").write_text("b")  # a report being written
+    assert git_state(tmp_path)["dirty"] is False
+    (tmp_path / "code.py").write_text("b")
+    state = git_state(tmp_path)
+    assert state["dirty"] is True and len(state["commit"]) == 40

@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,7 @@ class Prepared:
     summary: dict
     checksums: dict[str, str]
     dropped: dict[str, int]
+    file_sizes: dict[str, int] = field(default_factory=dict)  # bytes of each input file
 
     @property
     def n_users(self) -> int:
@@ -122,7 +123,7 @@ def prepare(ds: MovieLens, *, leak_free_tags: bool = False, use_genome: bool = T
 # On-disk cache of prepared arrays, keyed by the input files' checksums and the options
 
 CACHE_ENV = "MOVIEREC_CACHE"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 _ARRAYS = ("user_ids", "users", "items", "ratings", "timestamps")
 
 
@@ -158,7 +159,8 @@ def save_prepared(prep: Prepared, folder: Path) -> None:
             np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
         prep.movies.to_parquet(tmp / "movies.parquet", index=False)
         meta = {"name": prep.name, "summary": prep.summary, "checksums": prep.checksums,
-                "dropped": prep.dropped, "tag_vocab": f.tag_vocab, "genome_tags": f.genome_tags,
+                "file_sizes": prep.file_sizes, "dropped": prep.dropped,
+                "tag_vocab": f.tag_vocab, "genome_tags": f.genome_tags,
                 "tags_dropped_leak_free": f.tags_dropped_leak_free}
         (tmp / "meta.json").write_text(json.dumps(meta))
         sizes = {p.name: p.stat().st_size for p in tmp.iterdir()}
@@ -197,7 +199,8 @@ def load_prepared(folder: Path) -> Prepared:
     return Prepared(name=meta["name"], movies=movies, user_ids=arr["user_ids"],
                     users=arr["users"], items=arr["items"], ratings=arr["ratings"],
                     timestamps=arr["timestamps"], split=Split(arr["split"]), features=features,
-                    summary=meta["summary"], checksums=meta["checksums"], dropped=meta["dropped"])
+                    summary=meta["summary"], checksums=meta["checksums"], dropped=meta["dropped"],
+                    file_sizes=meta["file_sizes"])
 
 
 def cache_path(folder: Path, cache_dir: str | os.PathLike | None = None, **options
@@ -229,5 +232,6 @@ def prepare_cached(name_or_path: str | os.PathLike, root: str | os.PathLike | No
     used = CORE_FILES + (GENOME_FILES if ds.has_genome and use_genome else ())
     ds.checksums = {n: sums[n] for n in used}
     prep = prepare(ds, leak_free_tags=leak_free_tags, use_genome=use_genome)
+    prep.file_sizes = {n: (folder / n).stat().st_size for n in used}
     save_prepared(prep, cache)
     return prep, status

@@ -62,10 +62,11 @@ def device_info(device: torch.device) -> dict[str, str | int]:
 
 
 def provenance(*, device: torch.device, seed: int, dataset: str,
-               checksums: dict[str, str], repo: str | os.PathLike = ".") -> dict:
+               checksums: dict[str, str], file_sizes: dict[str, int] | None = None,
+               repo: str | os.PathLike = ".") -> dict:
     return {"versions": package_versions(), "git": git_state(repo), "dataset": dataset,
-            "checksums": checksums, **device_info(device), "seed": seed,
-            "platform": platform.platform()}
+            "checksums": checksums, "file_sizes": file_sizes or {}, **device_info(device),
+            "seed": seed, "platform": platform.platform()}
 
 
 def _clean(obj):

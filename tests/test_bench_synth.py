@@ -45,6 +45,7 @@ def test_cache_hit_detects_edits_and_truncation(tmp_path):
     assert np.array_equal(p1.split.labels, p2.split.labels)
     assert np.array_equal(p1.features.genome, p2.features.genome)
     assert p1.features.tag_vocab == p2.features.tag_vocab
+    assert p2.file_sizes["ratings.csv"] == (folder / "ratings.csv").stat().st_size > 0
     pd.testing.assert_frame_equal(p1.movies.reset_index(drop=True), p2.movies)
     # an edited CSV changes the key: a new cache entry is built
     ratings = (folder / "ratings.csv").read_text().splitlines()

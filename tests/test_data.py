@@ -172,6 +172,23 @@ def test_truncated_download_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.realdata
+def test_download_cut_midway_then_next_run_completes(tmp_path, small_dir):
+    payload = zip_bytes(real_small_files(small_dir))
+
+    class CutResponse(FakeResponse):
+        def read(self, n=-1):
+            if self.tell() > len(payload) // 2:
+                raise ConnectionResetError("connection cut")
+            return super().read(n)
+
+    with pytest.raises(ConnectionResetError):
+        data.fetch("ml-latest-small", tmp_path, opener=lambda url: CutResponse(payload))
+    assert list(tmp_path.iterdir()) == []  # nothing a later run would trust
+    folder = data.fetch("ml-latest-small", tmp_path, opener=lambda url: FakeResponse(payload))
+    assert (folder / "ratings.csv").read_bytes() == (small_dir / "ratings.csv").read_bytes()
+
+
 def test_zip_md5_mismatch_for_frozen_release(tmp_path):
     payload = zip_bytes({"movies.csv": MOVIES.encode()}, prefix="ml-25m/")
     with pytest.raises(DataError, match="MD5 mismatch"):

@@ -179,8 +179,9 @@ class Recommender:
         if c.encoder == "id":
             raise ValueError("an id-only model has no features to explain")
         urow, mrow = self.user_row(user_id), self.movie_row(movie_id)
-        u = nn.functional.normalize(model.all_user_vectors()[urow], dim=0)
-        rows = torch.tensor([mrow], device=u.device)
+        dev = self.vectors.movies.device
+        u = nn.functional.normalize(model.user_vectors(torch.tensor([urow], device=dev))[0], dim=0)
+        rows = torch.tensor([mrow], device=dev)
         norm = model.encode_movies(rows, self.feats)[0].norm()
         d = c.dim
         blocks = model.proj.weight.split(d, dim=1)  # P_b: tags, genres[, genome] (concat order)

@@ -234,3 +234,13 @@ def test_genome_is_loaded_and_validated(tiny_dir, tmp_path):
         (folder / "genome-scores.csv").write_text("\n".join(lines) + "\n")
         with pytest.raises(DataError, match=f"genome-scores.csv.*{problem}"):
             load_movielens(folder)
+
+
+def test_missing_dataset_folder_and_incomplete_archive(tmp_path):
+    with pytest.raises(DataError, match="dataset folder not found"):
+        load_movielens(tmp_path / "nowhere")
+    payload = zip_bytes({"movies.csv": MOVIES.encode()})  # no ratings.csv, tags.csv
+    lacks = r"archive lacks expected files \['ratings.csv', 'tags.csv'\]"
+    with pytest.raises(DataError, match=lacks):
+        data.fetch("ml-latest-small", tmp_path, opener=lambda url: FakeResponse(payload))
+    assert list(tmp_path.iterdir()) == []

@@ -27,6 +27,16 @@ def test_misspelt_parameter_fails_before_running(tmp_path):
                         str(tmp_path / "o"), "-p", "SEDE=1"]) == 2
 
 
+def test_notebook_without_parameters_cell_is_refused(tmp_path):
+    nb = json.loads(NOTEBOOK.read_text())
+    for cell in nb["cells"]:
+        cell.get("metadata", {}).pop("tags", None)
+    bare = tmp_path / "bare.ipynb"
+    bare.write_text(json.dumps(nb))
+    with pytest.raises(ValueError, match="no cell tagged 'parameters'"):
+        report.run_report(bare, tmp_path / "out", {})
+
+
 def test_unwritable_report_folder_fails_early(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")

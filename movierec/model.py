@@ -239,7 +239,7 @@ class MovieRecModel(nn.Module):
                 feats: FeatureTensors) -> torch.Tensor:
         """Predicted ratings for (user, movie) index pairs; each unique movie is encoded once."""
         uniq, inverse = torch.unique(movies, return_inverse=True)
-        m = self.encode_movies(uniq, feats)[inverse]
+        m = self.encode_movies(uniq, feats).index_select(0, inverse)
         return self.predict_from_vectors(users, self.user_vectors(users), movies, m)
 
     def penalty(self, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,17 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+def set_threads(threads: int) -> int:
+    """Use ``threads`` CPU threads in torch (0: leave the count as it is; torch starts with one
+    per physical core) and return the count in use. CPU results are bit-for-bit reproducible for a fixed count: the split of a
+    parallel sum among threads changes its rounding."""
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0, got {threads}")
+    if threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, numpy and torch (for code outside movierec) and return a torch Generator
     that movierec's own functions take explicitly."""
@@ -122,7 +133,9 @@ def batch_loss(model: MovieRecModel, feats: FeatureTensors, users: torch.Tensor,
     uniq, inverse = torch.unique(wanted, return_inverse=True)
     vecs = model.encode_movies(uniq, feats)
     u = model.user_vectors(users)
-    m = vecs[inverse[: len(movies)]]
+    # index_select, not vecs[inverse]: on CPU the backward of advanced indexing accumulates
+    # duplicate rows from several threads in a varying order (not bit-reproducible)
+    m = vecs.index_select(0, inverse[: len(movies)])
     loss = torch.zeros((), device=users.device)
     if cfg.loss in ("rmse", "rmse+softmax"):
         pred = model.predict_from_vectors(users, u, movies, m)
@@ -130,7 +143,7 @@ def batch_loss(model: MovieRecModel, feats: FeatureTensors, users: torch.Tensor,
     if negatives is not None:
         un = nn.functional.normalize(u, dim=1)
         pos = (un * nn.functional.normalize(m, dim=1)).sum(1) / model.config.temperature
-        neg_vecs = nn.functional.normalize(vecs[inverse[len(movies):]], dim=1)
+        neg_vecs = nn.functional.normalize(vecs.index_select(0, inverse[len(movies):]), dim=1)
         neg = (un @ neg_vecs.T) / model.config.temperature
         if model.movie_prior is not None:
             pos = pos + model.movie_prior(movies).squeeze(1)

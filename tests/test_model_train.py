@@ -1,4 +1,6 @@
 import dataclasses
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -6,7 +8,7 @@ import torch
 
 from movierec.data import load_movielens
 from movierec.evaluate import GlobalMean, rmse_mae
-from movierec.experiment import Experiment, train_variant
+from movierec.experiment import VARIANTS, Experiment, train_variant
 from movierec.features import Bags, MovieFeatures
 from movierec.model import FeatureTensors, ModelConfig, MovieRecModel
 from movierec.prepare import prepare
@@ -14,12 +16,14 @@ from movierec.split import TEST, TRAIN
 from movierec.train import (
     Ratings,
     TrainConfig,
+    batch_loss,
     fit,
     load_checkpoint,
     model_from_checkpoint,
     predict,
     rating_errors,
     resolve_device,
+    set_threads,
 )
 
 
@@ -132,6 +136,59 @@ def test_same_seed_same_result_and_different_seed_differs(tiny_exp):
     assert not a.fit.history["val_rmse"].equals(c.fit.history["val_rmse"])
 
 
+@pytest.mark.parametrize("variant", ["hybrid", "hybrid_rank"])
+def test_gradients_bit_identical_with_several_threads(tiny_exp, variant):
+    """One large batch's gradients, computed five times with >= 2 threads, are bit-identical
+    (the backward of ``tensor[index]`` accumulated duplicates in a thread-dependent order)."""
+    spec = VARIANTS[variant]
+    mcfg = tiny_exp.model_config(dim=64, **spec["model"])
+    cfg = dataclasses.replace(quick_config(), **spec["train"])
+    train = tiny_exp.train
+    negatives = (torch.randint(tiny_exp.feats.n_movies, (256,),
+                               generator=torch.Generator().manual_seed(1))
+                 if "softmax" in cfg.loss else None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(2, threads))
+    try:
+        digests = set()
+        for _ in range(5):
+            model = MovieRecModel(mcfg, torch.Generator().manual_seed(0))
+            batch_loss(model, tiny_exp.feats, train.users, train.movies, train.ratings, cfg,
+                       negatives).backward()
+            digests.add(tuple(
+                (p.grad.coalesce().to_dense() if p.grad.is_sparse else p.grad).numpy().tobytes()
+                for p in model.parameters() if p.grad is not None))
+    finally:
+        torch.set_num_threads(threads)
+    assert len(digests) == 1
+
+
+TRAIN_IN_A_FRESH_PROCESS = """
+import hashlib, sys, torch
+from movierec.data import load_movielens
+from movierec.experiment import VARIANTS, Experiment, train_variant
+from movierec.prepare import prepare
+from movierec.train import TrainConfig
+exp = Experiment(prepare(load_movielens(sys.argv[1])), torch.device("cpu"))
+res = train_variant(exp, "hybrid_rank", TrainConfig(epochs=2, batch_size=2048, n_negatives=256,
+                                                   progress=False, seed=5), dim=32)
+digest = hashlib.sha256()
+for value in res.fit.model.state_dict().values():
+    digest.update(value.numpy().tobytes())
+metrics = {k: v for k, v in res.metrics.items() if "second" not in k}  # not timings
+print(digest.hexdigest(), sorted((k, float(v).hex()) for k, v in metrics.items()))
+"""
+
+
+def test_two_processes_train_to_bit_identical_results(tiny_dir):
+    """What a rerun of ``make small`` relies on: a new process, same seed, same data -> the
+    same weights and metrics, bit for bit (float.hex), on CPU."""
+    runs = [subprocess.run([sys.executable, "-c", TRAIN_IN_A_FRESH_PROCESS, str(tiny_dir)],
+                           capture_output=True, text=True, check=True).stdout
+            for _ in range(2)]
+    assert runs[0] == runs[1] and "test_rmse" in runs[0]
+
+
 def test_checkpoint_round_trip_and_resume_equals_uninterrupted(tiny_exp, tmp_path):
     cfg_model = tiny_exp.model_config(dim=8, encoder="hybrid", score="cosine_bias")
     evaluate = tiny_exp.validation("val_rmse")
@@ -181,6 +238,17 @@ def test_killed_mid_epoch_resumes_to_the_same_result(tiny_exp, tmp_path):
     for a, b in zip(resumed.model.state_dict().values(), clean.model.state_dict().values(),
                     strict=True):
         assert torch.equal(a, b)
+
+
+def test_set_threads():
+    before = torch.get_num_threads()
+    try:
+        assert set_threads(1) == 1 == torch.get_num_threads()
+        assert set_threads(0) == 1  # 0 keeps the current count
+        with pytest.raises(ValueError, match="threads must be >= 0"):
+            set_threads(-1)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_resolve_device():

@@ -17,6 +17,10 @@ export MOVIEREC_DATA ?= $(CURDIR)/data
 export MOVIEREC_CACHE ?= $(CURDIR)/.cache/movierec
 export TQDM_MININTERVAL ?= 10
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
+# One MKL code path (AVX2) on every x86-64 CPU that has it, so that CPU results do not depend
+# on the machine's instruction set (README, Reproducibility). MKL_CBWR= (empty) lifts it.
+export MKL_CBWR ?= AVX2
+RECHECK := .cache/recheck
 
 params = $(if $(DATASET),-p DATASET=$(DATASET)) $(foreach p,$(P),-p $(p))
 
@@ -48,9 +52,12 @@ full: $(STAMP)  ## the same on the full dataset with genome (DATASET=ml-latest b
 lint: $(STAMP)  ## ruff over the package, tests and notebooks
 	$(VENV)/bin/ruff check movierec tests notebooks
 
-test: lint  ## ruff, unit + real-data tests, and the notebook under nbval
+test: lint  ## ruff, unit + real-data tests, the notebook under nbval, a rerun of reports/small
 	$(PY) -m pytest -q
 	$(PY) -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
+	rm -rf $(RECHECK)
+	$(PY) -c 'from movierec.report import rerun_copy; rerun_copy("reports/small/movierec.ipynb", "$(RECHECK)")'
+	$(PY) -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider $(RECHECK)/movierec.ipynb
 
 generate: $(STAMP)  ## write a MovieLens-format dataset with genome (SCALE=full|small|tiny, OUT=folder)
 	$(PY) -m movierec.synth --scale $(or $(SCALE),full) --out $(or $(OUT),$(MOVIEREC_DATA)/synthetic-$(or $(SCALE),full))

@@ -42,6 +42,12 @@ def git_state(path: str | os.PathLike = ".") -> dict[str, str | bool | None]:
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
+def project_root() -> Path | None:
+    """The source checkout holding the ``movierec`` package (an editable install), else None."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "pyproject.toml").exists() else None
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -52,10 +58,14 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def device_info(device: torch.device) -> dict[str, str | int]:
-    info: dict[str, str | int] = {"device": str(device), "torch_threads": torch.get_num_threads(),
-                                  "cpu": cpu_name(),
-                                  "cpu_count": os.cpu_count() or 0}
+def device_info(device: torch.device) -> dict[str, str | int | None]:
+    """Device, CPU, torch threads and the CPU code paths, all of which CPU bits depend on
+    (``MKL_CBWR`` pins MKL's; see README, Reproducibility)."""
+    info: dict[str, str | int | None] = {
+        "device": str(device), "torch_threads": torch.get_num_threads(), "cpu": cpu_name(),
+        "cpu_count": os.cpu_count() or 0,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "mkl_cbwr": os.environ.get("MKL_CBWR")}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info

@@ -90,6 +90,27 @@ def run_report(notebook: str | os.PathLike, output_dir: str | os.PathLike, param
     return executed
 
 
+def rerun_copy(report: str | os.PathLike, folder: str | os.PathLike) -> Path:
+    """Copy an executed report notebook into ``folder`` for ``pytest --nbval-lax``, which reruns
+    it and compares the cells marked ``# NBVAL_CHECK_OUTPUT`` with their stored outputs. The
+    copy keeps every parameter and output, except that OUTPUT_DIR points to ``folder`` (so the
+    rerun writes nothing into the report folder)."""
+    import nbformat
+    from papermill.parameterize import parameterize_notebook
+
+    report, folder = Path(report), Path(folder).resolve()
+    nb = nbformat.read(report, as_version=4)
+    params = nb.metadata.get("papermill", {}).get("parameters")
+    if params is None:
+        raise ValueError(f"{report}: not a papermill report (no papermill parameters in its "
+                         "metadata)")
+    folder.mkdir(parents=True, exist_ok=True)
+    nb = parameterize_notebook(nb, {**params, "OUTPUT_DIR": str(folder)}, report_mode=False)
+    copy = folder / report.name
+    nbformat.write(nb, copy)
+    return copy
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("notebook")
@@ -103,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         if not sep:
             ap.error(f"-p expects NAME=VALUE, got {item!r}")
         params[name] = parse_value(value)
+    os.environ.setdefault("MKL_CBWR", "AVX2")  # as the Makefile: the kernel inherits it
     try:
         path = run_report(args.notebook, args.output_dir, params)
     except (ValueError, OSError) as exc:

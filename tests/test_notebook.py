@@ -2,6 +2,8 @@
 executed end to end with papermill on generated data."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,6 +80,36 @@ def test_full_code_path_report_on_generated_genome_data(tmp_path):
     assert set(metrics["rating"]) >= {"global_mean", "bias", *params["MODELS"]}
     assert sum(metrics["split_sizes"].values()) == 6000
     assert set(metrics["provenance"]["checksums"]) >= {"genome-scores.csv", "ratings.csv"}
+    assert metrics["parameters"]["THREADS"] == 0 and "mkl_cbwr" in metrics["provenance"]
+
+    # the report reruns in a new process to the same checked outputs (what CI does with
+    # reports/small); a stored output that a rerun does not reproduce fails
+    copy = report.rerun_copy(executed, tmp_path / "rerun")
+    nb = json.loads(copy.read_text())
+    injected = next(c for c in nb["cells"] if "injected-parameters" in c["metadata"]["tags"])
+    assert f'OUTPUT_DIR = "{copy.parent}"' in "".join(injected["source"])
+    checked = [c for c in nb["cells"] if c["cell_type"] == "code"
+               and "# NBVAL_CHECK_OUTPUT" in "".join(c["source"])]
+    assert len(checked) >= 4 and all(c["outputs"] for c in checked)
+    assert nbval(copy).returncode == 0
+    table = next(o for o in checked[1]["outputs"] if o["output_type"] == "execute_result")
+    text = "".join(table["data"]["text/plain"])
+    table["data"]["text/plain"] = text.replace("0.", "9.", 1)
+    assert table["data"]["text/plain"] != text
+    copy.write_text(json.dumps(nb))
+    failed = nbval(copy)
+    assert failed.returncode == 1 and "Cell outputs differ" in failed.stdout
+
+
+def nbval(notebook: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "--nbval-lax",
+                           "--nbval-current-env", "-p", "no:cacheprovider", str(notebook)],
+                          capture_output=True, text=True, cwd=notebook.parent)
+
+
+def test_rerun_copy_needs_an_executed_report(tmp_path):
+    with pytest.raises(ValueError, match="not a papermill report"):
+        report.rerun_copy(NOTEBOOK, tmp_path)
 
 
 def test_git_state_ignores_reports(tmp_path):

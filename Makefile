@@ -31,7 +31,7 @@ help:  ## list the targets
 
 setup: $(STAMP)  ## build the environment from environment.yml (conda/mamba, else .venv + pip)
 
-$(STAMP): environment.yml pyproject.toml
+$(STAMP): environment.yml pyproject.toml Makefile
 ifneq ($(CONDA),)
 	$(CONDA) env $(if $(wildcard $(VENV)/conda-meta),update --prune,create) --prefix $(VENV) --file environment.yml
 else
@@ -40,7 +40,7 @@ else
 	$(PY) -m pip install --quiet --disable-pip-version-check -r $(VENV)/requirements.txt
 endif
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
-	$(PY) -m ipykernel install --user --name movierec --display-name "Python (movierec)" >/dev/null
+	$(PY) -m ipykernel install --user --name movierec --display-name "Python (movierec)" --env MKL_CBWR AVX2 >/dev/null
 	touch $@
 
 small: $(STAMP)  ## run the notebook on ml-latest-small into reports/small (ipynb, html, metrics.json)

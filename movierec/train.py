@@ -41,8 +41,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 def set_threads(threads: int) -> int:
     """Use ``threads`` CPU threads in torch (0: leave the count as it is; torch starts with one
-    per physical core) and return the count in use. CPU results are bit-for-bit reproducible for a fixed count: the split of a
-    parallel sum among threads changes its rounding."""
+    per physical core) and return the count in use. CPU results are bit-for-bit reproducible
+    for a fixed count: the split of a parallel sum among threads changes its rounding."""
     if threads < 0:
         raise ValueError(f"threads must be >= 0, got {threads}")
     if threads:

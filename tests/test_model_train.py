@@ -166,7 +166,7 @@ def test_gradients_bit_identical_with_several_threads(tiny_exp, variant):
 TRAIN_IN_A_FRESH_PROCESS = """
 import hashlib, sys, torch
 from movierec.data import load_movielens
-from movierec.experiment import VARIANTS, Experiment, train_variant
+from movierec.experiment import Experiment, train_variant
 from movierec.prepare import prepare
 from movierec.train import TrainConfig
 exp = Experiment(prepare(load_movielens(sys.argv[1])), torch.device("cpu"))

@@ -81,6 +81,10 @@ def test_full_code_path_report_on_generated_genome_data(tmp_path):
     assert sum(metrics["split_sizes"].values()) == 6000
     assert set(metrics["provenance"]["checksums"]) >= {"genome-scores.csv", "ratings.csv"}
     assert metrics["parameters"]["THREADS"] == 0 and "mkl_cbwr" in metrics["provenance"]
+    last = json.loads(executed.read_text())["cells"][-1]
+    said = "".join("".join(o.get("text", "")) for o in last["outputs"])
+    assert "not comparing with the committed report: different parameters" in said
+    assert "PASS  best rating model beats the global mean" in said
 
     # the report reruns in a new process to the same checked outputs (what CI does with
     # reports/small); a stored output that a rerun does not reproduce fails

@@ -40,7 +40,7 @@ else
 	$(PY) -m pip install --quiet --disable-pip-version-check -r $(VENV)/requirements.txt
 endif
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
-	$(PY) -m ipykernel install --user --name movierec --display-name "Python (movierec)" --env MKL_CBWR AVX2 >/dev/null
+	$(PY) -m ipykernel install --user --name movierec --display-name "Python (movierec)" --env MKL_CBWR "$(MKL_CBWR)" >/dev/null
 	touch $@
 
 small: $(STAMP)  ## run the notebook on ml-latest-small into reports/small (ipynb, html, metrics.json)

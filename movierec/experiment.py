@@ -151,14 +151,20 @@ def train_variant(exp: Experiment, name: str, train_config: TrainConfig, *, dim:
             "user_ids": torch.tensor(exp.prep.user_ids)}
     mcfg = exp.model_config(dim=dim, **{**spec["model"], **model_overrides})
     tcfg = replace(train_config, **spec["train"])
-    model = MovieRecModel(mcfg, torch.Generator().manual_seed(tcfg.seed)).to(exp.device)
-    if mcfg.user_history:
-        model.set_history(exp.history_tensor(mcfg.user_history, TRAIN))
-    if mcfg.prior:
-        model.init_prior(exp.positive_counts(exp.train, tcfg.min_positive))
-    result = fit(model, exp.feats, exp.train, tcfg, exp.validation(spec["monitor"]),
-                 monitor=spec["monitor"], mode="min" if spec["monitor"] == "val_rmse" else "max",
-                 checkpoint=ckpt, resume=ckpt is not None, meta=meta)
+
+    def new_model(data: Ratings, *parts: int) -> MovieRecModel:
+        """The variant's initial model, its history and prior taken from ``parts`` (= data)."""
+        model = MovieRecModel(mcfg, torch.Generator().manual_seed(tcfg.seed)).to(exp.device)
+        if mcfg.user_history:
+            model.set_history(exp.history_tensor(mcfg.user_history, *parts))
+        if mcfg.prior:
+            model.init_prior(exp.positive_counts(data, tcfg.min_positive))
+        return model
+
+    result = fit(new_model(exp.train, TRAIN), exp.feats, exp.train, tcfg,
+                 exp.validation(spec["monitor"]), monitor=spec["monitor"],
+                 mode="min" if spec["monitor"] == "val_rmse" else "max", checkpoint=ckpt,
+                 resume=ckpt is not None, meta=meta)
     metrics = {"epochs": len(result.history), "best_epoch": result.best_epoch,
                "train_seconds": result.seconds,
                "samples_per_second": result.samples_per_second}
@@ -168,13 +174,9 @@ def train_variant(exp: Experiment, name: str, train_config: TrainConfig, *, dim:
     if mcfg.user_history and not refit:  # test users are represented by train + val
         result.model.set_history(exp.history_tensor(mcfg.user_history, TRAIN, VAL))
     if refit:
-        model = MovieRecModel(mcfg, torch.Generator().manual_seed(tcfg.seed)).to(exp.device)
-        if mcfg.user_history:
-            model.set_history(exp.history_tensor(mcfg.user_history, TRAIN, VAL))
-        if mcfg.prior:
-            model.init_prior(exp.positive_counts(exp.train_val, tcfg.min_positive))
-        final = fit(model, exp.feats, exp.train_val, replace(tcfg, epochs=result.best_epoch),
-                    None, monitor=None, checkpoint=refit_ckpt, resume=refit_ckpt is not None,
+        final = fit(new_model(exp.train_val, TRAIN, VAL), exp.feats, exp.train_val,
+                    replace(tcfg, epochs=result.best_epoch), None, monitor=None,
+                    checkpoint=refit_ckpt, resume=refit_ckpt is not None,
                     meta={**meta, "refit": True})
         metrics["train_seconds"] += final.seconds
     for k, v in rating_errors(predict(final.model, exp.feats, exp.test), exp.test.ratings).items():

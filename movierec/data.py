@@ -323,9 +323,16 @@ def _check_known_movies(path: Path, df: pd.DataFrame, movie_ids: np.ndarray) -> 
                         lines=_lines(bad), count=int(bad.sum()))
 
 
+def _require_rows(path: Path, df: pd.DataFrame, what: str) -> None:
+    """A file that must hold data (movies, ratings) but has only its header is bad input."""
+    if len(df) == 0:
+        raise DataError(path, f"no rows after the header: expected at least one {what}")
+
+
 def load_movies(path: Path) -> pd.DataFrame:
     """movies.csv -> DataFrame(movieId int32, title str, genres str); ids unique."""
     df = read_table(path, {"movieId": "id", "title": "str", "genres": "str"})
+    _require_rows(path, df, "movie")
     dup = df["movieId"].duplicated().to_numpy()
     if dup.any():
         raise DataError(path, "duplicate movieId", column="movieId", lines=_lines(dup),
@@ -345,6 +352,7 @@ def load_ratings(path: Path, movie_ids: np.ndarray) -> pd.DataFrame:
     """
     df = read_table(path, {"userId": "id", "movieId": "id", "rating": "float",
                            "timestamp": "int"})
+    _require_rows(path, df, "rating")
     r2 = df["rating"].to_numpy(np.float64) * 2
     bad = (r2 != np.round(r2)) | (r2 < 1) | (r2 > 10)
     if bad.any():

@@ -98,20 +98,21 @@ class Csr:
 
 def hit_matrix(topk: np.ndarray, relevant: Csr) -> np.ndarray:
     """Boolean (n_users, k): is ``topk[u, j]`` in user u's relevant set. ``relevant`` rows align
-    with ``topk`` rows."""
+    with ``topk`` rows; padding entries (index -1, fewer than k candidates) are never hits."""
     topk = np.asarray(topk, np.int64)
     width = int(max(topk.max(initial=0), relevant.items.max(initial=0))) + 1
     rows = np.repeat(np.arange(len(topk)), relevant.lengths())
     rel_keys = rows * width + relevant.items
     keys = np.arange(len(topk))[:, None] * width + topk
-    return np.isin(keys, rel_keys)
+    return np.isin(keys, rel_keys) & (topk >= 0)
 
 
 def ranking_metrics(topk: np.ndarray, relevant: Csr, ks: tuple[int, ...] = (10,),
                     n_items: int | None = None) -> dict[str, float]:
     """Recall, NDCG (binary gain, log2 discount), HitRate and MAP at each k, averaged over users,
-    plus catalogue coverage@k when ``n_items`` is given. ``topk`` is (n_users, >= max(ks)),
-    best first; users must each have at least one relevant item."""
+    plus catalogue coverage@k (distinct movies shown / ``n_items``) when ``n_items`` is given.
+    ``topk`` is (n_users, >= max(ks)), best first, padded with -1 (never a hit, never covered);
+    users must each have at least one relevant item."""
     topk = np.asarray(topk)
     n_rel = relevant.lengths()
     if (n_rel == 0).any():
@@ -131,5 +132,6 @@ def ranking_metrics(topk: np.ndarray, relevant: Csr, ks: tuple[int, ...] = (10,)
         out[f"hit_rate@{k}"] = float(np.mean(h.any(1)))
         out[f"map@{k}"] = float(np.mean((precision_at_i * h).sum(1) / ideal_n))
         if n_items is not None:
-            out[f"coverage@{k}"] = len(np.unique(topk[:, :k])) / n_items
+            shown = topk[:, :k]
+            out[f"coverage@{k}"] = len(np.unique(shown[shown >= 0])) / n_items
     return out

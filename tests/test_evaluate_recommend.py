@@ -36,8 +36,14 @@ def test_perfect_ranking_scores_one():
     m = ranking_metrics(topk, csr([[1, 3], [2, 4, 5]]), ks=(2, 3))
     assert m["ndcg@2"] == m["map@2"] == m["hit_rate@2"] == 1.0
     assert m["recall@2"] == pytest.approx((1 + 2 / 3) / 2)
-    assert m["ndcg@3"] == pytest.approx((1 + 1) / 2 * 0 + 1.0 * 0 + (
-        (1 + 1 / math.log2(3)) / (1 + 1 / math.log2(3)) + 1) / 2)
+    assert m["ndcg@3"] == pytest.approx(1.0) and m["recall@3"] == pytest.approx(1.0)
+
+
+def test_ndcg_discounts_late_hits():
+    # hits at ranks 2 and 3 of 3, two relevant items: DCG = 1/log2(3) + 1/log2(4)
+    m = ranking_metrics(np.array([[0, 3, 1]]), csr([[1, 3]]), ks=(3,))
+    assert m["ndcg@3"] == pytest.approx((1 / math.log2(3) + 0.5) / (1 + 1 / math.log2(3)))
+    assert m["map@3"] == pytest.approx((1 / 2 + 2 / 3) / 2)
 
 
 def test_metrics_errors():
@@ -50,6 +56,16 @@ def test_metrics_errors():
 def test_hit_matrix():
     assert hit_matrix(np.array([[0, 1], [1, 0]]), csr([[1], [1]])).tolist() == [
         [False, True], [True, False]]
+
+
+def test_padding_is_never_a_hit_nor_covered():
+    # user 1 has one candidate only (-1 pads its list); user 0's relevant set holds the largest
+    # item, whose key is what user 1's -1 would alias to without masking
+    topk, relevant = np.array([[0, 1], [2, -1]]), csr([[4], [3]])
+    assert hit_matrix(topk, relevant).tolist() == [[False, False], [False, False]]
+    m = ranking_metrics(topk, relevant, ks=(2,), n_items=5)
+    assert m["hit_rate@2"] == 0.0 and m["recall@2"] == 0.0
+    assert m["coverage@2"] == pytest.approx(3 / 5)
 
 
 def test_baselines():
@@ -107,8 +123,14 @@ def test_recommend_excludes_history_and_answers_errors(trained):
     seen = set(prep.movies.movieId.iloc[rec.history.row(5)])
     assert not seen & set(top.movieId)
     assert top.score.is_monotonic_decreasing
+    # both lists follow the model's own scores; excluding history only removes seen movies
+    v = rec.vectors
+    scores = (v.users[5] @ v.movies.T + (0 if v.offset is None else v.offset)).numpy()
+    order = prep.movies.movieId.to_numpy()[np.argsort(-scores, kind="stable")]
     with_seen = rec.recommend(user_id, k=10, exclude_seen=False)
-    assert with_seen.score.iloc[0] >= top.score.iloc[0]
+    assert with_seen.movieId.tolist() == order[:10].tolist()
+    assert top.movieId.tolist() == [m for m in order if m not in seen][:10]
+    np.testing.assert_allclose(with_seen.score, np.sort(scores)[::-1][:10], rtol=1e-5)
     with pytest.raises(KeyError, match="unknown userId 999999"):
         rec.recommend(999999)
     with pytest.raises(ValueError, match="positive"):

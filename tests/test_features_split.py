@@ -1,3 +1,5 @@
+from collections import Counter
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -58,15 +60,32 @@ def test_genome_matrix_alignment_and_first_tag_kept():
     assert mask.tolist() == [True, False, True]
 
 
-def test_leak_free_tags_drop_tags_after_training_cutoff(tiny_dir):
+def test_leak_free_tags_keep_exactly_the_tags_written_by_the_training_cutoff(tiny_dir):
+    """Every kept tag was written at or before its tagger's last training rating, and every such
+    tag is kept (each movie's bag recomputed here from the split, tag by tag)."""
     ds = load_movielens(tiny_dir)
-    full = prepare(ds)
     free = prepare(ds, leak_free_tags=True)
-    n = free.dropped["tags_after_cutoff"]
-    assert 0 < n < len(ds.tags)
-    kept = free.features.tags.weights.size
-    assert kept <= full.features.tags.weights.size
-    assert len(free.features.tag_vocab) <= len(full.features.tag_vocab)
+    train = free.split.labels == TRAIN
+    last = (pd.DataFrame({"u": free.user_ids[free.users[train]], "t": free.timestamps[train]})
+            .groupby("u")["t"].max())
+    tags = ds.tags.assign(stem=stem_tags(ds.tags["tag"]).to_numpy())
+    limit = tags["userId"].map(last)  # NaN: a user without training ratings
+    kept = tags[tags["timestamp"] <= limit]
+    assert free.dropped["tags_after_cutoff"] == len(tags) - len(kept) > 0
+    assert len(kept) > 0
+    row_of = {m: i for i, m in enumerate(free.movies["movieId"])}
+    expected: dict[int, Counter] = {}
+    for movie, stem in zip(kept["movieId"], kept["stem"], strict=True):
+        expected.setdefault(row_of[movie], Counter())[stem] += 1
+    bags, vocab = free.features.tags, free.features.tag_vocab
+    for row in range(bags.n_rows):
+        idx, w = bags.row(row)
+        got = {vocab[i]: float(x) for i, x in zip(idx, w, strict=True) if i > 0}
+        want = expected.get(row, Counter())
+        total = sum(want.values())
+        assert got.keys() == want.keys(), row
+        for stem, n in want.items():
+            assert got[stem] == pytest.approx(n / total, rel=1e-6)
 
 
 def test_features_have_genome_block(tiny_dir):

@@ -1,9 +1,9 @@
 """Property-based tests (hypothesis) of the core invariants."""
 
 import math
-import string
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -102,32 +102,69 @@ def test_masking_never_lets_a_seen_movie_in(n_users, n_items, data):
 
 MOVIES = "movieId,title,genres\n1,A,Comedy\n2,B,Drama\n"
 TAGS = "userId,movieId,tag,timestamp\n1,1,x,5\n"
-cell = st.one_of(st.integers(-5, 2**40).map(str), st.sampled_from(
-    ["", "nan", "inf", "-1", "3.5", "4.0", "0.5", "abc", "1e3", "\u00e9", "2", "1"]),
-    st.text(string.printable, max_size=4))
+HEADERS = ["userId,movieId,rating,timestamp", "\ufeffuserId,movieId,rating,timestamp",
+           "timestamp,rating,movieId,userId"]  # a BOM and another column order are fine
 
 
-HEADERS = ["userId,movieId,rating,timestamp", "userId,movieId,rating",
-           "user,movie,rating,timestamp", "\ufeffuserId,movieId,rating,timestamp"]
+@st.composite
+def valid_ratings(draw, min_size=1):
+    """Distinct (user, movie) pairs with half-star ratings and integer timestamps."""
+    pairs = draw(st.lists(st.tuples(st.integers(0, 2**31 - 1), st.sampled_from([1, 2])),
+                          min_size=min_size, max_size=8, unique=True))
+    return [(u, m, draw(st.integers(1, 10)) / 2, draw(st.integers(-2**40, 2**40)))
+            for u, m in pairs]
 
 
-@given(header=st.sampled_from(HEADERS),
-       rows=st.lists(st.lists(cell, min_size=3, max_size=5), max_size=6),
-       newline=st.sampled_from(["\n", "\r\n"]))
-@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_loader_raises_only_data_error_and_never_drops_rows(tmp_path, header, rows, newline):
-    folder = tmp_path / "fuzz"
+def write_ratings(folder, header: str, rows: list[tuple], newline: str = "\n") -> None:
     write_csv(folder, "movies.csv", MOVIES)
     write_csv(folder, "tags.csv", TAGS)
-    text = newline.join([header, *(",".join(r) for r in rows)]) + newline
+    order = header.lstrip("\ufeff").split(",")
+    cols = {"userId": 0, "movieId": 1, "rating": 2, "timestamp": 3}
+    lines = [",".join(str(r[cols[c]]) for c in order) for r in rows]
+    text = newline.join([header, *lines]) + newline
     (folder / "ratings.csv").write_bytes(text.encode("utf-8"))
-    try:
-        ds = load_movielens(folder, checksums=False)
-    except DataError as err:
-        assert "ratings.csv" in str(err) or "tags.csv" in str(err)
-        return
-    assert len(ds.ratings) == len(rows)  # loaded: nothing dropped silently
-    assert ds.ratings["rating"].isin(np.arange(1, 11) / 2).all()
+
+
+@given(header=st.sampled_from(HEADERS), rows=valid_ratings(),
+       newline=st.sampled_from(["\n", "\r\n"]))
+@settings(max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_loader_keeps_every_valid_row_exactly(tmp_path, header, rows, newline):
+    folder = tmp_path / "valid"
+    write_ratings(folder, header, rows, newline)
+    got = load_movielens(folder, checksums=False).ratings
+    want = [(u, m, r, t) for u, m, r, t in rows]
+    assert [tuple(x) for x in got[["userId", "movieId", "rating", "timestamp"]]
+            .itertuples(index=False)] == want
+
+
+BAD_VALUES = {  # column -> values a valid file never holds there
+    "userId": ["", "abc", "-1", "1.5", str(2**40), "nan"],
+    "movieId": ["", "3", "x", "-2", "1e3"],
+    "rating": ["", "3.3", "0", "5.5", "abc", "nan", "inf", "-1"],
+    "timestamp": ["", "abc", "1.5", "nan"],
+}
+
+
+@given(rows=valid_ratings(min_size=1), data=st.data())
+@settings(max_examples=120, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_loader_names_the_one_bad_row(tmp_path, rows, data):
+    """One bad cell planted in an otherwise valid file: a DataError naming the file, the column
+    and that row's line (header = line 1); never a silent drop."""
+    at = data.draw(st.integers(0, len(rows)))
+    column = data.draw(st.sampled_from(sorted(BAD_VALUES)))
+    bad = data.draw(st.sampled_from(BAD_VALUES[column]))
+    u, m, r, t = (2**31 - 1, 1, 3.0, 0)  # a pair no valid_ratings row can repeat (movie 1 ...)
+    row = {"userId": u, "movieId": m, "rating": r, "timestamp": t, column: bad}
+    rows = [x for x in rows if (x[0], x[1]) != (u, m)]
+    at = min(at, len(rows))
+    rows.insert(at, (row["userId"], row["movieId"], row["rating"], row["timestamp"]))
+    folder = tmp_path / "bad"
+    write_ratings(folder, HEADERS[0], rows)
+    with pytest.raises(DataError) as err:
+        load_movielens(folder, checksums=False)
+    assert err.value.file.endswith("ratings.csv")
+    assert err.value.column == column
+    assert err.value.lines == [at + 2]
 
 
 @given(st.binary(max_size=64))
@@ -137,8 +174,11 @@ def test_loader_on_random_bytes(tmp_path, blob):
     write_csv(folder, "movies.csv", MOVIES)
     write_csv(folder, "tags.csv", TAGS)
     (folder / "ratings.csv").write_bytes(blob)
-    try:
-        ds = load_movielens(folder, checksums=False)
-    except DataError:
-        return
-    assert len(ds.ratings) >= 0
+    with pytest.raises(DataError, match=r"ratings\.csv"):  # no header, so never a dataset
+        load_movielens(folder, checksums=False)
+
+
+def test_header_only_ratings_file_is_an_error(tmp_path):
+    write_ratings(tmp_path, HEADERS[0], [])
+    with pytest.raises(DataError, match=r"ratings.csv: no rows after the header"):
+        load_movielens(tmp_path, checksums=False)

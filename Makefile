@@ -21,10 +21,12 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # on the machine's instruction set (README, Reproducibility). MKL_CBWR= (empty) lifts it.
 export MKL_CBWR ?= AVX2
 RECHECK := .cache/recheck
+# `make test` reruns the committed report on a simulated other machine: MKL's generic code path
+OTHER_MKL ?= COMPATIBLE
 
 params = $(if $(DATASET),-p DATASET=$(DATASET)) $(foreach p,$(P),-p $(p))
 
-.PHONY: help setup small full test lint bench generate lab clean distclean
+.PHONY: help setup small full test lint bench readme generate lab clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -52,18 +54,22 @@ full: $(STAMP)  ## the same on the full dataset with genome (DATASET=ml-latest b
 lint: $(STAMP)  ## ruff over the package, tests and notebooks
 	$(VENV)/bin/ruff check movierec tests notebooks
 
-test: lint  ## ruff, unit + real-data tests, the notebook under nbval, a rerun of reports/small
+test: lint  ## ruff, unit + real-data tests, the notebook under nbval, reports/small rerun elsewhere
 	$(PY) -m pytest -q
 	$(PY) -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
 	rm -rf $(RECHECK)
 	$(PY) -c 'from movierec.report import rerun_copy; rerun_copy("reports/small/movierec.ipynb", "$(RECHECK)")'
-	$(PY) -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider $(RECHECK)/movierec.ipynb
+	MKL_CBWR=$(OTHER_MKL) $(PY) -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider $(RECHECK)/movierec.ipynb
+	$(PY) -m movierec.compare reports/small/metrics.json $(RECHECK)/metrics.json --expect-mode tolerance --expect-exact-differs
 
 generate: $(STAMP)  ## write a MovieLens-format dataset with genome (SCALE=full|small|tiny, OUT=folder)
 	$(PY) -m movierec.synth --scale $(or $(SCALE),full) --out $(or $(OUT),$(MOVIEREC_DATA)/synthetic-$(or $(SCALE),full))
 
 bench: $(STAMP)  ## speed and memory benchmark on generated full-scale data -> reports/bench/
 	$(PY) -m movierec.bench --out reports/bench $(if $(SCALE),--scale $(SCALE))
+
+readme: $(STAMP)  ## regenerate README's figures from reports/*/metrics.json and bench.json
+	$(PY) -m movierec.readme
 
 lab: $(STAMP)  ## open JupyterLab on the notebooks
 	$(VENV)/bin/jupyter lab notebooks/

@@ -48,21 +48,32 @@ def project_root() -> Path | None:
     return root if (root / "pyproject.toml").exists() else None
 
 
-def cpu_name() -> str:
+def _cpuinfo(field: str) -> str | None:
+    """The first ``field`` of /proc/cpuinfo (Linux), else None."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.split(":", 1)[0].strip() == field:
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_name() -> str:
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+def cpu_vendor() -> str:
+    """E.g. GenuineIntel or AuthenticAMD (Linux); the machine type elsewhere."""
+    return _cpuinfo("vendor_id") or platform.machine()
 
 
 def device_info(device: torch.device) -> dict[str, str | int | None]:
     """Device, CPU, torch threads and the CPU code paths, all of which CPU bits depend on
     (``MKL_CBWR`` pins MKL's; see README, Reproducibility)."""
     info: dict[str, str | int | None] = {
-        "device": str(device), "torch_threads": torch.get_num_threads(), "cpu": cpu_name(),
+        "device": str(device), "torch_threads": torch.get_num_threads(),
+        "cpu_vendor": cpu_vendor(), "cpu": cpu_name(),
         "cpu_count": os.cpu_count() or 0,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "mkl_cbwr": os.environ.get("MKL_CBWR")}

@@ -1,0 +1,153 @@
+"""README's figures, generated from the committed reports (never copied by hand).
+
+README holds blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``; each
+is rendered from ``reports/small/metrics.json``, ``reports/full/metrics.json`` or
+``reports/bench/bench.json``::
+
+    python -m movierec.readme          # rewrite README.md's generated blocks (make readme)
+    python -m movierec.readme --check  # exit 1 if any block is stale (a test runs this)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+RANKING_COLUMNS = (("recall", "Recall"), ("ndcg", "NDCG"), ("hit_rate", "HitRate"),
+                   ("map", "MAP"), ("coverage", "Coverage"))
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def model_order(metrics: dict) -> list[str]:
+    """Baselines first (in the report's order), then the parameters' MODELS in their order."""
+    models = list(metrics["parameters"].get("MODELS", []))
+    seen = [*metrics["rating"], *metrics["ranking"]]
+    baselines = [n for n in dict.fromkeys(seen) if n not in models]
+    return baselines + [m for m in models if m in seen]
+
+
+def results_table(metrics: dict, columns: tuple[str, ...] = ("rmse", "mae", "recall", "ndcg",
+                                                              "hit_rate", "map", "coverage")
+                  ) -> str:
+    """One row per model: test rating metrics and ranking metrics at the first cut-off."""
+    k = metrics["parameters"]["KS"][0]
+    names = dict(RANKING_COLUMNS) | {"rmse": "test RMSE", "mae": "test MAE"}
+    head = [names[c] + (f"@{k}" if c in dict(RANKING_COLUMNS) else "") for c in columns]
+    lines = ["| model | " + " | ".join(head) + " |", "|---|" + "---:|" * len(columns)]
+    for model in model_order(metrics):
+        rating, ranking = metrics["rating"].get(model, {}), metrics["ranking"].get(model, {})
+        cells = [_num(rating.get(f"test_{c}")) if c in ("rmse", "mae")
+                 else _num(ranking.get(f"{c}@{k}")) for c in columns]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def seed_spread(metrics: dict) -> str:
+    """The recommending model's ranking metrics over the seeds: mean ± sample std (min)."""
+    parts = []
+    for model, by_seed in metrics.get("ranking_seed_stability", {}).items():
+        seeds = sorted(by_seed, key=int)
+        stats = []
+        for name in by_seed[seeds[0]]:
+            values = [by_seed[s][name] for s in seeds]
+            label = dict(RANKING_COLUMNS)[name.split("@")[0]] + "@" + name.split("@")[1]
+            stats.append(f"{label} {statistics.mean(values):.4f} ± "
+                         f"{statistics.stdev(values):.4f} (min {min(values):.4f})")
+        parts.append(f"{model} over seeds {', '.join(seeds)}: " + ", ".join(stats) + ".")
+    return "\n".join(parts)
+
+
+def small_results(metrics: dict) -> str:
+    s = metrics["split_sizes"]
+    users = metrics.get("evaluated_users", {}).get("test")
+    protocol = (f"Test split of the per-user chronological split ({s['train']:,} / "
+                f"{s['val']:,} / {s['test']:,} ratings)"
+                + (f"; {users:,} users with a relevant test movie." if users else "."))
+    return "\n\n".join(p for p in (results_table(metrics), seed_spread(metrics), protocol) if p)
+
+
+def full_results(metrics: dict) -> str:
+    return results_table(metrics, ("rmse", "recall", "ndcg", "coverage"))
+
+
+def speed_table(bench: dict) -> str:
+    """The headline figures of ``make bench``, with the machine and commit they ran on."""
+    pre, tr, ret = bench["preprocess"]["seconds"], bench["train"], bench["retrieval"]
+    full = next(iter(bench["train_full_epoch"].items()), None)
+    m = bench["machine"]
+    rows = [("load + validate CSVs", f"{pre['load_csv']:.1f} s"),
+            ("prepare (index, split, features)",
+             f"{pre['prepare (index + split + features)']:.1f} s"),
+            ("prepared-data cache, second run", f"{bench['cache_load']['seconds']:.1f} s"),
+            ("peak RSS, preprocessing", f"{bench['preprocess']['peak_rss_gb']:.2f} GiB")]
+    rows += [(f"{name}, batch {bench['train_batch_size']:,} ({r['measured']})",
+              f"{r['samples_per_second']:,.0f} samples/s ({r['epoch_seconds']:.0f} s/epoch)")
+             for name, r in tr.items()]
+    if full:
+        rows.append((f"one full epoch, {full[0]} ({bench['sizes']['train']:,} ratings)",
+                     f"{full[1]['epoch_seconds']:.0f} s"))
+    rows += [(f"`recommend(user, k=10)` over {bench['sizes']['movies']:,} movies",
+              f"{ret['recommend_ms_median']:.1f} ms median"),
+             (f"every user's top 10 ({ret['users']:,} users)",
+              f"{ret['recommend_all_seconds']:.0f} s"),
+             ("seed's per-sample pipeline",
+              f"{bench['seed_pipeline']['samples_per_second']:.1f} samples/s"),
+             ("speed-up over the seed pipeline", f"{bench['speedup_vs_seed']:,.0f}x")]
+    lines = [f"Measured by `make bench` on {m['cpu_count']} cores of an {m['cpu']} "
+             f"({m['memory_gb']:.0f} GiB, device `{m['device']}`, `MKL_CBWR={m['mkl_cbwr']}`), "
+             f"commit {bench['git']['commit'][:10]}:", "",
+             "| measure | figure |", "|---|---:|"]
+    lines += [f"| {a} | {b} |" for a, b in rows]
+    return "\n".join(lines)
+
+
+BLOCKS: dict[str, tuple[str, Callable[[dict], str]]] = {
+    "small-results": ("reports/small/metrics.json", small_results),
+    "full-results": ("reports/full/metrics.json", full_results),
+    "speed": ("reports/bench/bench.json", speed_table),
+}
+
+
+def render(readme: str, root: Path) -> str:
+    """``readme`` with every generated block re-rendered from the files under ``root``."""
+    for name, (source, build) in BLOCKS.items():
+        pattern = re.compile(rf"(<!-- generated:{name} -->\n).*?(<!-- /generated:{name} -->)",
+                             re.S)
+        if not pattern.search(readme):
+            raise ValueError(f"README lacks the generated block {name!r}")
+        body = build(json.loads((root / source).read_text()))
+        note = f"<!-- from {source} by `make readme`; do not edit by hand -->\n"
+        readme = pattern.sub(lambda m, b=body, n=note: m.group(1) + n + b + "\n" + m.group(2),
+                             readme)
+    return readme
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Render README's generated blocks.")
+    ap.add_argument("--check", action="store_true", help="exit 1 if README is stale")
+    ap.add_argument("--root", default=".", help="the checkout (default: here)")
+    args = ap.parse_args(argv)
+    root = Path(args.root)
+    path = root / "README.md"
+    current = path.read_text(encoding="utf-8")
+    fresh = render(current, root)
+    if args.check:
+        if fresh != current:
+            print(f"{path} is stale: run `make readme`")
+            return 1
+        print(f"{path} agrees with the reports")
+        return 0
+    path.write_text(fresh, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

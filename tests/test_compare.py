@@ -1,0 +1,149 @@
+"""Comparing a run with the committed report: exact on the same machine, measured tolerance on
+another, skipped (with the reason) when the run is not comparable."""
+
+import copy
+import json
+import math
+
+import pytest
+
+from movierec import compare
+
+PROV = {"device": "cpu", "cpu_vendor": "GenuineIntel", "cpu": "Intel(R) Xeon(R) Processor",
+        "cpu_capability": "AVX512", "mkl_cbwr": "AVX2", "torch_threads": 2,
+        "versions": {"torch": "2.13.0+cpu"}, "checksums": {"ratings.csv": "abc"}, "seed": 42}
+
+
+def report() -> dict:
+    return {
+        "summary": {"movies": 1000},
+        "evaluated_users": {"val": 400, "test": 500},
+        "split_sizes": {"train": 70, "val": 20, "test": 10},
+        "dropped": {"nan_tags": 0},
+        "rating": {"mf": {"test_rmse": 0.8818273448, "epochs": 7}},
+        "ranking": {"mf": {"recall@10": 0.05, "coverage@10": 0.1}},
+        "ranking_seed_stability": {},
+        "history": {"mf": {"epoch": [1, 2], "val_rmse": [0.95, 0.9],
+                           "val_recall@10": [0.02, 0.03]}},
+        "parameters": {"DATASET": "ml-latest-small", "SEED": 42, "THREADS": 2},
+        "provenance": copy.deepcopy(PROV),
+    }
+
+
+def other_machine(r: dict) -> dict:
+    r["provenance"].update(cpu_vendor="AuthenticAMD", cpu="AMD EPYC 9R14")
+    return r
+
+
+def test_same_fingerprint_is_exact_and_one_ulp_fails():
+    ref, run = report(), report()
+    assert compare.compare_reports(ref, run).ok
+    run["rating"]["mf"]["test_rmse"] = math.nextafter(0.8818273448, 1.0)
+    result = compare.compare_reports(ref, run)
+    assert result.mode == "exact" and not result.ok
+    assert result.differences == [f"rating/mf/test_rmse: 0.8818273448 vs "
+                                  f"{math.nextafter(0.8818273448, 1.0)!r}"]
+
+
+@pytest.mark.parametrize("key,value", [
+    ("cpu_vendor", "AuthenticAMD"), ("cpu", "Intel(R) Xeon(R) Gold 6338"),
+    ("cpu_capability", "AVX2"), ("mkl_cbwr", "COMPATIBLE"), ("torch_threads", 16),
+    ("versions", {"torch": "2.14.1"})])
+def test_any_fingerprint_difference_means_tolerance_mode(key, value):
+    run = report()
+    run["provenance"][key] = value
+    result = compare.compare_reports(report(), run)
+    assert result.mode == "tolerance" and key in result.reason and result.ok
+
+
+def test_tolerance_accepts_last_bits_and_near_tie_flips():
+    ref, run = report(), other_machine(report())
+    run["rating"]["mf"]["test_rmse"] = 0.8818273456  # the AMD-vs-Intel difference, measured
+    run["history"]["mf"]["val_rmse"][1] *= 1 + 1e-7
+    run["ranking"]["mf"]["recall@10"] += 3 / 500  # three test users' lists change one entry
+    run["ranking"]["mf"]["coverage@10"] -= 5 / 1000  # five movies fewer shown (measured)
+    run["history"]["mf"]["val_recall@10"][0] += 3 / 400
+    result = compare.compare_reports(ref, run)
+    assert result.mode == "tolerance" and result.ok, result.summary()
+    assert compare.compare_reports(ref, run, mode="exact").differences  # not bit-identical
+
+
+@pytest.mark.parametrize("where,change", [
+    (("rating", "mf", "test_rmse"), lambda x: x * (1 + 1e-4)),  # a real drift
+    (("ranking", "mf", "recall@10"), lambda x: x + 4 / 500),  # more than 3 flips
+    (("ranking", "mf", "coverage@10"), lambda x: x + 11 / 1000),
+    (("rating", "mf", "epochs"), lambda x: x + 1),  # counts never move
+    (("split_sizes", "train"), lambda x: x - 1),
+])
+def test_perturbation_beyond_tolerance_fails(where, change):
+    run = other_machine(report())
+    node = run
+    for k in where[:-1]:
+        node = node[k]
+    node[where[-1]] = change(node[where[-1]])
+    result = compare.compare_reports(report(), run)
+    assert result.mode == "tolerance" and not result.ok
+    assert len(result.differences) == 1 and result.differences[0].startswith("/".join(where))
+    assert "/".join(where) in result.summary()
+
+
+def test_missing_or_extra_results_fail():
+    run = other_machine(report())
+    del run["ranking"]["mf"]["coverage@10"]
+    run["history"]["mf"]["epoch"].append(3)
+    diffs = compare.compare_reports(report(), run).differences
+    assert any("coverage@10" in d for d in diffs) and any("length 2 vs 3" in d for d in diffs)
+
+
+def test_not_comparable_runs_are_skipped_with_the_reason():
+    run = report()
+    run["parameters"]["SEED"] = 1
+    assert compare.compare_reports(report(), run).reason == "different parameters ['SEED']"
+    run = report()
+    run["provenance"]["checksums"] = {"ratings.csv": "other"}
+    assert "checksums" in compare.compare_reports(report(), run).reason
+    run = report()
+    run["provenance"]["device"] = "cuda:0"
+    result = compare.compare_reports(report(), run)
+    assert not result.compared and "GPU" in result.reason and not result.ok
+
+
+def test_thread_count_is_a_machine_property_not_a_run_parameter():
+    run = report()
+    run["parameters"]["THREADS"] = 1
+    run["provenance"]["torch_threads"] = 1
+    assert compare.compare_reports(report(), run).mode == "tolerance"
+
+
+def test_committed_report_comparison_and_ci_rule(tmp_path):
+    committed = tmp_path / "reports" / "small" / "metrics.json"
+    committed.parent.mkdir(parents=True)
+    committed.write_text(json.dumps(report()))
+    run = tmp_path / "run" / "metrics.json"
+    run.parent.mkdir()
+    run.write_text(json.dumps(other_machine(report())))
+    assert compare.compare_with_committed(run, committed).mode == "tolerance"
+    writing = compare.compare_with_committed(committed, committed)
+    assert writing.reason == "this run writes the committed report"
+    assert not compare.required_in_ci("ml-latest-small", writing, ci=True)
+    absent = compare.compare_with_committed(run, tmp_path / "none.json")
+    assert compare.required_in_ci("ml-latest-small", absent, ci=True)
+    assert not compare.required_in_ci("ml-latest-small", absent, ci=False)
+
+
+def test_command_line(tmp_path, capsys):
+    ref, same, other = (tmp_path / f"{n}.json" for n in ("ref", "same", "other"))
+    ref.write_text(json.dumps(report()))
+    same.write_text(json.dumps(report()))
+    moved = other_machine(report())
+    moved["rating"]["mf"]["test_rmse"] = 0.8818273456
+    other.write_text(json.dumps(moved))
+    assert compare.main([str(ref), str(other), "--expect-mode", "tolerance",
+                         "--expect-exact-differs"]) == 0
+    # a simulated machine that changed no bit proves nothing
+    assert compare.main([str(ref), str(same), "--expect-exact-differs"]) == 1
+    assert "changed nothing" in capsys.readouterr().out
+    assert compare.main([str(ref), str(same), "--expect-mode", "tolerance"]) == 1
+    moved["rating"]["mf"]["test_rmse"] = 0.9
+    other.write_text(json.dumps(moved))
+    assert compare.main([str(ref), str(other)]) == 1

@@ -1,0 +1,48 @@
+"""README's figures are generated from the committed reports and agree with them."""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from movierec import readme
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_agrees_with_committed_reports():
+    current = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme.render(current, ROOT) == current, "README is stale: run `make readme`"
+    assert readme.main(["--check", "--root", str(ROOT)]) == 0
+
+
+def test_a_changed_metric_makes_readme_stale(tmp_path):
+    for rel in ("README.md", *(src for src, _ in readme.BLOCKS.values())):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes((ROOT / rel).read_bytes())
+    metrics_path = tmp_path / "reports/small/metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    model = readme.model_order(metrics)[-1]
+    k = metrics["parameters"]["KS"][0]
+    old = metrics["ranking"][model][f"coverage@{k}"]
+    metrics["ranking"][model][f"coverage@{k}"] = old + 0.1
+    metrics_path.write_text(json.dumps(metrics))
+    assert readme.main(["--check", "--root", str(tmp_path)]) == 1
+    assert readme.main(["--root", str(tmp_path)]) == 0  # make readme
+    text = (tmp_path / "README.md").read_text()
+    assert f"{old + 0.1:.4f}" in text and readme.main(["--check", "--root", str(tmp_path)]) == 0
+
+
+def test_results_table_rows_and_seed_spread():
+    metrics = json.loads((ROOT / "reports/small/metrics.json").read_text())
+    table = readme.results_table(metrics).splitlines()
+    assert len(table) == 2 + len(readme.model_order(metrics))
+    m = copy.deepcopy(metrics)
+    m["ranking_seed_stability"] = {"x": {"1": {"recall@10": 0.1}, "2": {"recall@10": 0.2}}}
+    assert readme.seed_spread(m) == "x over seeds 1, 2: Recall@10 0.1500 ± 0.0707 (min 0.1000)."
+
+
+def test_missing_block_is_an_error():
+    with pytest.raises(ValueError, match="small-results"):
+        readme.render("no blocks here", ROOT)

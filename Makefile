@@ -54,13 +54,14 @@ full: $(STAMP)  ## the same on the full dataset with genome (DATASET=ml-latest b
 lint: $(STAMP)  ## ruff over the package, tests and notebooks
 	$(VENV)/bin/ruff check movierec tests notebooks
 
-test: lint  ## ruff, unit + real-data tests, the notebook under nbval, reports/small rerun elsewhere
+test: lint  ## ruff, unit + real-data tests, notebooks under nbval, reports/small rerun elsewhere
 	$(PY) -m pytest -q
-	$(PY) -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
+	$(PY) -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider $(NOTEBOOK)
 	rm -rf $(RECHECK)
 	$(PY) -c 'from movierec.report import rerun_copy; rerun_copy("reports/small/movierec.ipynb", "$(RECHECK)")'
 	MKL_CBWR=$(OTHER_MKL) $(PY) -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider $(RECHECK)/movierec.ipynb
 	$(PY) -m movierec.compare reports/small/metrics.json $(RECHECK)/metrics.json --expect-mode tolerance --expect-exact-differs
+	MKL_CBWR=$(OTHER_MKL) MOVIEREC_MODEL=$(CURDIR)/$(RECHECK)/model $(PY) -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/explore.ipynb
 
 generate: $(STAMP)  ## write a MovieLens-format dataset with genome (SCALE=full|small|tiny, OUT=folder)
 	$(PY) -m movierec.synth --scale $(or $(SCALE),full) --out $(or $(OUT),$(MOVIEREC_DATA)/synthetic-$(or $(SCALE),full))
@@ -71,8 +72,8 @@ bench: $(STAMP)  ## speed and memory benchmark on generated full-scale data -> r
 readme: $(STAMP)  ## regenerate README's figures from reports/*/metrics.json and bench.json
 	$(PY) -m movierec.readme
 
-lab: $(STAMP)  ## open JupyterLab on the notebooks
-	$(VENV)/bin/jupyter lab notebooks/
+lab: $(STAMP)  ## open JupyterLab on explore.ipynb (a trained model; make small first), notebooks beside it
+	$(VENV)/bin/jupyter lab notebooks/explore.ipynb
 
 clean:  ## remove caches and test leftovers (keeps .venv, data/ and reports/)
 	rm -rf .cache .pytest_cache .ruff_cache .hypothesis

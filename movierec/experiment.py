@@ -128,6 +128,12 @@ class VariantResult:
     model_config: ModelConfig
     train_config: TrainConfig
 
+    def fold_in_settings(self) -> dict:
+        """The training loss a new user is folded in with (:class:`movierec.recommend.FoldIn`)."""
+        t = self.train_config
+        return {"loss": t.loss, "min_positive": t.min_positive, "rank_weight": t.rank_weight,
+                "reg": t.reg}
+
 
 def train_variant(exp: Experiment, name: str, train_config: TrainConfig, *, dim: int = 64,
                   refit: bool = True, checkpoint_dir=None, ks: tuple[int, ...] = (10, 20, 50),
@@ -266,23 +272,3 @@ def cold_start_movie(prep: Prepared) -> int:
     if score.max() <= 0:
         raise ValueError("no movie is rated in the test period only")
     return int(prep.movies["movieId"].iloc[int(np.argmax(score))])
-
-
-MAIN_GENRES = ("Animation", "Documentary", "Horror", "Sci-Fi", "Romance", "Comedy", "Action",
-               "Drama")
-
-
-def main_genre(genres: pd.Series) -> np.ndarray:
-    """A movie's most distinctive genre among :data:`MAIN_GENRES` (checked in that order),
-    else "other": a legible colouring for embedding maps."""
-    out = np.full(len(genres), "other", dtype=object)
-    for g in reversed(MAIN_GENRES):
-        out[genres.str.contains(g, regex=False).to_numpy()] = g
-    return out
-
-
-def pca_2d(x: np.ndarray) -> np.ndarray:
-    """Project rows of ``x`` on their first two principal components."""
-    x = x - x.mean(0)
-    _, _, vt = np.linalg.svd(x, full_matrices=False)
-    return x @ vt[:2].T

@@ -224,6 +224,14 @@ class MovieRecModel(nn.Module):
     def predict_from_vectors(self, users: torch.Tensor, u: torch.Tensor, movies: torch.Tensor,
                              m: torch.Tensor) -> torch.Tensor:
         """Predicted ratings for paired rows of user vectors ``u`` and movie vectors ``m``."""
+        user_bias = self.user_bias(users).squeeze(1) if self.config.score != "cosine" else None
+        return self.rating_from_vectors(u, m, movies, user_bias)
+
+    def rating_from_vectors(self, u: torch.Tensor, m: torch.Tensor, movies: torch.Tensor,
+                            user_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """The rating formula for paired rows of user vectors ``u``, movie vectors ``m`` (of the
+        movie indexes ``movies``) and user biases (ignored by ``score="cosine"``); also used
+        for a user folded in after training, who has no row in the user tables."""
         c = self.config
         if c.score == "dot_bias":
             inter = (u * m).sum(1)
@@ -231,8 +239,10 @@ class MovieRecModel(nn.Module):
             inter = nn.functional.cosine_similarity(u, m, dim=1, eps=1e-8)
         if c.score == "cosine":
             return RATING_MID + RATING_HALF_RANGE * inter
-        bias = (self.global_bias + self.user_bias(users).squeeze(1)
-                + self.movie_bias(movies).squeeze(1))
+        bias = self.global_bias
+        if user_bias is not None:
+            bias = bias + user_bias
+        bias = bias + self.movie_bias(movies).squeeze(1)
         return bias + (self.scale * inter if c.score == "cosine_bias" else inter)
 
     def forward(self, users: torch.Tensor, movies: torch.Tensor,

@@ -63,3 +63,25 @@ def embedding_map(xy: np.ndarray, labels: np.ndarray, title: str) -> Figure:
     ax.legend(markerscale=3, fontsize=7, loc="best")
     fig.tight_layout()
     return fig
+
+
+MAIN_GENRES = ("Animation", "Documentary", "Horror", "Sci-Fi", "Romance", "Comedy", "Action",
+               "Drama")
+
+
+def main_genre(genres: pd.Series, skip: str | None = None) -> np.ndarray:
+    """A movie's most distinctive genre among :data:`MAIN_GENRES` (checked in that order;
+    ``skip`` is never chosen, e.g. the genre a map is about), else "other": a legible colouring
+    for embedding maps."""
+    out = np.full(len(genres), "other", dtype=object)
+    for g in reversed(MAIN_GENRES):
+        if g != skip:
+            out[genres.str.contains(g, regex=False).to_numpy()] = g
+    return out
+
+
+def pca_2d(x: np.ndarray) -> np.ndarray:
+    """Project rows of ``x`` on their first two principal components."""
+    x = x - x.mean(0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    return x @ vt[:2].T

@@ -7,7 +7,9 @@ MovieLens catalogue is under 100k movies, so no approximate index is needed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import difflib
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -64,6 +66,40 @@ class RankingVectors:
     offset: torch.Tensor | None = None
 
 
+BY = ("cosine", "rating")
+
+
+def rank_users(model: MovieRecModel, u: torch.Tensor, by: str = "cosine") -> torch.Tensor:
+    """User vectors in the ranking space (see :func:`ranking_vectors`)."""
+    c = model.config
+    if by not in BY:
+        raise ValueError(f"by must be 'cosine' or 'rating', got {by!r}")
+    if c.score == "dot_bias":
+        return u
+    un = nn.functional.normalize(u, dim=-1)
+    if by == "rating" and c.score == "cosine_bias":
+        return un * model.scale
+    if by == "cosine" and model.movie_prior is not None:
+        return un / c.temperature
+    return un
+
+
+def rank_movies(model: MovieRecModel, m: torch.Tensor, by: str = "cosine"
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Movie vectors in the ranking space and the per-movie offset (None: no offset)."""
+    c = model.config
+    if by not in BY:
+        raise ValueError(f"by must be 'cosine' or 'rating', got {by!r}")
+    if c.score == "dot_bias":
+        return m, (model.movie_bias.weight.squeeze(1) if by == "rating" else None)
+    mn = nn.functional.normalize(m, dim=-1)
+    if by == "rating" and c.score == "cosine_bias":
+        return mn, model.movie_bias.weight.squeeze(1)
+    if by == "cosine" and model.movie_prior is not None:
+        return mn, model.movie_prior.weight.squeeze(1)
+    return mn, None
+
+
 @torch.no_grad()
 def ranking_vectors(model: MovieRecModel, feats: FeatureTensors,
                     by: str = "cosine") -> RankingVectors:
@@ -72,39 +108,89 @@ def ranking_vectors(model: MovieRecModel, feats: FeatureTensors,
     A model with a retrieval prior ranks "cosine" by cos / temperature + prior, the score it was
     trained to rank by (still one inner product: the prior is the offset)."""
     model.eval()
-    m = model.all_movie_vectors(feats)
-    u = model.all_user_vectors()
-    c = model.config
-    if by not in ("cosine", "rating"):
-        raise ValueError(f"by must be 'cosine' or 'rating', got {by!r}")
-    if c.score == "dot_bias":
-        offset = model.movie_bias.weight.squeeze(1)
-        return RankingVectors(u, m, offset if by == "rating" else None)
-    un, mn = nn.functional.normalize(u, dim=1), nn.functional.normalize(m, dim=1)
-    if by == "rating" and c.score == "cosine_bias":
-        return RankingVectors(un * model.scale, mn, model.movie_bias.weight.squeeze(1))
-    if by == "cosine" and model.movie_prior is not None:
-        return RankingVectors(un / c.temperature, mn, model.movie_prior.weight.squeeze(1))
-    return RankingVectors(un, mn)
+    movies, offset = rank_movies(model, model.all_movie_vectors(feats), by)
+    return RankingVectors(rank_users(model, model.all_user_vectors(), by), movies, offset)
+
+
+@dataclass(frozen=True)
+class FoldIn:
+    """How a new user is folded into a trained model: the training loss (``loss``,
+    ``min_positive``, ``rank_weight``, ``reg`` as in :class:`movierec.train.TrainConfig`), over the
+    user's own ratings and, for the softmax term, the whole catalogue, minimised over a new user
+    vector and bias with every movie frozen (``steps`` of Adam at ``lr``)."""
+
+    loss: str = "rmse"
+    min_positive: float = 0.0
+    rank_weight: float = 1.0
+    reg: float = 0.0
+    steps: int = 150
+    lr: float = 0.05
+
+    @classmethod
+    def for_model(cls, model: MovieRecModel, **settings) -> FoldIn:
+        """Settings given (e.g. from the training config), else: a model with a retrieval prior
+        folds in with the rating and retrieval losses (positives rated >= 3.5)."""
+        if model.movie_prior is not None:
+            settings = {"loss": "rmse+softmax", "min_positive": 3.5, **settings}
+        return cls(**settings)
+
+
+@contextmanager
+def _frozen(model: nn.Module):
+    """The model's parameters without gradients for the duration (restored afterwards)."""
+    flags = [p.requires_grad for p in model.parameters()]
+    try:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in zip(model.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
 
 
 class Recommender:
-    """Top-k recommendations, similar movies, cold start and explanations for a trained model.
+    """Top-k recommendations, similar movies, cold start and explanations for a trained model,
+    for the users it was trained on and for new users given a few ratings.
 
     ``history`` holds each user's already-rated movies (model indexes), excluded by default.
+    ``Recommender.load(folder)`` rebuilds one from a saved model folder (no dataset needed).
     """
 
     def __init__(self, model: MovieRecModel, feats: FeatureTensors, movies: pd.DataFrame,
                  user_ids: np.ndarray, history: Csr, *, by: str = "cosine",
                  tag_vocab: list[str] | None = None, genome_tags: list[str] | None = None,
-                 genres: tuple[str, ...] | None = None) -> None:
-        self.model, self.feats, self.history = model, feats, history
+                 genres: tuple[str, ...] | None = None, fold_in: dict | None = None) -> None:
+        self.model, self.feats, self.history, self.by = model, feats, history, by
         self.movies = movies.reset_index(drop=True)
         self.user_ids = np.asarray(user_ids)
         self._user_index = pd.Index(self.user_ids)
         self._movie_index = pd.Index(self.movies["movieId"].to_numpy())
-        self.vectors = ranking_vectors(model, feats, by)
+        model.eval()
+        with torch.no_grad():
+            self.movie_vectors = model.all_movie_vectors(feats)  # raw (the model's own) vectors
+            self.user_vectors = model.all_user_vectors()
+            movie_rank, offset = rank_movies(model, self.movie_vectors, by)
+            self.vectors = RankingVectors(rank_users(model, self.user_vectors, by), movie_rank,
+                                          offset)
+        self.fold_in_config = asdict(FoldIn.for_model(model, **(fold_in or {})))
         self.tag_vocab, self.genome_tags, self.genres = tag_vocab, genome_tags, genres
+        self.manifest: dict | None = None
+
+    @classmethod
+    def load(cls, folder, device: str | torch.device = "auto", *,
+             expect_checksums: dict[str, str] | None = None) -> Recommender:
+        """The recommender saved in ``folder`` (see :mod:`movierec.artifact`)."""
+        from movierec.artifact import load_artifact
+
+        return load_artifact(folder, device, expect_checksums=expect_checksums)
+
+    def save(self, folder, *, variant: str, dataset: str, data_checksums: dict[str, str],
+             examples: dict | None = None):
+        """Write this recommender to ``folder`` atomically (see :mod:`movierec.artifact`)."""
+        from movierec.artifact import save_artifact
+
+        return save_artifact(folder, self, variant=variant, dataset=dataset,
+                             data_checksums=data_checksums, examples=examples)
 
     @property
     def n_movies(self) -> int:
@@ -167,6 +253,127 @@ class Recommender:
         users = nn.functional.normalize(self.vectors.users, dim=1)
         idx, scores = topk_search(vec[None], users, k)
         return pd.DataFrame({"userId": self.user_ids[idx[0]], "score": scores[0]})
+
+    @property
+    def popularity(self) -> np.ndarray:
+        """Per-movie count of users whose history holds it."""
+        return np.bincount(self.history.items, minlength=self.n_movies)
+
+    def most_rated(self, n: int = 10, genre: str | None = None) -> np.ndarray:
+        """Model rows of the ``n`` movies most rated in the history (of ``genre`` if given)."""
+        rows = np.arange(self.n_movies)
+        if genre is not None:
+            rows = np.flatnonzero(self.movies["genres"].astype(str).str.split("|").apply(
+                lambda gs: genre in gs).to_numpy())
+            if len(rows) == 0:
+                raise ValueError(f"no movie of genre {genre!r}")
+        return rows[np.argsort(-self.popularity[rows], kind="stable")][:n]
+
+    def find_movies(self, query: str, n: int = 5) -> pd.DataFrame:
+        """Movies whose title contains ``query`` (case-insensitive), else the closest titles;
+        most-rated first. DataFrame(movieId, title, genres)."""
+        titles = self.movies["title"].astype(str)
+        hits = np.flatnonzero(titles.str.contains(query, case=False, regex=False).to_numpy())
+        if len(hits) == 0:
+            lower = titles.str.lower()
+            close = difflib.get_close_matches(query.lower(), lower.tolist(), n=n, cutoff=0.5)
+            hits = np.flatnonzero(lower.isin(close).to_numpy())
+        hits = hits[np.argsort(-self.popularity[hits], kind="stable")][:n]
+        return self.movies.iloc[hits][["movieId", "title", "genres"]].reset_index(drop=True)
+
+    def _movie_rows(self, keys: list) -> np.ndarray:
+        """Model rows of movieIds (ints) or titles (strings, resolved by :meth:`find_movies`:
+        an exact title, else the single or most-rated match). Every unknown key is named."""
+        rows, unknown = [], []
+        for key in keys:
+            if isinstance(key, str):
+                found = self.find_movies(key, n=50)
+                exact = found[found["title"].str.lower() == key.lower()]
+                found = exact if len(exact) else found
+                if len(found) == 0:
+                    unknown.append(key)
+                    continue
+                rows.append(self.movie_row(int(found["movieId"].iloc[0])))
+            else:
+                pos = self._movie_index.get_indexer([key])[0]
+                if pos < 0:
+                    unknown.append(key)
+                rows.append(int(pos))
+        if unknown:
+            raise KeyError(f"unknown movie(s) {unknown}: not in this model's catalogue")
+        return np.asarray(rows, np.int64)
+
+    def _check_ratings(self, ratings: dict) -> tuple[np.ndarray, torch.Tensor]:
+        if not ratings:
+            raise ValueError("ratings is empty: give at least one {movieId or title: rating}")
+        rows = self._movie_rows(list(ratings))
+        if len(np.unique(rows)) != len(rows):
+            raise ValueError("two keys of ratings name the same movie")
+        values = np.asarray(list(ratings.values()), np.float64)
+        bad = [float(v) for v in values if not (0.5 <= v <= 5.0)]
+        if bad:
+            raise ValueError(f"ratings must lie in 0.5..5.0, got {bad}")
+        return rows, torch.as_tensor(values, dtype=torch.float32,
+                                     device=self.movie_vectors.device)
+
+    def fold_in(self, ratings: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A new user's vector and rating bias from ``{movieId or title: rating}``: the model's
+        training loss (:class:`FoldIn`) minimised with every movie frozen, starting from the
+        mean user vector (deterministic)."""
+        rows, r = self._check_ratings(ratings)
+        cfg, model = FoldIn(**self.fold_in_config), self.model
+        dev = self.movie_vectors.device
+        movies = torch.as_tensor(rows, device=dev)
+        m = self.movie_vectors.index_select(0, movies)
+        u = self.user_vectors.mean(0).clone().requires_grad_(True)
+        params = [u]
+        bias = None
+        if model.config.score != "cosine":
+            bias = torch.zeros((), device=dev, requires_grad=True)
+            params.append(bias)
+        keep = r >= cfg.min_positive
+        use_rank = "softmax" in cfg.loss and bool(keep.any())
+        opt = torch.optim.Adam(params, lr=cfg.lr)
+        with torch.no_grad():
+            cos_movies, cos_offset = rank_movies(model, self.movie_vectors, "cosine")
+        with _frozen(model), torch.enable_grad():
+            for _ in range(cfg.steps):
+                opt.zero_grad()
+                loss = torch.zeros((), device=dev)
+                if "rmse" in cfg.loss:
+                    ub = None if bias is None else bias.expand(len(rows))
+                    pred = model.rating_from_vectors(u.expand(len(rows), -1), m, movies, ub)
+                    loss = loss + (pred - r).pow(2).mean().sqrt()
+                if use_rank:  # the retrieval score the model was trained with
+                    scores = cos_movies @ rank_users(model, u, "cosine")
+                    if cos_offset is not None:
+                        scores = scores + cos_offset
+                    nll = torch.logsumexp(scores, 0) - scores[movies[keep]]
+                    loss = loss + (cfg.rank_weight if "rmse" in cfg.loss else 1.0) * nll.mean()
+                if cfg.reg:
+                    loss = loss + cfg.reg * (u.pow(2).sum() + (0 if bias is None else bias ** 2))
+                loss.backward()
+                opt.step()
+        return u.detach(), (None if bias is None else bias.detach())
+
+    @torch.no_grad()
+    def recommend_for_ratings(self, ratings: dict, k: int = 10) -> pd.DataFrame:
+        """Top-k for a new user given ``{movieId or title: rating}`` (rated movies excluded),
+        by the same nearest-embedding search as :meth:`recommend`. ``because``: the movie they
+        liked most (rated >= their mean) whose embedding is nearest to the pick's."""
+        rows, r = self._check_ratings(ratings)
+        u, _ = self.fold_in(ratings)
+        exclude = Csr(np.array([0, len(rows)]), np.sort(rows))
+        idx, scores = topk_search(rank_users(self.model, u, self.by)[None], self.vectors.movies,
+                                  k, exclude=exclude, movie_offset=self.vectors.offset)
+        out = self._frame(idx[0], scores[0])
+        liked = rows[(r >= r.mean()).cpu().numpy()]
+        unit = nn.functional.normalize(self.movie_vectors, dim=1)
+        picks = torch.as_tensor(idx[0][idx[0] >= 0], device=unit.device)
+        sims = unit[picks] @ unit[torch.as_tensor(liked, device=unit.device)].T
+        best = liked[sims.argmax(1).cpu().numpy()]
+        out["because"] = self.movies["title"].to_numpy()[best]
+        return out
 
     @torch.no_grad()
     def explain(self, user_id: int, movie_id: int, top: int = 5) -> pd.DataFrame:

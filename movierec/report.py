@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 KERNEL = "python3"  # the kernel of the environment running this module
-PATH_PARAMETERS = ("DATASET", "DATA_ROOT", "CACHE_DIR", "CHECKPOINT_DIR")
+PATH_PARAMETERS = ("DATASET", "DATA_ROOT", "CACHE_DIR", "CHECKPOINT_DIR", "MODEL_DIR")
 
 
 def notebook_parameters(notebook: str | os.PathLike) -> set[str]:
@@ -67,12 +67,13 @@ def parse_value(text: str):
 
 def run_report(notebook: str | os.PathLike, output_dir: str | os.PathLike, params: dict,
                *, html: bool = True) -> Path:
-    """Execute ``notebook`` with ``params`` into ``output_dir`` (ipynb + html). The notebook
-    writes ``metrics.json`` there itself (parameter OUTPUT_DIR)."""
+    """Execute ``notebook`` with ``params`` into ``output_dir`` (ipynb + html). A notebook with
+    an OUTPUT_DIR parameter writes its own files there (metrics.json, the model)."""
     import papermill
 
     notebook, out = Path(notebook), Path(output_dir).resolve()
-    params = {**params, "OUTPUT_DIR": str(out)}
+    if "OUTPUT_DIR" in notebook_parameters(notebook):  # explore.ipynb writes nothing
+        params = {**params, "OUTPUT_DIR": str(out)}
     for key in PATH_PARAMETERS:  # the notebook runs in its own folder: make paths absolute
         if isinstance(params.get(key), str) and Path(params[key]).exists():
             params[key] = str(Path(params[key]).resolve())

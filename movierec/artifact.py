@@ -81,6 +81,9 @@ def save_artifact(folder: str | os.PathLike, rec, *, variant: str, dataset: str,
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the folder is an ordinary output
     try:
         state = {k: v.detach().cpu() for k, v in rec.model.state_dict().items()}
         torch.save({"format": FORMAT, "model_config": rec.model.config.to_dict(),
@@ -93,7 +96,9 @@ def save_artifact(folder: str | os.PathLike, rec, *, variant: str, dataset: str,
                                                               index=False)
         manifest = {
             "format": FORMAT, "variant": variant, "dataset": dataset,
-            "data_checksums": data_checksums, "by": rec.by, "fold_in": rec.fold_in_config,
+            "data_checksums": data_checksums, "by": rec.by,
+            "fold_in": {k: v for k, v in rec.fold_in_config.items()  # the training loss; steps
+                        if k not in ("steps", "lr")},                  # and lr: this version's
             "tag_vocab": rec.tag_vocab, "genome_tags": rec.genome_tags,
             "genres": list(rec.genres) if rec.genres else None,
             "examples": {str(k): [int(x) for x in v] for k, v in (examples or {}).items()},

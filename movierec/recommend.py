@@ -123,8 +123,8 @@ class FoldIn:
     min_positive: float = 0.0
     rank_weight: float = 1.0
     reg: float = 0.0
-    steps: int = 150
-    lr: float = 0.05
+    steps: int = 80  # measured on ml-latest-small: as close to a user as 150 steps at 0.05
+    lr: float = 0.1
 
     @classmethod
     def for_model(cls, model: MovieRecModel, **settings) -> FoldIn:
@@ -133,6 +133,19 @@ class FoldIn:
         if model.movie_prior is not None:
             settings = {"loss": "rmse+softmax", "min_positive": 3.5, **settings}
         return cls(**settings)
+
+
+@torch.no_grad()
+def _adam_step(params: list[torch.Tensor], grads: tuple[torch.Tensor, ...],
+               moments: list[tuple[torch.Tensor, torch.Tensor]], lr: float, step: int,
+               betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+    """One Adam update in place (for the two small tensors of a fold-in: torch.optim's first
+    use imports its compiler stack, about a second)."""
+    for p, g, (m, v) in zip(params, grads, moments, strict=True):
+        m.mul_(betas[0]).add_(g, alpha=1 - betas[0])
+        v.mul_(betas[1]).addcmul_(g, g, value=1 - betas[1])
+        m_hat, v_hat = m / (1 - betas[0] ** step), v / (1 - betas[1] ** step)
+        p.sub_(lr * m_hat / (v_hat.sqrt() + eps))
 
 
 @contextmanager
@@ -333,12 +346,11 @@ class Recommender:
             params.append(bias)
         keep = r >= cfg.min_positive
         use_rank = "softmax" in cfg.loss and bool(keep.any())
-        opt = torch.optim.Adam(params, lr=cfg.lr)
         with torch.no_grad():
             cos_movies, cos_offset = rank_movies(model, self.movie_vectors, "cosine")
+        moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
         with _frozen(model), torch.enable_grad():
-            for _ in range(cfg.steps):
-                opt.zero_grad()
+            for step in range(1, cfg.steps + 1):
                 loss = torch.zeros((), device=dev)
                 if "rmse" in cfg.loss:
                     ub = None if bias is None else bias.expand(len(rows))
@@ -352,8 +364,7 @@ class Recommender:
                     loss = loss + (cfg.rank_weight if "rmse" in cfg.loss else 1.0) * nll.mean()
                 if cfg.reg:
                     loss = loss + cfg.reg * (u.pow(2).sum() + (0 if bias is None else bias ** 2))
-                loss.backward()
-                opt.step()
+                _adam_step(params, torch.autograd.grad(loss, params), moments, cfg.lr, step)
         return u.detach(), (None if bias is None else bias.detach())
 
     @torch.no_grad()

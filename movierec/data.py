@@ -280,36 +280,32 @@ def _read_table_checked(path: Path, columns: dict[str, str]) -> pd.DataFrame:
     return df
 
 
+def _reject(bad: np.ndarray, path: Path, problem: str, column: str) -> None:
+    """Raise DataError for the rows where ``bad`` holds (file, column, first lines, count)."""
+    if bad.any():
+        raise DataError(path, problem, column=column, lines=_lines(bad), count=int(bad.sum()))
+
+
 def _numeric_column(path: Path, col: str, s: pd.Series, kind: str) -> pd.Series:
     if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
         raw = s.astype("str")
         num = pd.to_numeric(raw, errors="coerce")
         bad = num.isna().to_numpy() & s.notna().to_numpy()
-        if bad.any():
-            raise DataError(path, "expected a number", column=col, lines=_lines(bad),
-                            count=int(bad.sum()))
+        _reject(bad, path, "expected a number", col)
         s = num
     values = s.to_numpy(dtype=np.float64, na_value=np.nan)
     bad = ~np.isfinite(values)
-    if bad.any():
-        raise DataError(path, "missing or non-finite value", column=col, lines=_lines(bad),
-                        count=int(bad.sum()))
+    _reject(bad, path, "missing or non-finite value", col)
     if kind == "float":
         return pd.Series(values.astype(np.float32), index=s.index)
     bad = values != np.floor(values)
-    if bad.any():
-        raise DataError(path, "expected an integer", column=col, lines=_lines(bad),
-                        count=int(bad.sum()))
+    _reject(bad, path, "expected an integer", col)
     if kind == "id":
         bad = (values < 0) | (values > INT32_MAX)
-        if bad.any():
-            raise DataError(path, f"id outside 0..{INT32_MAX}", column=col, lines=_lines(bad),
-                            count=int(bad.sum()))
+        _reject(bad, path, f"id outside 0..{INT32_MAX}", col)
         return pd.Series(values.astype(np.int32), index=s.index)
     bad = np.abs(values) > 2**62
-    if bad.any():
-        raise DataError(path, "integer out of range", column=col, lines=_lines(bad),
-                        count=int(bad.sum()))
+    _reject(bad, path, "integer out of range", col)
     return pd.Series(values.astype(np.int64), index=s.index)
 
 
@@ -318,9 +314,7 @@ def _check_known_movies(path: Path, df: pd.DataFrame, movie_ids: np.ndarray) -> 
     known = np.zeros(int(max(movie_ids.max(initial=0), ref.max(initial=0))) + 1, bool)
     known[movie_ids] = True
     bad = ~known[ref]
-    if bad.any():
-        raise DataError(path, "movieId absent from movies.csv", column="movieId",
-                        lines=_lines(bad), count=int(bad.sum()))
+    _reject(bad, path, "movieId absent from movies.csv", "movieId")
 
 
 def _require_rows(path: Path, df: pd.DataFrame, what: str) -> None:
@@ -334,13 +328,9 @@ def load_movies(path: Path) -> pd.DataFrame:
     df = read_table(path, {"movieId": "id", "title": "str", "genres": "str"})
     _require_rows(path, df, "movie")
     dup = df["movieId"].duplicated().to_numpy()
-    if dup.any():
-        raise DataError(path, "duplicate movieId", column="movieId", lines=_lines(dup),
-                        count=int(dup.sum()))
+    _reject(dup, path, "duplicate movieId", "movieId")
     empty = df["genres"].isna().to_numpy()
-    if empty.any():
-        raise DataError(path, "empty genres (MovieLens writes '(no genres listed)')",
-                        column="genres", lines=_lines(empty), count=int(empty.sum()))
+    _reject(empty, path, "empty genres (MovieLens writes '(no genres listed)')", "genres")
     df["title"] = df["title"].fillna("")
     return df
 
@@ -355,14 +345,10 @@ def load_ratings(path: Path, movie_ids: np.ndarray) -> pd.DataFrame:
     _require_rows(path, df, "rating")
     r2 = df["rating"].to_numpy(np.float64) * 2
     bad = (r2 != np.round(r2)) | (r2 < 1) | (r2 > 10)
-    if bad.any():
-        raise DataError(path, "rating is not a half star in 0.5..5.0", column="rating",
-                        lines=_lines(bad), count=int(bad.sum()))
+    _reject(bad, path, "rating is not a half star in 0.5..5.0", "rating")
     key = df["userId"].to_numpy(np.int64) << 32 | df["movieId"].to_numpy(np.int64)
-    if pd.Index(key).has_duplicates:
-        dup = pd.Index(key).duplicated()
-        raise DataError(path, "duplicate (userId, movieId) rating", column="userId, movieId",
-                        lines=_lines(dup), count=int(dup.sum()))
+    _reject(pd.Index(key).duplicated(), path, "duplicate (userId, movieId) rating",
+            "userId, movieId")
     _check_known_movies(path, df, movie_ids)
     return df
 
@@ -385,31 +371,21 @@ def load_genome(folder: Path, movie_ids: np.ndarray) -> tuple[pd.DataFrame, pd.D
     tags_path, scores_path = folder / "genome-tags.csv", folder / "genome-scores.csv"
     gtags = read_table(tags_path, {"tagId": "id", "tag": "str"})
     dup = gtags["tagId"].duplicated().to_numpy()
-    if dup.any():
-        raise DataError(tags_path, "duplicate tagId", column="tagId", lines=_lines(dup),
-                        count=int(dup.sum()))
+    _reject(dup, tags_path, "duplicate tagId", "tagId")
     scores = read_table(scores_path, {"movieId": "id", "tagId": "id", "relevance": "float"})
     rel = scores["relevance"].to_numpy()
     bad = (rel < 0) | (rel > 1)
-    if bad.any():
-        raise DataError(scores_path, "relevance outside [0, 1]", column="relevance",
-                        lines=_lines(bad), count=int(bad.sum()))
+    _reject(bad, scores_path, "relevance outside [0, 1]", "relevance")
     bad = ~scores["tagId"].isin(gtags["tagId"]).to_numpy()
-    if bad.any():
-        raise DataError(scores_path, "tagId not in genome-tags.csv", column="tagId",
-                        lines=_lines(bad), count=int(bad.sum()))
+    _reject(bad, scores_path, "tagId not in genome-tags.csv", "tagId")
     _check_known_movies(scores_path, scores, movie_ids)
     key = scores["movieId"].to_numpy(np.int64) * (len(gtags) + 1) + scores["tagId"].to_numpy()
     dup = pd.Index(key).duplicated()
-    if dup.any():
-        raise DataError(scores_path, "duplicate (movieId, tagId) score",
-                        column="movieId, tagId", lines=_lines(dup), count=int(dup.sum()))
+    _reject(dup, scores_path, "duplicate (movieId, tagId) score", "movieId, tagId")
     per_movie = scores.groupby("movieId", sort=False)["tagId"].transform("size").to_numpy()
     bad = per_movie != len(gtags)
-    if bad.any():
-        raise DataError(scores_path, f"incomplete movie x tag grid: expected {len(gtags)} "
-                        "tags per movie", column="tagId", lines=_lines(bad),
-                        count=int(bad.sum()))
+    _reject(bad, scores_path,
+            f"incomplete movie x tag grid: expected {len(gtags)} tags per movie", "tagId")
     return scores, gtags
 
 

@@ -112,9 +112,8 @@ class Experiment:
             out = {"val_rmse": rating_errors(predict(model, self.feats, self.val),
                                              self.val.ratings)["rmse"]}
             if monitor.startswith("val_recall"):
-                by = "cosine" if model.config.score != "dot_bias" else "rating"
                 out.update({f"val_{k}": v for k, v in self.ranking(
-                    ranking_vectors(model, self.feats, by), VAL, ks=(10,)).items()
+                    ranking_vectors(model, self.feats), VAL, ks=(10,)).items()
                     if k == "recall@10"})
             return out
         return evaluate
@@ -187,8 +186,7 @@ def train_variant(exp: Experiment, name: str, train_config: TrainConfig, *, dim:
         metrics["train_seconds"] += final.seconds
     for k, v in rating_errors(predict(final.model, exp.feats, exp.test), exp.test.ratings).items():
         metrics[f"test_{k}"] = v
-    by = "cosine" if mcfg.score != "dot_bias" else "rating"
-    vectors = ranking_vectors(final.model, exp.feats, by)
+    vectors = ranking_vectors(final.model, exp.feats)
     metrics.update({f"test_{k}": v for k, v in exp.ranking(vectors, TEST, ks).items()})
     return VariantResult(name, replace(final, history=result.history,
                                        best_epoch=result.best_epoch), metrics, mcfg, tcfg)

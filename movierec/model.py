@@ -15,6 +15,7 @@ embeddings, concatenated and projected by a Linear layer to the user-embedding s
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -23,8 +24,19 @@ from torch import nn
 from movierec.features import Bags, MovieFeatures
 
 RATING_MID, RATING_HALF_RANGE = 2.75, 2.25  # cos in [-1, 1] -> rating in [0.5, 5.0]
-ENCODERS = ("content", "hybrid", "id")
-SCORES = ("cosine", "cosine_bias", "dot_bias")
+Encoder = Literal["content", "hybrid", "id"]
+Score = Literal["cosine", "cosine_bias", "dot_bias"]
+RankBy = Literal["cosine", "rating"]
+ENCODERS: tuple[str, ...] = get_args(Encoder)
+SCORES: tuple[str, ...] = get_args(Score)
+BY: tuple[str, ...] = get_args(RankBy)
+# checkpoints written before the encoder and the rating head became modules
+LEGACY_KEYS = {"tag.weight": "content.tag.weight", "genre.weight": "content.genre.weight",
+               "genome_tag": "content.genome_tag", "no_genome": "content.no_genome",
+               "proj.weight": "content.proj.weight", "proj.bias": "content.proj.bias",
+               "user_bias.weight": "head.user_bias.weight",
+               "movie_bias.weight": "head.movie_bias.weight",
+               "global_bias": "head.global_bias", "scale": "head.scale"}
 
 
 @dataclass
@@ -37,8 +49,8 @@ class ModelConfig:
     n_genres: int
     n_genome_tags: int = 0  # 0: no genome branch
     dim: int = 64
-    encoder: str = "content"
-    score: str = "cosine"
+    encoder: Encoder = "content"
+    score: Score = "cosine"
     global_mean: float = 3.5
     prior: bool = False  # a learned per-movie logit (popularity prior) in the retrieval score
     user_history: int = 0  # > 0: user vector += mean embedding of the user's last N rated movies
@@ -84,8 +96,113 @@ class FeatureTensors:
         return indices[pos], new_offsets, weights[pos]
 
 
+class ContentEncoder(nn.Module):
+    """A movie's vector from its features: Linear(concat(tag bag, genre bag[, genome])).
+
+    Tag and genre bags are weighted means of their embeddings (weights sum to 1); the genome
+    block is the relevance-weighted mean of the genome-tag embeddings, or a learned vector for a
+    movie without genome scores. The vector is linear in the features, which :meth:`contributions`
+    uses to explain a score exactly."""
+
+    def __init__(self, n_tags: int, n_genres: int, n_genome_tags: int, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.tag = nn.EmbeddingBag(n_tags, dim, mode="sum")
+        self.genre = nn.EmbeddingBag(n_genres, dim, mode="sum")
+        self.genome_tag = self.no_genome = None
+        if n_genome_tags:
+            self.genome_tag = nn.Parameter(torch.empty(n_genome_tags, dim))
+            self.no_genome = nn.Parameter(torch.empty(dim))
+        self.proj = nn.Linear(len(self.block_names()) * dim, dim)
+
+    def block_names(self) -> list[str]:
+        """The feature blocks in concatenation order."""
+        return ["tag", "genre"] + (["genome"] if self.genome_tag is not None else [])
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None, std: float) -> None:
+        for p in (self.tag.weight, self.genre.weight):
+            nn.init.normal_(p, 0.0, std, generator=generator)
+        if self.genome_tag is not None:
+            nn.init.normal_(self.genome_tag, 0.0, std, generator=generator)
+            nn.init.normal_(self.no_genome, 0.0, std, generator=generator)
+        bound = 1.0 / np.sqrt(self.proj.in_features)
+        nn.init.uniform_(self.proj.weight, -bound, bound, generator=generator)
+        nn.init.zeros_(self.proj.bias)
+
+    def embedding_parameters(self) -> list[nn.Parameter]:
+        """The feature embedding tables (dense gradients, no weight decay)."""
+        extra = [self.genome_tag, self.no_genome] if self.genome_tag is not None else []
+        return [self.tag.weight, self.genre.weight, *extra]
+
+    def forward(self, rows: torch.Tensor, feats: FeatureTensors) -> torch.Tensor:
+        t_idx, t_off, t_w = feats.gather(feats.tags, rows)
+        g_idx, g_off, g_w = feats.gather(feats.genres, rows)
+        parts = [self.tag(t_idx, t_off, per_sample_weights=t_w),
+                 self.genre(g_idx, g_off, per_sample_weights=g_w)]
+        if self.genome_tag is not None:
+            rel = feats.genome[rows]
+            weighted = (rel @ self.genome_tag) / rel.sum(1, keepdim=True).clamp_min(1e-6)
+            has = feats.genome_mask[rows].unsqueeze(1)
+            parts.append(torch.where(has, weighted, self.no_genome.expand_as(weighted)))
+        return self.proj(torch.cat(parts, dim=1))
+
+    @torch.no_grad()
+    def contributions(self, row: int, feats: FeatureTensors, direction: torch.Tensor,
+                      genome_top: int = 50) -> list[tuple[str, int, float, float]]:
+        """(block, feature index, weight, w_f P_b e_f . direction) for each feature of movie
+        ``row``: the movie vector is sum_f w_f P_b e_f + bias, so these add up to its
+        projection on ``direction`` (less the bias); the genome block lists its ``genome_top``
+        most relevant tags."""
+        blocks = self.proj.weight.split(self.dim, dim=1)  # P_b, in block_names() order
+        rows = torch.tensor([row], device=direction.device)
+        out = []
+
+        def add(block: str, idx: torch.Tensor, weights: torch.Tensor, table: torch.Tensor):
+            p = blocks[self.block_names().index(block)]
+            values = weights * ((table[idx] @ p.T) @ direction)
+            out.extend(zip([block] * len(idx), idx.tolist(), weights.tolist(), values.tolist(),
+                           strict=True))
+
+        t_idx, _, t_w = feats.gather(feats.tags, rows)
+        add("tag", t_idx, t_w, self.tag.weight)
+        g_idx, _, g_w = feats.gather(feats.genres, rows)
+        add("genre", g_idx, g_w, self.genre.weight)
+        if self.genome_tag is not None and bool(feats.genome_mask[row]):
+            rel = feats.genome[row]
+            top = torch.topk(rel, min(genome_top, len(rel))).indices
+            add("genome", top, rel[top] / rel.sum(), self.genome_tag)
+        return out
+
+
+class RatingHead(nn.Module):
+    """The rating from a user-movie interaction: mu + b_user + b_movie + (scale x) interaction
+    (``cosine_bias``: cosine scaled by a learned factor; ``dot_bias``: the dot product)."""
+
+    def __init__(self, n_users: int, n_movies: int, global_mean: float, scaled: bool) -> None:
+        super().__init__()
+        self.user_bias = nn.Embedding(n_users, 1, sparse=True)
+        self.movie_bias = nn.Embedding(n_movies, 1, sparse=True)
+        self.global_bias = nn.Parameter(torch.tensor(float(global_mean)))
+        self.scale = nn.Parameter(torch.tensor(RATING_HALF_RANGE)) if scaled else None
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        nn.init.zeros_(self.user_bias.weight)
+        nn.init.zeros_(self.movie_bias.weight)
+
+    def forward(self, inter: torch.Tensor, movies: torch.Tensor,
+                user_bias: torch.Tensor | None) -> torch.Tensor:
+        bias = self.global_bias
+        if user_bias is not None:
+            bias = bias + user_bias
+        bias = bias + self.movie_bias(movies).squeeze(1)
+        return bias + (self.scale * inter if self.scale is not None else inter)
+
+
 class MovieRecModel(nn.Module):
-    """User embeddings and a movie encoder; ``forward`` predicts ratings."""
+    """User embeddings and a movie encoder (content, movie id, or both); ``forward`` predicts
+    ratings, :meth:`rank_users`/:meth:`rank_movies` give the retrieval space."""
 
     def __init__(self, config: ModelConfig, generator: torch.Generator | None = None) -> None:
         super().__init__()
@@ -98,53 +215,35 @@ class MovieRecModel(nn.Module):
                                                  sparse=True, padding_idx=c.n_movies)
             self.register_buffer("history", torch.full((c.n_users, c.user_history),
                                                        c.n_movies, dtype=torch.long))
-        self.movie = None
-        if c.encoder != "id":
-            self.tag = nn.EmbeddingBag(c.n_tags, c.dim, mode="sum")
-            self.genre = nn.EmbeddingBag(c.n_genres, c.dim, mode="sum")
-            n_blocks = 2
-            if c.n_genome_tags:
-                self.genome_tag = nn.Parameter(torch.empty(c.n_genome_tags, c.dim))
-                self.no_genome = nn.Parameter(torch.empty(c.dim))
-                n_blocks = 3
-            self.proj = nn.Linear(n_blocks * c.dim, c.dim)
-        if c.encoder in ("hybrid", "id"):
-            self.movie = nn.Embedding(c.n_movies, c.dim, sparse=True)
-        if c.score != "cosine":
-            self.user_bias = nn.Embedding(c.n_users, 1, sparse=True)
-            self.movie_bias = nn.Embedding(c.n_movies, 1, sparse=True)
-            self.global_bias = nn.Parameter(torch.tensor(float(c.global_mean)))
-        if c.score == "cosine_bias":
-            self.scale = nn.Parameter(torch.tensor(RATING_HALF_RANGE))
+        self.content = (ContentEncoder(c.n_tags, c.n_genres, c.n_genome_tags, c.dim)
+                        if c.encoder != "id" else None)
+        self.movie = (nn.Embedding(c.n_movies, c.dim, sparse=True)
+                      if c.encoder in ("hybrid", "id") else None)
+        self.head = (RatingHead(c.n_users, c.n_movies, c.global_mean, c.score == "cosine_bias")
+                     if c.score != "cosine" else None)
         self.movie_prior = nn.Embedding(c.n_movies, 1, sparse=True) if c.prior else None
+        self._register_load_state_dict_pre_hook(_rename_legacy_keys, with_module=True)
         self.reset_parameters(generator)
 
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
-        """Initialise every parameter from ``generator`` (no global RNG)."""
+        """Initialise every parameter from ``generator`` (no global RNG), always in the same
+        order (user, history, content, movie id), so a seed gives the same model."""
         c = self.config
         std = 0.1
         nn.init.normal_(self.user.weight, 0.0, std, generator=generator)
         if self.history_items is not None:
             nn.init.normal_(self.history_items.weight, 0.0, std, generator=generator)
             self.history_items.weight[c.n_movies] = 0.0
-        if c.encoder != "id":
-            for p in (self.tag.weight, self.genre.weight):
-                nn.init.normal_(p, 0.0, std, generator=generator)
-            if c.n_genome_tags:
-                nn.init.normal_(self.genome_tag, 0.0, std, generator=generator)
-                nn.init.normal_(self.no_genome, 0.0, std, generator=generator)
-            bound = 1.0 / np.sqrt(self.proj.in_features)
-            nn.init.uniform_(self.proj.weight, -bound, bound, generator=generator)
-            nn.init.zeros_(self.proj.bias)
+        if self.content is not None:
+            self.content.reset_parameters(generator, std)
         if self.movie is not None:
             if c.encoder == "hybrid":
                 nn.init.zeros_(self.movie.weight)  # unseen movies keep a zero id vector
             else:
                 nn.init.normal_(self.movie.weight, 0.0, std, generator=generator)
-        if c.score != "cosine":
-            nn.init.zeros_(self.user_bias.weight)
-            nn.init.zeros_(self.movie_bias.weight)
+        if self.head is not None:
+            self.head.reset_parameters()
         if self.movie_prior is not None:
             nn.init.zeros_(self.movie_prior.weight)
 
@@ -153,18 +252,14 @@ class MovieRecModel(nn.Module):
         user and movie tables, of which a batch touches few rows. The tag table is dense: a
         batch's tag bags touch hundreds of thousands of entries, which a dense gradient sums
         faster than a sparse one coalesces (measured in the benchmark)."""
-        mods = [self.user, self.movie, self.movie_prior, self.history_items,
-                getattr(self, "user_bias", None), getattr(self, "movie_bias", None)]
+        mods = [self.user, self.movie, self.movie_prior, self.history_items]
+        if self.head is not None:
+            mods += [self.head.user_bias, self.head.movie_bias]
         return [m.weight for m in mods if m is not None]
 
     def dense_embedding_parameters(self) -> list[nn.Parameter]:
         """Dense embedding tables (tags, genres, genome tags): Adam, no weight decay."""
-        if self.config.encoder == "id":
-            return []
-        params = [self.tag.weight, self.genre.weight]
-        if self.config.n_genome_tags:
-            params += [self.genome_tag, self.no_genome]
-        return params
+        return [] if self.content is None else self.content.embedding_parameters()
 
     def dense_parameters(self) -> list[nn.Parameter]:
         """Everything else: the projection, global bias and scale (AdamW)."""
@@ -203,28 +298,18 @@ class MovieRecModel(nn.Module):
     def encode_movies(self, rows: torch.Tensor, feats: FeatureTensors,
                       use_id: bool = True) -> torch.Tensor:
         """Movie vectors (len(rows), dim). ``use_id=False`` encodes by content alone."""
-        c = self.config
-        out = None
-        if c.encoder != "id":
-            t_idx, t_off, t_w = feats.gather(feats.tags, rows)
-            g_idx, g_off, g_w = feats.gather(feats.genres, rows)
-            parts = [self.tag(t_idx, t_off, per_sample_weights=t_w),
-                     self.genre(g_idx, g_off, per_sample_weights=g_w)]
-            if c.n_genome_tags:
-                rel = feats.genome[rows]
-                weighted = (rel @ self.genome_tag) / rel.sum(1, keepdim=True).clamp_min(1e-6)
-                has = feats.genome_mask[rows].unsqueeze(1)
-                parts.append(torch.where(has, weighted, self.no_genome.expand_as(weighted)))
-            out = self.proj(torch.cat(parts, dim=1))
+        out = None if self.content is None else self.content(rows, feats)
         if self.movie is not None and use_id:
             ids = self.movie(rows)
             out = ids if out is None else out + ids
         return out
 
+    # ---- scores: the rating, and the retrieval score in its pairwise and factored forms ----
+
     def predict_from_vectors(self, users: torch.Tensor, u: torch.Tensor, movies: torch.Tensor,
                              m: torch.Tensor) -> torch.Tensor:
         """Predicted ratings for paired rows of user vectors ``u`` and movie vectors ``m``."""
-        user_bias = self.user_bias(users).squeeze(1) if self.config.score != "cosine" else None
+        user_bias = None if self.head is None else self.head.user_bias(users).squeeze(1)
         return self.rating_from_vectors(u, m, movies, user_bias)
 
     def rating_from_vectors(self, u: torch.Tensor, m: torch.Tensor, movies: torch.Tensor,
@@ -232,18 +317,60 @@ class MovieRecModel(nn.Module):
         """The rating formula for paired rows of user vectors ``u``, movie vectors ``m`` (of the
         movie indexes ``movies``) and user biases (ignored by ``score="cosine"``); also used
         for a user folded in after training, who has no row in the user tables."""
-        c = self.config
-        if c.score == "dot_bias":
+        if self.config.score == "dot_bias":
             inter = (u * m).sum(1)
         else:
             inter = nn.functional.cosine_similarity(u, m, dim=1, eps=1e-8)
-        if c.score == "cosine":
+        if self.head is None:
             return RATING_MID + RATING_HALF_RANGE * inter
-        bias = self.global_bias
-        if user_bias is not None:
-            bias = bias + user_bias
-        bias = bias + self.movie_bias(movies).squeeze(1)
-        return bias + (self.scale * inter if c.score == "cosine_bias" else inter)
+        return self.head(inter, movies, user_bias)
+
+    def retrieval_logits(self, un: torch.Tensor, mn: torch.Tensor, movies: torch.Tensor,
+                         pairwise: bool = True) -> torch.Tensor:
+        """The retrieval score cos(user, movie) / temperature (+ the movie's prior) from unit
+        vectors: of paired rows, or (``pairwise=False``) of every user row against every movie
+        row. :meth:`rank_users` and :meth:`rank_movies` factor the same score for search."""
+        t = self.config.temperature
+        logits = (un * mn).sum(1) / t if pairwise else (un @ mn.T) / t
+        if self.movie_prior is not None:
+            logits = logits + self.movie_prior(movies).squeeze(1)
+        return logits
+
+    @property
+    def default_ranking(self) -> RankBy:
+        """How the model ranks by default: matrix factorisation by its predicted rating, the
+        cosine models by nearest-embedding search."""
+        return "rating" if self.config.score == "dot_bias" else "cosine"
+
+    def rank_users(self, u: torch.Tensor, by: RankBy = "cosine") -> torch.Tensor:
+        """User vectors in the ranking space: score = rank_users(u) . rank_movies(m) + offset.
+        ``by="cosine"``: the cosine (/ temperature, for a model with a retrieval prior);
+        ``by="rating"``: the predicted rating up to a per-user constant."""
+        if by not in BY:
+            raise ValueError(f"by must be 'cosine' or 'rating', got {by!r}")
+        if self.config.score == "dot_bias":
+            return u
+        un = nn.functional.normalize(u, dim=-1)
+        if by == "rating" and self.head is not None:
+            return un * self.head.scale
+        if by == "cosine" and self.movie_prior is not None:
+            return un / self.config.temperature
+        return un
+
+    def rank_movies(self, m: torch.Tensor, by: RankBy = "cosine"
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Movie vectors in the ranking space and the per-movie offset (None: no offset)."""
+        if by not in BY:
+            raise ValueError(f"by must be 'cosine' or 'rating', got {by!r}")
+        bias = None if self.head is None else self.head.movie_bias.weight.squeeze(1)
+        if self.config.score == "dot_bias":
+            return m, (bias if by == "rating" else None)
+        mn = nn.functional.normalize(m, dim=-1)
+        if by == "rating" and bias is not None:
+            return mn, bias
+        if by == "cosine" and self.movie_prior is not None:
+            return mn, self.movie_prior.weight.squeeze(1)
+        return mn, None
 
     def forward(self, users: torch.Tensor, movies: torch.Tensor,
                 feats: FeatureTensors) -> torch.Tensor:
@@ -258,9 +385,9 @@ class MovieRecModel(nn.Module):
         terms = [self.user(users).pow(2).sum(1)]
         if self.movie is not None:
             terms.append(self.movie(movies).pow(2).sum(1))
-        if self.config.score != "cosine":
-            terms += [self.user_bias(users).squeeze(1) ** 2,
-                      self.movie_bias(movies).squeeze(1) ** 2]
+        if self.head is not None:
+            terms += [self.head.user_bias(users).squeeze(1) ** 2,
+                      self.head.movie_bias(movies).squeeze(1) ** 2]
         return torch.stack(terms).sum(0).mean()
 
     @torch.no_grad()
@@ -271,3 +398,11 @@ class MovieRecModel(nn.Module):
         rows = torch.arange(feats.n_movies, device=dev)
         return torch.cat([self.encode_movies(rows[i:i + block], feats, use_id)
                           for i in range(0, feats.n_movies, block)])
+
+
+def _rename_legacy_keys(module, state_dict, prefix, *args) -> None:
+    """Load-state-dict hook: map a checkpoint's pre-module keys (``tag.weight``, ...) to the
+    current ones (``content.tag.weight``, ...)."""
+    for old, new in LEGACY_KEYS.items():
+        if prefix + old in state_dict and prefix + new not in state_dict:
+            state_dict[prefix + new] = state_dict.pop(prefix + old)

@@ -66,50 +66,15 @@ class RankingVectors:
     offset: torch.Tensor | None = None
 
 
-BY = ("cosine", "rating")
-
-
-def rank_users(model: MovieRecModel, u: torch.Tensor, by: str = "cosine") -> torch.Tensor:
-    """User vectors in the ranking space (see :func:`ranking_vectors`)."""
-    c = model.config
-    if by not in BY:
-        raise ValueError(f"by must be 'cosine' or 'rating', got {by!r}")
-    if c.score == "dot_bias":
-        return u
-    un = nn.functional.normalize(u, dim=-1)
-    if by == "rating" and c.score == "cosine_bias":
-        return un * model.scale
-    if by == "cosine" and model.movie_prior is not None:
-        return un / c.temperature
-    return un
-
-
-def rank_movies(model: MovieRecModel, m: torch.Tensor, by: str = "cosine"
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Movie vectors in the ranking space and the per-movie offset (None: no offset)."""
-    c = model.config
-    if by not in BY:
-        raise ValueError(f"by must be 'cosine' or 'rating', got {by!r}")
-    if c.score == "dot_bias":
-        return m, (model.movie_bias.weight.squeeze(1) if by == "rating" else None)
-    mn = nn.functional.normalize(m, dim=-1)
-    if by == "rating" and c.score == "cosine_bias":
-        return mn, model.movie_bias.weight.squeeze(1)
-    if by == "cosine" and model.movie_prior is not None:
-        return mn, model.movie_prior.weight.squeeze(1)
-    return mn, None
-
-
 @torch.no_grad()
 def ranking_vectors(model: MovieRecModel, feats: FeatureTensors,
-                    by: str = "cosine") -> RankingVectors:
-    """``by="cosine"``: cosine of user and movie embeddings (nearest-embedding search);
-    ``by="rating"``: the predicted rating, up to a per-user constant (adds movie biases).
-    A model with a retrieval prior ranks "cosine" by cos / temperature + prior, the score it was
-    trained to rank by (still one inner product: the prior is the offset)."""
+                    by: str | None = None) -> RankingVectors:
+    """Every user's and movie's vectors in the model's ranking space (``by``: see
+    :meth:`MovieRecModel.rank_users`; None: the model's default ranking)."""
     model.eval()
-    movies, offset = rank_movies(model, model.all_movie_vectors(feats), by)
-    return RankingVectors(rank_users(model, model.all_user_vectors(), by), movies, offset)
+    by = by or model.default_ranking
+    movies, offset = model.rank_movies(model.all_movie_vectors(feats), by)
+    return RankingVectors(model.rank_users(model.all_user_vectors(), by), movies, offset)
 
 
 @dataclass(frozen=True)
@@ -170,10 +135,11 @@ class Recommender:
     """
 
     def __init__(self, model: MovieRecModel, feats: FeatureTensors, movies: pd.DataFrame,
-                 user_ids: np.ndarray, history: Csr, *, by: str = "cosine",
+                 user_ids: np.ndarray, history: Csr, *, by: str | None = None,
                  tag_vocab: list[str] | None = None, genome_tags: list[str] | None = None,
                  genres: tuple[str, ...] | None = None, fold_in: dict | None = None) -> None:
-        self.model, self.feats, self.history, self.by = model, feats, history, by
+        self.model, self.feats, self.history = model, feats, history
+        self.by = by or model.default_ranking  # see MovieRecModel.rank_users
         self.movies = movies.reset_index(drop=True)
         self.user_ids = np.asarray(user_ids)
         self._user_index = pd.Index(self.user_ids)
@@ -182,8 +148,8 @@ class Recommender:
         with torch.no_grad():
             self.movie_vectors = model.all_movie_vectors(feats)  # raw (the model's own) vectors
             self.user_vectors = model.all_user_vectors()
-            movie_rank, offset = rank_movies(model, self.movie_vectors, by)
-            self.vectors = RankingVectors(rank_users(model, self.user_vectors, by), movie_rank,
+            movie_rank, offset = model.rank_movies(self.movie_vectors, self.by)
+            self.vectors = RankingVectors(model.rank_users(self.user_vectors, self.by), movie_rank,
                                           offset)
         self.fold_in_config = asdict(FoldIn.for_model(model, **(fold_in or {})))
         self.tag_vocab, self.genome_tags, self.genres = tag_vocab, genome_tags, genres
@@ -347,7 +313,8 @@ class Recommender:
         keep = r >= cfg.min_positive
         use_rank = "softmax" in cfg.loss and bool(keep.any())
         with torch.no_grad():
-            cos_movies, cos_offset = rank_movies(model, self.movie_vectors, "cosine")
+            cos_movies = model.rank_movies(self.movie_vectors, "cosine")[0]
+        all_movies = torch.arange(self.n_movies, device=dev)
         moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
         with _frozen(model), torch.enable_grad():
             for step in range(1, cfg.steps + 1):
@@ -357,9 +324,8 @@ class Recommender:
                     pred = model.rating_from_vectors(u.expand(len(rows), -1), m, movies, ub)
                     loss = loss + (pred - r).pow(2).mean().sqrt()
                 if use_rank:  # the retrieval score the model was trained with
-                    scores = cos_movies @ rank_users(model, u, "cosine")
-                    if cos_offset is not None:
-                        scores = scores + cos_offset
+                    un = torch.nn.functional.normalize(u, dim=0)[None]
+                    scores = model.retrieval_logits(un, cos_movies, all_movies, pairwise=False)[0]
                     nll = torch.logsumexp(scores, 0) - scores[movies[keep]]
                     loss = loss + (cfg.rank_weight if "rmse" in cfg.loss else 1.0) * nll.mean()
                 if cfg.reg:
@@ -375,7 +341,7 @@ class Recommender:
         rows, r = self._check_ratings(ratings)
         u, _ = self.fold_in(ratings)
         exclude = Csr(np.array([0, len(rows)]), np.sort(rows))
-        idx, scores = topk_search(rank_users(self.model, u, self.by)[None], self.vectors.movies,
+        idx, scores = topk_search(self.model.rank_users(u, self.by)[None], self.vectors.movies,
                                   k, exclude=exclude, movie_offset=self.vectors.offset)
         out = self._frame(idx[0], scores[0])
         liked = rows[(r >= r.mean()).cpu().numpy()]
@@ -391,38 +357,20 @@ class Recommender:
         """The features that contribute most to cos(user, movie).
 
         The movie vector is linear in its features: m = sum_f w_f P_b e_f + bias (+ id vector),
-        so cos = sum_f w_f (P_b e_f . u/|u|) / |m| + rest, an exact additive split.
+        so cos = sum_f w_f (P_b e_f . u/|u|) / |m| + rest, an exact additive split
+        (:meth:`ContentEncoder.contributions`).
         """
-        model, c = self.model, self.model.config
-        if c.encoder == "id":
+        model = self.model
+        if model.content is None:
             raise ValueError("an id-only model has no features to explain")
         urow, mrow = self.user_row(user_id), self.movie_row(movie_id)
         dev = self.vectors.movies.device
         u = nn.functional.normalize(model.user_vectors(torch.tensor([urow], device=dev))[0], dim=0)
-        rows = torch.tensor([mrow], device=dev)
-        norm = model.encode_movies(rows, self.feats)[0].norm()
-        d = c.dim
-        blocks = model.proj.weight.split(d, dim=1)  # P_b: tags, genres[, genome] (concat order)
-        out = []
-
-        def add(kind, names, idx, weights, table, block):
-            proj = table[idx] @ blocks[block].T  # (n, d)
-            contrib = weights * (proj @ u) / norm
-            for n, w, cval in zip(names, weights.tolist(), contrib.tolist(), strict=True):
-                out.append({"kind": kind, "feature": n, "weight": w, "contribution": cval})
-
-        t_idx, _, t_w = self.feats.gather(self.feats.tags, rows)
-        add("tag", [self.tag_vocab[i] if self.tag_vocab else str(i) for i in t_idx.tolist()],
-            t_idx, t_w, model.tag.weight, 0)
-        g_idx, _, g_w = self.feats.gather(self.feats.genres, rows)
-        add("genre", [self.genres[i] if self.genres else str(i) for i in g_idx.tolist()],
-            g_idx, g_w, model.genre.weight, 1)
-        if c.n_genome_tags and bool(self.feats.genome_mask[mrow]):
-            rel = self.feats.genome[mrow]
-            top_idx = torch.topk(rel, min(50, len(rel))).indices
-            w = rel[top_idx] / rel.sum()
-            add("genome", [self.genome_tags[i] if self.genome_tags else str(i)
-                           for i in top_idx.tolist()], top_idx, w, model.genome_tag, 2)
-        frame = pd.DataFrame(out)
+        norm = model.encode_movies(torch.tensor([mrow], device=dev), self.feats)[0].norm()
+        names = {"tag": self.tag_vocab, "genre": self.genres, "genome": self.genome_tags}
+        frame = pd.DataFrame(
+            [{"kind": block, "feature": names[block][i] if names[block] else str(i),
+              "weight": w, "contribution": c / float(norm)}
+             for block, i, w, c in model.content.contributions(mrow, self.feats, u)])
         return frame.reindex(frame["contribution"].abs().sort_values(ascending=False).index
                              ).head(top).reset_index(drop=True)

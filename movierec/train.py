@@ -142,12 +142,9 @@ def batch_loss(model: MovieRecModel, feats: FeatureTensors, users: torch.Tensor,
         loss = loss + (pred - ratings).pow(2).mean().sqrt()
     if negatives is not None:
         un = nn.functional.normalize(u, dim=1)
-        pos = (un * nn.functional.normalize(m, dim=1)).sum(1) / model.config.temperature
+        pos = model.retrieval_logits(un, nn.functional.normalize(m, dim=1), movies)
         neg_vecs = nn.functional.normalize(vecs.index_select(0, inverse[len(movies):]), dim=1)
-        neg = (un @ neg_vecs.T) / model.config.temperature
-        if model.movie_prior is not None:
-            pos = pos + model.movie_prior(movies).squeeze(1)
-            neg = neg + model.movie_prior(negatives).squeeze(1)
+        neg = model.retrieval_logits(un, neg_vecs, negatives, pairwise=False)
         nll = torch.logaddexp(pos, torch.logsumexp(neg, 1)) - pos
         if cfg.min_positive > 0:
             keep = (ratings >= cfg.min_positive).float()

@@ -81,11 +81,12 @@ def test_genome_tag_one_learns_and_batch_without_genome_movie_works():
     model, feats = toy_model(), FeatureTensors(toy_features())
     pred = model(torch.tensor([0]), torch.tensor([0]), feats)
     pred.sum().backward()
-    assert model.genome_tag.grad[0].abs().sum() > 0  # tag 1 is not padding
+    assert model.content.genome_tag.grad[0].abs().sum() > 0  # tag 1 is not padding
     model.zero_grad()
     pred = model(torch.tensor([1]), torch.tensor([2]), feats)  # only a no-genome movie
     pred.sum().backward()
-    assert model.genome_tag.grad.abs().sum() == 0 and model.no_genome.grad.abs().sum() > 0
+    content = model.content
+    assert content.genome_tag.grad.abs().sum() == 0 and content.no_genome.grad.abs().sum() > 0
 
 
 def test_hybrid_unseen_movie_is_encoded_by_content():
@@ -316,8 +317,8 @@ def test_refit_variant_reports_val_from_first_fit_and_test_from_refit(tiny_exp):
         assert got == r.metrics["test_rmse"]
     val_only = np.setdiff1d(tiny_exp.val.movies.numpy(), tiny_exp.train.movies.numpy())
     assert len(val_only) > 0
-    assert (a.fit.model.movie_bias.weight[val_only] != 0).all()
-    assert (b.fit.model.movie_bias.weight[val_only] == 0).all()
+    assert (a.fit.model.head.movie_bias.weight[val_only] != 0).all()
+    assert (b.fit.model.head.movie_bias.weight[val_only] == 0).all()
     assert 0 <= a.metrics["test_recall@5"] <= 1 and "val_recall@10" in a.fit.history
 
 
@@ -360,3 +361,18 @@ def test_prior_starts_at_centred_log_popularity(tiny_exp):
     assert (prior[order].diff() >= -1e-6).all()  # monotone in popularity
     with pytest.raises(ValueError, match="no retrieval prior"):
         toy_model().init_prior(counts)
+
+
+def test_checkpoints_from_before_the_module_split_still_load(tiny_exp):
+    from movierec.model import LEGACY_KEYS
+
+    cfg = tiny_exp.model_config(dim=8, encoder="hybrid", score="cosine_bias", prior=True)
+    assert cfg.n_genome_tags > 0
+    model = MovieRecModel(cfg, torch.Generator().manual_seed(0))
+    old_names = {new: old for old, new in LEGACY_KEYS.items()}
+    legacy = {old_names.get(k, k): v.clone() for k, v in model.state_dict().items()}
+    assert "tag.weight" in legacy and "head.scale" not in legacy  # as written before
+    fresh = MovieRecModel(cfg, torch.Generator().manual_seed(1))
+    fresh.load_state_dict(legacy)
+    for k, v in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[k], v), k

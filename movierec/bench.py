@@ -171,10 +171,12 @@ def seed_pipeline(folder: Path, n_batches: int = 3, batch_size: int = 64, seed: 
 
 def train_throughput(exp: Experiment, variant: str, cfg: TrainConfig, max_batches: int | None
                      ) -> tuple[dict, MovieRecModel]:
+    """Samples per second of one epoch (or ``max_batches``) of the variant exactly as
+    :func:`~movierec.experiment.train_variant` trains it (prior and history included)."""
     spec = VARIANTS[variant]
-    model = MovieRecModel(exp.model_config(dim=64, **spec["model"]),
-                          torch.Generator().manual_seed(cfg.seed)).to(exp.device)
-    tcfg = replace(cfg, **spec["train"], epochs=1)
+    mcfg = spec.model_config(exp, 64)
+    tcfg = replace(spec.train_config(cfg), epochs=1)
+    model = spec.build(exp, mcfg, tcfg, exp.train, TRAIN)
     res = fit(model, exp.feats, exp.train, tcfg, lambda m: {"val_rmse": 0.0},
               max_batches=max_batches)
     return {"samples_per_second": res.samples_per_second,

@@ -203,6 +203,30 @@ def required_in_ci(dataset: str, comparison: Comparison, ci: bool) -> bool:
         "this run writes the committed report")
 
 
+def self_checks(metrics: dict, comparison: Comparison, ci: bool) -> dict[str, bool]:
+    """The notebook's closing checks on its own ``metrics.json`` dict: the best rating model
+    (by val RMSE) beats the global mean on test RMSE, the best ranking model beats
+    most-popular, the results reproduce the committed report when compared, and a CI run of
+    the small configuration was compared."""
+    models = metrics["parameters"]["MODELS"]
+    k = metrics["parameters"]["KS"][0]
+    rating, ranking = metrics["rating"], metrics["ranking"]
+    best = min(models, key=lambda n: rating[n]["val_rmse"])
+    best_rank = max(models, key=lambda n: ranking[n][f"recall@{k}"])
+    checks = {
+        "best rating model beats the global mean (test RMSE)":
+            rating[best]["test_rmse"] < rating["global_mean"]["test_rmse"],
+        "best ranking model beats most-popular (test recall)":
+            ranking[best_rank][f"recall@{k}"] > ranking["most_popular"][f"recall@{k}"],
+    }
+    if comparison.compared:
+        checks[f"results reproduce the committed report ({comparison.mode} mode)"] = (
+            comparison.ok)
+    if required_in_ci(metrics["parameters"]["DATASET"], comparison, ci):
+        checks["CI compared this run with the committed report"] = comparison.compared
+    return checks
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Compare a run's metrics.json with a reference.")
     ap.add_argument("reference")

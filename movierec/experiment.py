@@ -6,8 +6,6 @@ rating metrics (RMSE, MAE) and ranking metrics on the one protocol of :mod:`movi
 
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,35 +14,70 @@ import pandas as pd
 import torch
 
 from movierec.evaluate import BiasBaseline, GlobalMean, ranking_metrics, rmse_mae
-from movierec.model import FeatureTensors, ModelConfig, MovieRecModel
+from movierec.model import Encoder, FeatureTensors, ModelConfig, MovieRecModel, Score
 from movierec.prepare import Prepared
-from movierec.recommend import RankingVectors, ranking_vectors, topk_search
+from movierec.recommend import (
+    RankingVectors,
+    bias_ranking,
+    popularity_ranking,
+    ranking_vectors,
+    topk_search,
+)
 from movierec.split import TEST, TRAIN, VAL
 from movierec.train import FitResult, Ratings, TrainConfig, fit, predict, rating_errors
 
-# name -> (model settings, training settings, monitored validation metric)
-VARIANTS: dict[str, dict] = {
-    "seed": {  # the seed's design, bugs fixed: content encoder, cosine on the rating scale
-        "model": {"encoder": "content", "score": "cosine"},
-        "train": {"loss": "rmse"},
-        "monitor": "val_rmse",
-    },
-    "hybrid": {  # content + movie-id embedding, rating biases: the rating model
-        "model": {"encoder": "hybrid", "score": "cosine_bias"},
-        "train": {"loss": "rmse", "reg": 0.05},
-        "monitor": "val_rmse",
-    },
-    "hybrid_rank": {  # the same encoder trained for retrieval (sampled softmax) + RMSE
-        "model": {"encoder": "hybrid", "score": "cosine_bias", "prior": True},
-        "train": {"loss": "rmse+softmax", "reg": 0.05, "min_positive": 3.5},
-        "monitor": "val_recall@10",
-    },
-    "mf": {  # baseline: biased matrix factorisation, no content features
-        "model": {"encoder": "id", "score": "dot_bias"},
-        "train": {"loss": "rmse", "reg": 0.05},
-        "monitor": "val_rmse",
-    },
-}
+
+@dataclass(frozen=True)
+class Variant:
+    """A named model design, how it is trained and which val metric tunes it. Training
+    settings left None keep the caller's :class:`~movierec.train.TrainConfig` value."""
+
+    name: str
+    about: str
+    encoder: Encoder
+    score: Score
+    prior: bool = False  # a learned popularity prior in the retrieval score
+    loss: str = "rmse"
+    reg: float | None = None
+    min_positive: float | None = None
+    monitor: str = "val_rmse"  # early stopping on this val metric
+
+    @property
+    def mode(self) -> str:
+        return "min" if self.monitor == "val_rmse" else "max"
+
+    def model_config(self, exp: Experiment, dim: int, **overrides) -> ModelConfig:
+        return exp.model_config(dim=dim, **{"encoder": self.encoder, "score": self.score,
+                                            "prior": self.prior, **overrides})
+
+    def train_config(self, base: TrainConfig) -> TrainConfig:
+        extra = {k: v for k, v in (("reg", self.reg), ("min_positive", self.min_positive))
+                 if v is not None}
+        return replace(base, loss=self.loss, **extra)
+
+    def build(self, exp: Experiment, mcfg: ModelConfig, tcfg: TrainConfig, data: Ratings,
+              *parts: int) -> MovieRecModel:
+        """The initial model (seeded by ``tcfg.seed``) on ``exp.device``, its user history and
+        retrieval prior taken from the training data ``data`` (= the split ``parts``)."""
+        model = MovieRecModel(mcfg, torch.Generator().manual_seed(tcfg.seed)).to(exp.device)
+        if mcfg.user_history:
+            model.set_history(exp.history_tensor(mcfg.user_history, *parts))
+        if mcfg.prior:
+            model.init_prior(exp.positive_counts(data, tcfg.min_positive))
+        return model
+
+
+VARIANTS: dict[str, Variant] = {v.name: v for v in (
+    Variant("seed", "the seed's design, bugs fixed: content encoder, cosine on the rating scale",
+            "content", "cosine"),
+    Variant("hybrid", "content + movie-id embedding, rating biases: the rating model",
+            "hybrid", "cosine_bias", reg=0.05),
+    Variant("hybrid_rank", "the hybrid trained for retrieval (sampled softmax) + RMSE",
+            "hybrid", "cosine_bias", prior=True, loss="rmse+softmax", reg=0.05,
+            min_positive=3.5, monitor="val_recall@10"),
+    Variant("mf", "baseline: biased matrix factorisation, no content features",
+            "id", "dot_bias", reg=0.05),
+)}
 
 
 @dataclass
@@ -121,11 +154,23 @@ class Experiment:
 
 @dataclass
 class VariantResult:
+    """A trained and evaluated variant, in named parts."""
+
     name: str
-    fit: FitResult
-    metrics: dict[str, float]
+    fit: FitResult  # the final model (refit on train + val if asked) and the tuning history
+    rating: dict[str, float]  # epochs, best_epoch, val_rmse, val_mae, test_rmse, test_mae
+    ranking: dict[str, float]  # test ranking metrics (recall@10, ...)
+    timing: dict[str, float]  # train_seconds, samples_per_second
     model_config: ModelConfig
     train_config: TrainConfig
+
+    @property
+    def model(self) -> MovieRecModel:
+        return self.fit.model
+
+    @property
+    def history(self) -> pd.DataFrame:
+        return self.fit.history
 
     def fold_in_settings(self) -> dict:
         """The training loss a new user is folded in with (:class:`movierec.recommend.FoldIn`)."""
@@ -149,47 +194,35 @@ def train_variant(exp: Experiment, name: str, train_config: TrainConfig, *, dim:
     if checkpoint_dir is not None:
         ckpt = Path(checkpoint_dir) / f"{name}.pt"
         refit_ckpt = Path(checkpoint_dir) / f"{name}-refit.pt"
-    spec = VARIANTS[name]
+    variant = VARIANTS[name]
     f = exp.prep.features
     meta = {"variant": name, "dataset": exp.prep.name, "tag_vocab": f.tag_vocab,
             "genome_tags": f.genome_tags, "movie_ids": torch.tensor(f.movie_ids),
             "user_ids": torch.tensor(exp.prep.user_ids)}
-    mcfg = exp.model_config(dim=dim, **{**spec["model"], **model_overrides})
-    tcfg = replace(train_config, **spec["train"])
-
-    def new_model(data: Ratings, *parts: int) -> MovieRecModel:
-        """The variant's initial model, its history and prior taken from ``parts`` (= data)."""
-        model = MovieRecModel(mcfg, torch.Generator().manual_seed(tcfg.seed)).to(exp.device)
-        if mcfg.user_history:
-            model.set_history(exp.history_tensor(mcfg.user_history, *parts))
-        if mcfg.prior:
-            model.init_prior(exp.positive_counts(data, tcfg.min_positive))
-        return model
-
-    result = fit(new_model(exp.train, TRAIN), exp.feats, exp.train, tcfg,
-                 exp.validation(spec["monitor"]), monitor=spec["monitor"],
-                 mode="min" if spec["monitor"] == "val_rmse" else "max", checkpoint=ckpt,
-                 resume=ckpt is not None, meta=meta)
-    metrics = {"epochs": len(result.history), "best_epoch": result.best_epoch,
-               "train_seconds": result.seconds,
-               "samples_per_second": result.samples_per_second}
-    for k, v in rating_errors(predict(result.model, exp.feats, exp.val), exp.val.ratings).items():
-        metrics[f"val_{k}"] = v
+    mcfg = variant.model_config(exp, dim, **model_overrides)
+    tcfg = variant.train_config(train_config)
+    result = fit(variant.build(exp, mcfg, tcfg, exp.train, TRAIN), exp.feats, exp.train, tcfg,
+                 exp.validation(variant.monitor), monitor=variant.monitor, mode=variant.mode,
+                 checkpoint=ckpt, resume=ckpt is not None, meta=meta)
+    rating = {"epochs": len(result.history), "best_epoch": result.best_epoch}
+    rating.update({f"val_{k}": v for k, v in rating_errors(
+        predict(result.model, exp.feats, exp.val), exp.val.ratings).items()})
+    timing = {"train_seconds": result.seconds, "samples_per_second": result.samples_per_second}
     final = result
     if mcfg.user_history and not refit:  # test users are represented by train + val
         result.model.set_history(exp.history_tensor(mcfg.user_history, TRAIN, VAL))
     if refit:
-        final = fit(new_model(exp.train_val, TRAIN, VAL), exp.feats, exp.train_val,
-                    replace(tcfg, epochs=result.best_epoch), None, monitor=None,
+        final = fit(variant.build(exp, mcfg, tcfg, exp.train_val, TRAIN, VAL), exp.feats,
+                    exp.train_val, replace(tcfg, epochs=result.best_epoch), None, monitor=None,
                     checkpoint=refit_ckpt, resume=refit_ckpt is not None,
                     meta={**meta, "refit": True})
-        metrics["train_seconds"] += final.seconds
-    for k, v in rating_errors(predict(final.model, exp.feats, exp.test), exp.test.ratings).items():
-        metrics[f"test_{k}"] = v
-    vectors = ranking_vectors(final.model, exp.feats)
-    metrics.update({f"test_{k}": v for k, v in exp.ranking(vectors, TEST, ks).items()})
+        timing["train_seconds"] += final.seconds
+    rating.update({f"test_{k}": v for k, v in rating_errors(
+        predict(final.model, exp.feats, exp.test), exp.test.ratings).items()})
+    ranking = exp.ranking(ranking_vectors(final.model, exp.feats), TEST, ks)
     return VariantResult(name, replace(final, history=result.history,
-                                       best_epoch=result.best_epoch), metrics, mcfg, tcfg)
+                                       best_epoch=result.best_epoch),
+                         rating, ranking, timing, mcfg, tcfg)
 
 
 def rating_baselines(prep: Prepared) -> dict[str, dict[str, float]]:
@@ -207,66 +240,56 @@ def rating_baselines(prep: Prepared) -> dict[str, dict[str, float]]:
     return out
 
 
-def popularity_vectors(prep: Prepared, parts: tuple[int, ...] = (TRAIN, VAL)) -> RankingVectors:
-    """Most-popular ranking (rating count in history) as ranking vectors: zero user vectors
-    plus a per-movie offset."""
-    _, m, _ = prep.part(*parts)
-    counts = np.bincount(m, minlength=prep.n_movies).astype(np.float32)
-    return RankingVectors(torch.zeros(prep.n_users, 1), torch.zeros(prep.n_movies, 1),
-                          torch.as_tensor(counts))
+def rating_table(baselines: dict[str, dict], results: dict[str, VariantResult]
+                 ) -> pd.DataFrame:
+    """One row per model: val and test RMSE and MAE."""
+    rows = {**baselines, **{n: r.rating for n, r in results.items()}}
+    cols = ["val_rmse", "val_mae", "test_rmse", "test_mae"]
+    return pd.DataFrame.from_dict(rows, orient="index")[cols]
 
 
-def bias_vectors(prep: Prepared) -> RankingVectors:
-    """The user+item bias model ranked by predicted rating (= by movie bias)."""
-    b = BiasBaseline(prep.n_users, prep.n_movies).fit(*prep.part(TRAIN, VAL))
-    return RankingVectors(torch.zeros(prep.n_users, 1), torch.zeros(prep.n_movies, 1),
-                          torch.as_tensor(b.movie_bias, dtype=torch.float32))
+def ranking_results(exp: Experiment, results: dict[str, VariantResult],
+                    ks: tuple[int, ...]) -> dict[str, dict[str, float]]:
+    """Test ranking metrics of the ranking baselines (most popular, the bias model by predicted
+    rating) and of every trained variant, on the one protocol of :class:`Experiment`."""
+    out = {"most_popular": exp.ranking(popularity_ranking(exp.prep), TEST, ks),
+           "bias": exp.ranking(bias_ranking(exp.prep), TEST, ks)}
+    out.update({n: r.ranking for n, r in results.items()})
+    return out
 
 
-def results_table(baselines: dict[str, dict], variants: list[VariantResult]) -> pd.DataFrame:
-    """One row per model: rating and ranking metrics side by side."""
-    rows = {name: m for name, m in baselines.items()}
-    rows.update({v.name: v.metrics for v in variants})
-    return pd.DataFrame.from_dict(rows, orient="index")
+def seed_spread(exp: Experiment, name: str, train_config: TrainConfig, seeds: list[int],
+                result: VariantResult, metrics: tuple[str, ...], **kwargs
+                ) -> dict[int, dict[str, float]]:
+    """The variant retrained with each of ``seeds`` (everything else equal), next to
+    ``result`` (its run with ``train_config.seed``): seed -> the test ``metrics``."""
+    spread = {}
+    for s in seeds:
+        r = train_variant(exp, name, replace(train_config, seed=s, progress=False), **kwargs)
+        spread[s] = {k: r.ranking[k] for k in metrics}
+    spread[train_config.seed] = {k: result.ranking[k] for k in metrics}
+    return spread
 
 
-class Timer:
-    """Wall time per named stage: ``with timer("split"): ...``; ``timer.seconds`` is a dict."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, stage: str):
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
-
-
-def user_history(prep: Prepared, user_row: int, n: int = 5) -> pd.DataFrame:
-    """The user's ``n`` most recent train + val ratings (movieId, title, genres, rating)."""
-    mask = (prep.users == user_row) & np.isin(prep.split.labels, (TRAIN, VAL))
-    rows = np.flatnonzero(mask)
-    rows = rows[np.argsort(prep.timestamps[rows], kind="stable")][-n:]
-    frame = prep.movies.iloc[prep.items[rows]][["movieId", "title", "genres"]].copy()
-    frame["rating"] = prep.ratings[rows]
-    frame["timestamp"] = prep.timestamps[rows]
-    return frame.sort_values("timestamp", ascending=False).reset_index(drop=True)
-
-
-def cold_start_movie(prep: Prepared) -> int:
-    """A tagged movie rated only in the test period: no model (refit on train + val included)
-    has seen a rating of it, so it stands for a cold-start movie. Returns its movieId (the one
-    with most test ratings)."""
-    seen = np.bincount(prep.part(TRAIN, VAL)[1], minlength=prep.n_movies)
-    later = np.bincount(prep.part(TEST)[1], minlength=prep.n_movies)
-    tags = prep.features.tags
-    tagged = (np.diff(tags.offsets) > 0) & (tags.indices[tags.offsets[:-1]] > 0)
-    score = np.where((seen == 0) & tagged, later, -1)
-    if score.max() <= 0:
-        score = np.where(seen == 0, later, -1)
-    if score.max() <= 0:
-        raise ValueError("no movie is rated in the test period only")
-    return int(prep.movies["movieId"].iloc[int(np.argmax(score))])
+def metrics_record(exp: Experiment, *, parameters: dict, baselines: dict,
+                   results: dict[str, VariantResult], ranking: dict, stability: dict,
+                   recommend_with: str, stage_seconds: dict, provenance: dict) -> dict:
+    """Everything ``metrics.json`` holds: dataset, split, every model's rating and ranking
+    metrics, the seed spread, training histories, parameters, timings and provenance."""
+    prep = exp.prep
+    return {
+        "dataset": prep.name,
+        "features": prep.features.blocks(),
+        "summary": prep.summary,
+        "split_sizes": prep.split.sizes(),
+        "evaluated_users": {"val": len(exp.val_users), "test": len(exp.test_users)},
+        "rating": {**baselines, **{n: r.rating for n, r in results.items()}},
+        "ranking": ranking,
+        "ranking_seed_stability": {recommend_with: stability} if stability else {},
+        "history": {n: r.history.drop(columns="seconds").to_dict(orient="list")
+                    for n, r in results.items()},
+        "dropped": prep.dropped,
+        "parameters": parameters,
+        "timings": {"stage_seconds": stage_seconds, **{n: r.timing for n, r in results.items()}},
+        "provenance": provenance,
+    }

@@ -88,6 +88,54 @@ class Prepared:
         rows = np.flatnonzero(full.lengths() > 0)
         return rows, full.select(rows)
 
+    def recent_ratings(self, user_row: int, n: int = 5) -> pd.DataFrame:
+        """The user's ``n`` most recent train + val ratings (movieId, title, genres, rating)."""
+        mask = (self.users == user_row) & np.isin(self.split.labels, (TRAIN, VAL))
+        rows = np.flatnonzero(mask)
+        rows = rows[np.argsort(self.timestamps[rows], kind="stable")][-n:]
+        frame = self.movies.iloc[self.items[rows]][["movieId", "title", "genres"]].copy()
+        frame["rating"] = self.ratings[rows]
+        frame["timestamp"] = self.timestamps[rows]
+        return frame.sort_values("timestamp", ascending=False).reset_index(drop=True)
+
+    def cold_start_movie(self) -> int:
+        """A tagged movie rated only in the test period: no model (refit on train + val
+        included) has seen a rating of it, so it stands for a cold-start movie. Returns its
+        movieId (the one with most test ratings)."""
+        seen = np.bincount(self.part(TRAIN, VAL)[1], minlength=self.n_movies)
+        later = np.bincount(self.part(TEST)[1], minlength=self.n_movies)
+        tags = self.features.tags
+        tagged = (np.diff(tags.offsets) > 0) & (tags.indices[tags.offsets[:-1]] > 0)
+        score = np.where((seen == 0) & tagged, later, -1)
+        if score.max() <= 0:
+            score = np.where(seen == 0, later, -1)
+        if score.max() <= 0:
+            raise ValueError("no movie is rated in the test period only")
+        return int(self.movies["movieId"].iloc[int(np.argmax(score))])
+
+    def sample_users(self, rows: np.ndarray, n: int, seed: int) -> np.ndarray:
+        """``n`` distinct userIds drawn from the user ``rows`` with ``seed`` (examples)."""
+        return self.user_ids[np.random.default_rng(seed).choice(rows, size=n, replace=False)]
+
+    def describe(self) -> str:
+        """Feature blocks, vocabulary and genome coverage, dropped rows and split sizes."""
+        f = self.features
+        tagged = int((f.tags.indices[f.tags.offsets[:-1]] > 0).sum())
+        lines = [f"feature blocks: {f.blocks()}",
+                 f"tag vocabulary: {len(f.tag_vocab) - 1} stemmed tags; "
+                 f"movies with tags: {tagged} of {f.n_movies}"]
+        if f.genome is not None:
+            lines.append(f"genome: {f.genome_mask.sum()} of {f.n_movies} movies have scores "
+                         f"over {f.genome.shape[1]} tags")
+        lines += [f"dropped: {self.dropped}", f"split sizes: {self.split.sizes()}"]
+        return "\n".join(lines)
+
+    def raters(self, movie_id: int) -> np.ndarray:
+        """The userIds who rated ``movie_id`` (in any part of the split)."""
+        row = int(np.flatnonzero(self.movies["movieId"].to_numpy() == movie_id)[0])
+        return self.user_ids[np.unique(self.users[self.items == row])]
+
+
 
 def prepare(ds: MovieLens, *, leak_free_tags: bool = False, use_genome: bool = True) -> Prepared:
     """Index, split and featurise a dataset.

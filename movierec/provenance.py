@@ -8,6 +8,8 @@ import math
 import os
 import platform
 import subprocess
+import time
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -111,3 +113,18 @@ def write_json(path: str | os.PathLike, data: dict) -> Path:
     tmp.write_text(json.dumps(_clean(data), indent=2, sort_keys=False) + "\n")
     os.replace(tmp, path)
     return path
+
+
+class Timer:
+    """Wall time per named stage: ``with timer("split"): ...``; ``timer.seconds`` is a dict."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0

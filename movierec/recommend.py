@@ -16,8 +16,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from movierec.evaluate import Csr
+from movierec.evaluate import BiasBaseline, Csr
 from movierec.model import FeatureTensors, MovieRecModel
+from movierec.prepare import Prepared
+from movierec.split import TRAIN, VAL
 
 
 def check_k(k: int, n_items: int) -> None:
@@ -75,6 +77,22 @@ def ranking_vectors(model: MovieRecModel, feats: FeatureTensors,
     by = by or model.default_ranking
     movies, offset = model.rank_movies(model.all_movie_vectors(feats), by)
     return RankingVectors(model.rank_users(model.all_user_vectors(), by), movies, offset)
+
+
+def popularity_ranking(prep: Prepared, parts: tuple[int, ...] = (TRAIN, VAL)) -> RankingVectors:
+    """Most-popular ranking (rating count in history) as ranking vectors: zero user vectors
+    plus a per-movie offset."""
+    _, m, _ = prep.part(*parts)
+    counts = np.bincount(m, minlength=prep.n_movies).astype(np.float32)
+    return RankingVectors(torch.zeros(prep.n_users, 1), torch.zeros(prep.n_movies, 1),
+                          torch.as_tensor(counts))
+
+
+def bias_ranking(prep: Prepared) -> RankingVectors:
+    """The user+item bias model ranked by predicted rating (= by movie bias)."""
+    b = BiasBaseline(prep.n_users, prep.n_movies).fit(*prep.part(TRAIN, VAL))
+    return RankingVectors(torch.zeros(prep.n_users, 1), torch.zeros(prep.n_movies, 1),
+                          torch.as_tensor(b.movie_bias, dtype=torch.float32))
 
 
 @dataclass(frozen=True)
@@ -351,6 +369,14 @@ class Recommender:
         best = liked[sims.argmax(1).cpu().numpy()]
         out["because"] = self.movies["title"].to_numpy()[best]
         return out
+
+    def audience_hits(self, movie_id: int, actual: np.ndarray, k: int = 100) -> dict:
+        """How many of the movie's predicted top-``k`` audience (by content alone) are among
+        the ``actual`` userIds who rated it, and how many a random audience would hold."""
+        audience = self.audience(movie_id, k=k)
+        hits = int(audience["userId"].isin(np.asarray(actual)).sum())
+        return {"hits": hits, "k": k, "random": k * len(set(actual)) / len(self.user_ids),
+                "audience": audience}
 
     @torch.no_grad()
     def explain(self, user_id: int, movie_id: int, top: int = 5) -> pd.DataFrame:

@@ -39,6 +39,16 @@ def check_parameters(notebook: str | os.PathLike, params: dict) -> None:
                          f"the parameters cell defines {sorted(known)}")
 
 
+NOT_RECORDED = ("DATA_ROOT", "CACHE_DIR", "OUTPUT_DIR", "CHECKPOINT_DIR", "PROGRESS")
+
+
+def recorded_parameters(namespace: dict) -> dict:
+    """A notebook's parameters that define the run, for metrics.json: its upper-case names, in
+    the parameters cell's order, less paths and the progress display. Call it right after the
+    parameters cell, before an import binds an upper-case name."""
+    return {k: v for k, v in namespace.items() if k.isupper() and k not in NOT_RECORDED}
+
+
 MIN_FREE_BYTES = 200 * 2**20  # an executed notebook with figures, its HTML and metrics.json
 
 

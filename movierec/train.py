@@ -13,19 +13,17 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from movierec.evaluate import rmse_mae
+from movierec.loss import LOSSES, batch_loss
 from movierec.model import FeatureTensors, ModelConfig, MovieRecModel
-
-LOSSES = ("rmse", "softmax", "rmse+softmax")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -121,42 +119,6 @@ def rating_errors(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
     return rmse_mae(pred.detach().cpu().numpy(), truth.detach().cpu().numpy())
 
 
-def batch_loss(model: MovieRecModel, feats: FeatureTensors, users: torch.Tensor,
-               movies: torch.Tensor, ratings: torch.Tensor, cfg: TrainConfig,
-               negatives: torch.Tensor | None = None) -> torch.Tensor:
-    """The training loss of one batch; each distinct movie (rated or negative) is encoded once.
-
-    RMSE term: predicted vs true ratings. Softmax term (when ``negatives`` is given): each
-    (user, rated movie) against catalogue negatives shared by the batch, on cosine / temperature.
-    """
-    wanted = movies if negatives is None else torch.cat([movies, negatives])
-    uniq, inverse = torch.unique(wanted, return_inverse=True)
-    vecs = model.encode_movies(uniq, feats)
-    u = model.user_vectors(users)
-    # index_select, not vecs[inverse]: on CPU the backward of advanced indexing accumulates
-    # duplicate rows from several threads in a varying order (not bit-reproducible)
-    m = vecs.index_select(0, inverse[: len(movies)])
-    loss = torch.zeros((), device=users.device)
-    if cfg.loss in ("rmse", "rmse+softmax"):
-        pred = model.predict_from_vectors(users, u, movies, m)
-        loss = loss + (pred - ratings).pow(2).mean().sqrt()
-    if negatives is not None:
-        un = nn.functional.normalize(u, dim=1)
-        pos = model.retrieval_logits(un, nn.functional.normalize(m, dim=1), movies)
-        neg_vecs = nn.functional.normalize(vecs.index_select(0, inverse[len(movies):]), dim=1)
-        neg = model.retrieval_logits(un, neg_vecs, negatives, pairwise=False)
-        nll = torch.logaddexp(pos, torch.logsumexp(neg, 1)) - pos
-        if cfg.min_positive > 0:
-            keep = (ratings >= cfg.min_positive).float()
-            softmax = (nll * keep).sum() / keep.sum().clamp_min(1.0)
-        else:
-            softmax = nll.mean()
-        loss = loss + (cfg.rank_weight if cfg.loss == "rmse+softmax" else 1.0) * softmax
-    if cfg.reg:
-        loss = loss + cfg.reg * model.penalty(users, movies)
-    return loss
-
-
 def make_optimizers(model: MovieRecModel, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
     opts: list[torch.optim.Optimizer] = [torch.optim.SparseAdam(model.sparse_parameters(),
                                                                 lr=cfg.lr)]
@@ -205,7 +167,44 @@ class FitResult:
     best_epoch: int
     seconds: float
     samples_per_second: float
-    extra: dict = field(default_factory=dict)
+
+
+def train_epoch(model: MovieRecModel, feats: FeatureTensors, train: Ratings, cfg: TrainConfig,
+                opts: list[torch.optim.Optimizer], gen: torch.Generator, steps: int) -> float:
+    """One pass over a seeded permutation of ``train`` in ``steps`` batches (negatives drawn
+    from ``gen`` for the retrieval loss); returns the mean batch loss weighted by batch size."""
+    device = train.users.device
+    use_rank = cfg.loss in ("softmax", "rmse+softmax")
+    model.train()
+    perm = torch.randperm(len(train), generator=gen).to(device)
+    total, count = 0.0, 0
+    for step in range(steps):
+        idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+        users, movies = train.users[idx], train.movies[idx]
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
+        negs = None
+        if use_rank:
+            negs = torch.randint(feats.n_movies, (cfg.n_negatives,), generator=gen).to(device)
+        loss = batch_loss(model, feats, users, movies, train.ratings[idx], cfg, negs)
+        loss.backward()
+        for opt in opts:
+            opt.step()
+        total += float(loss.detach()) * len(idx)
+        count += len(idx)
+    return total / max(count, 1)
+
+
+def resume_state(checkpoint: str | os.PathLike, model: MovieRecModel,
+                 opts: list[torch.optim.Optimizer], gen: torch.Generator) -> tuple:
+    """Restore model, optimisers and generator from ``checkpoint``; returns (history, best,
+    next epoch)."""
+    state = load_checkpoint(checkpoint, map_location=model.user.weight.device)
+    model.load_state_dict(state["model"])
+    for opt, s in zip(opts, state["optimizers"], strict=True):
+        opt.load_state_dict(s)
+    gen.set_state(state["generator"])
+    return state["history"], state["best"], state["epoch"] + 1
 
 
 def fit(
@@ -231,24 +230,16 @@ def fit(
     ``meta``) is written atomically after every epoch; ``resume=True`` continues from it and ends
     with the same result as an uninterrupted run. ``max_batches`` bounds each epoch (benchmarks).
     """
-    device = train.users.device
     gen = torch.Generator().manual_seed(cfg.seed)
     opts = make_optimizers(model, cfg)
     history: list[dict] = []
     best = {"value": math.inf if mode == "min" else -math.inf, "epoch": -1, "state": None}
     start_epoch = 0
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        state = load_checkpoint(checkpoint, map_location=device)
-        model.load_state_dict(state["model"])
-        for opt, s in zip(opts, state["optimizers"], strict=True):
-            opt.load_state_dict(s)
-        gen.set_state(state["generator"])
-        history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
-    n = len(train)
-    steps = math.ceil(n / cfg.batch_size)
+        history, best, start_epoch = resume_state(checkpoint, model, opts, gen)
+    steps = math.ceil(len(train) / cfg.batch_size)
     if max_batches is not None:
         steps = min(steps, max_batches)
-    use_rank = cfg.loss in ("softmax", "rmse+softmax")
     bar = tqdm(total=cfg.epochs, initial=start_epoch, disable=not cfg.progress,
                desc="train" if monitor is not None else "refit", unit="epoch",
                dynamic_ncols=False, ncols=100)
@@ -256,30 +247,13 @@ def fit(
     for epoch in range(start_epoch, cfg.epochs):
         if monitor is not None and best["epoch"] >= 0 and epoch - best["epoch"] > cfg.patience:
             break
-        model.train()
         t0 = time.perf_counter()
-        perm = torch.randperm(n, generator=gen).to(device)
-        total, count = 0.0, 0
-        for step in range(steps):
-            idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            users, movies = train.users[idx], train.movies[idx]
-            for opt in opts:
-                opt.zero_grad(set_to_none=True)
-            negs = None
-            if use_rank:
-                negs = torch.randint(feats.n_movies, (cfg.n_negatives,), generator=gen).to(device)
-            loss = batch_loss(model, feats, users, movies, train.ratings[idx], cfg, negs)
-            loss.backward()
-            for opt in opts:
-                opt.step()
-            total += float(loss.detach()) * len(idx)
-            count += len(idx)
+        train_loss = train_epoch(model, feats, train, cfg, opts, gen, steps)
         t_epoch = time.perf_counter() - t0
         t_train += t_epoch
-        seen += count
+        seen += min(len(train), steps * cfg.batch_size)
         metrics = evaluate(model) if evaluate is not None else {}
-        row = {"epoch": epoch + 1, "train_loss": total / max(count, 1), **metrics,
-               "seconds": t_epoch}
+        row = {"epoch": epoch + 1, "train_loss": train_loss, **metrics, "seconds": t_epoch}
         history.append(row)
         value = metrics[monitor] if monitor is not None else -float(epoch)
         if monitor is None or (
@@ -287,22 +261,16 @@ def fit(
             best = {"value": value, "epoch": epoch,
                     "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
         bar.update(1)
-        postfix = {"loss": f"{row['train_loss']:.4f}"}
+        postfix = {"loss": f"{train_loss:.4f}"}
         if monitor is not None:
             postfix[monitor] = f"{value:.4f}"
         bar.set_postfix(postfix, refresh=False)
         if checkpoint is not None:
             save_checkpoint(checkpoint, {
-                "model": model.state_dict(),
-                "optimizers": [o.state_dict() for o in opts],
-                "generator": gen.get_state(),
-                "history": history,
-                "best": best,
-                "epoch": epoch,
-                "model_config": model.config.to_dict(),
-                "train_config": asdict(cfg),
-                "meta": meta or {},
-            })
+                "model": model.state_dict(), "optimizers": [o.state_dict() for o in opts],
+                "generator": gen.get_state(), "history": history, "best": best,
+                "epoch": epoch, "model_config": model.config.to_dict(),
+                "train_config": asdict(cfg), "meta": meta or {}})
     bar.close()
     if best["state"] is not None:
         model.load_state_dict(best["state"])

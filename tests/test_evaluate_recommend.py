@@ -7,7 +7,7 @@ import torch
 
 from movierec.data import load_movielens
 from movierec.evaluate import BiasBaseline, Csr, GlobalMean, hit_matrix, ranking_metrics, rmse_mae
-from movierec.experiment import Experiment, cold_start_movie, train_variant
+from movierec.experiment import Experiment, train_variant
 from movierec.features import GENRES
 from movierec.prepare import prepare
 from movierec.recommend import Recommender, topk_search
@@ -101,7 +101,7 @@ def trained(tiny_dir):
     labels = prep.split.labels.copy()
     prep.split.labels[:] = 0
     with pytest.raises(ValueError, match="no movie"):
-        cold_start_movie(prep)
+        prep.cold_start_movie()
     prep.split.labels[:] = labels
     # hold movie 7 out of training: its train and val ratings move to test
     held = (prep.items == 7) & (prep.split.labels < 2)
@@ -158,7 +158,7 @@ def test_similar_movies_excludes_itself_and_unknown_movie(trained):
 
 def test_cold_start_movie_encoded_by_content(trained):
     prep, rec = trained
-    mid = cold_start_movie(prep)
+    mid = prep.cold_start_movie()
     row = rec.movie_row(mid)
     assert row not in set(prep.part(0, 1)[1].tolist())
     # never trained: its id vector stayed zero, so its embedding is its content embedding

@@ -10,13 +10,13 @@ from movierec.data import load_movielens
 from movierec.evaluate import GlobalMean, rmse_mae
 from movierec.experiment import VARIANTS, Experiment, train_variant
 from movierec.features import Bags, MovieFeatures
+from movierec.loss import batch_loss
 from movierec.model import FeatureTensors, ModelConfig, MovieRecModel
 from movierec.prepare import prepare
 from movierec.split import TEST, TRAIN
 from movierec.train import (
     Ratings,
     TrainConfig,
-    batch_loss,
     fit,
     load_checkpoint,
     model_from_checkpoint,
@@ -123,7 +123,7 @@ def test_planted_structure_is_learned_beyond_global_mean(tiny_exp):
     res = train_variant(tiny_exp, "hybrid", quick_config(epochs=15, lr=0.01), dim=16)
     u, m, r = tiny_exp.prep.part(TEST)
     baseline = rmse_mae(GlobalMean().fit(*tiny_exp.prep.part(TRAIN)).predict(u, m), r)["rmse"]
-    assert res.metrics["test_rmse"] < 0.95 * baseline
+    assert res.rating["test_rmse"] < 0.95 * baseline
 
 
 def test_same_seed_same_result_and_different_seed_differs(tiny_exp):
@@ -142,8 +142,8 @@ def test_gradients_bit_identical_with_several_threads(tiny_exp, variant):
     """One large batch's gradients, computed five times with >= 2 threads, are bit-identical
     (the backward of ``tensor[index]`` accumulated duplicates in a thread-dependent order)."""
     spec = VARIANTS[variant]
-    mcfg = tiny_exp.model_config(dim=64, **spec["model"])
-    cfg = dataclasses.replace(quick_config(), **spec["train"])
+    mcfg = spec.model_config(tiny_exp, 64)
+    cfg = spec.train_config(quick_config())
     train = tiny_exp.train
     negatives = (torch.randint(tiny_exp.feats.n_movies, (256,),
                                generator=torch.Generator().manual_seed(1))
@@ -176,7 +176,7 @@ res = train_variant(exp, "hybrid_rank", TrainConfig(epochs=2, batch_size=2048, n
 digest = hashlib.sha256()
 for value in res.fit.model.state_dict().values():
     digest.update(value.numpy().tobytes())
-metrics = {k: v for k, v in res.metrics.items() if "second" not in k}  # not timings
+metrics = {**res.rating, **res.ranking}  # not timings
 print(digest.hexdigest(), sorted((k, float(v).hex()) for k, v in metrics.items()))
 """
 
@@ -308,22 +308,22 @@ def test_refit_variant_reports_val_from_first_fit_and_test_from_refit(tiny_exp):
     cfg = quick_config(epochs=3)
     a = train_variant(tiny_exp, "hybrid_rank", cfg, dim=8, refit=True, ks=(5,))
     b = train_variant(tiny_exp, "hybrid_rank", cfg, dim=8, refit=False, ks=(5,))
-    assert a.metrics["val_rmse"] == b.metrics["val_rmse"]  # the same tuning run
+    assert a.rating["val_rmse"] == b.rating["val_rmse"]  # the same tuning run
     # test metrics come from the returned model, and with refit that model has learned from val:
     # a movie rated in val but never in train has a movie bias only in the refit model
     for r in (a, b):
         got = rating_errors(predict(r.fit.model, tiny_exp.feats, tiny_exp.test),
                             tiny_exp.test.ratings)["rmse"]
-        assert got == r.metrics["test_rmse"]
+        assert got == r.rating["test_rmse"]
     val_only = np.setdiff1d(tiny_exp.val.movies.numpy(), tiny_exp.train.movies.numpy())
     assert len(val_only) > 0
     assert (a.fit.model.head.movie_bias.weight[val_only] != 0).all()
     assert (b.fit.model.head.movie_bias.weight[val_only] == 0).all()
-    assert 0 <= a.metrics["test_recall@5"] <= 1 and "val_recall@10" in a.fit.history
+    assert 0 <= a.ranking["recall@5"] <= 1 and "val_recall@10" in a.fit.history
 
 
 def test_softmax_positive_filter_ignores_low_ratings(tiny_exp):
-    from movierec.train import batch_loss
+    from movierec.loss import batch_loss
 
     cfg_m = tiny_exp.model_config(dim=8, encoder="hybrid", score="cosine_bias", prior=True)
     model = MovieRecModel(cfg_m, torch.Generator().manual_seed(0))
@@ -346,7 +346,7 @@ def test_variant_checkpoints_hold_vocabularies_and_resume(tiny_exp, tmp_path):
     assert state["meta"]["movie_ids"].tolist() == tiny_exp.prep.features.movie_ids.tolist()
     assert load_checkpoint(tmp_path / "hybrid-refit.pt")["meta"]["refit"] is True
     b = train_variant(tiny_exp, "hybrid", cfg, dim=8, checkpoint_dir=tmp_path)  # resumes
-    assert a.metrics["test_rmse"] == b.metrics["test_rmse"]
+    assert a.rating["test_rmse"] == b.rating["test_rmse"]
 
 
 def test_prior_starts_at_centred_log_popularity(tiny_exp):

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from movierec.evaluate import Csr
-from movierec.features import Bags, MovieFeatures
+from movierec.csr import Csr
+from movierec.features import MovieFeatures
 from movierec.model import FeatureTensors, ModelConfig, MovieRecModel
 
 FORMAT = 1
@@ -66,8 +66,8 @@ def features_from_arrays(a: dict[str, np.ndarray], movie_ids: np.ndarray,
         mask[a["genome_rows"]] = True
     return MovieFeatures(
         movie_ids=movie_ids.astype(np.int32),
-        genres=Bags(a["genres_offsets"], a["genres_indices"], a["genres_weights"]),
-        tags=Bags(a["tags_offsets"], a["tags_indices"], a["tags_weights"]),
+        genres=Csr(a["genres_offsets"], a["genres_indices"], a["genres_weights"]),
+        tags=Csr(a["tags_offsets"], a["tags_indices"], a["tags_weights"]),
         tag_vocab=manifest["tag_vocab"], genome=genome, genome_mask=mask,
         genome_tags=manifest["genome_tags"])
 
@@ -90,7 +90,7 @@ def save_artifact(folder: str | os.PathLike, rec, *, variant: str, dataset: str,
                     "state": state}, tmp / "model.pt")
         np.savez(tmp / "arrays.npz", movie_ids=rec.movies["movieId"].to_numpy(np.int64),
                  user_ids=rec.user_ids.astype(np.int64),
-                 history_offsets=rec.history.offsets, history_items=rec.history.items,
+                 history_offsets=rec.history.offsets, history_items=rec.history.indices,
                  **feature_arrays(rec.feats))
         rec.movies[["movieId", "title", "genres"]].to_parquet(tmp / "movies.parquet",
                                                               index=False)

@@ -440,11 +440,12 @@ def load_movielens(
     root: str | os.PathLike | None = None,
     *,
     download_missing: bool = True,
-    checksums: bool = True,
+    checksums: bool | dict[str, str] = True,
 ) -> MovieLens:
     """Load a dataset by registry name (fetched into the data root if absent) or by folder.
 
-    The genome is loaded when both genome files are present.
+    The genome is loaded when both genome files are present. ``checksums``: True computes the
+    SHA-256 of the files read, a dict gives them already computed, False skips them.
     """
     folder = dataset_folder(name_or_path, root, download_missing=download_missing)
     name = folder.name
@@ -465,5 +466,6 @@ def load_movielens(
         genome_scores=genome_scores,
         genome_tags=genome_tags,
         dropped={"nan_tags": dropped_tags},
-        checksums=file_checksums(folder, names) if checksums else {},
+        checksums=({n: checksums[n] for n in names} if isinstance(checksums, dict)
+                   else file_checksums(folder, names) if checksums else {}),
     )

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from movierec.csr import Csr
+
 
 @dataclass
 class GlobalMean:
@@ -67,42 +69,13 @@ def rmse_mae(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     return {"rmse": float(np.sqrt(np.mean(err**2))), "mae": float(np.mean(np.abs(err)))}
 
 
-@dataclass
-class Csr:
-    """Per-user item lists: user ``i`` has ``items[offsets[i]:offsets[i+1]]``."""
-
-    offsets: np.ndarray
-    items: np.ndarray
-
-    @classmethod
-    def from_pairs(cls, users: np.ndarray, items: np.ndarray, n_users: int) -> Csr:
-        order = np.lexsort((items, users))
-        offsets = np.zeros(n_users + 1, np.int64)
-        np.cumsum(np.bincount(users, minlength=n_users), out=offsets[1:])
-        return cls(offsets, np.asarray(items, np.int64)[order])
-
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    def row(self, i: int) -> np.ndarray:
-        return self.items[self.offsets[i]:self.offsets[i + 1]]
-
-    def select(self, rows: np.ndarray) -> Csr:
-        """The sub-CSR of ``rows`` (vectorised gather)."""
-        starts, lengths = self.offsets[rows], self.lengths()[rows]
-        offsets = np.zeros(len(rows) + 1, np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        pos = np.arange(offsets[-1]) + np.repeat(starts - offsets[:-1], lengths)
-        return Csr(offsets, self.items[pos])
-
-
 def hit_matrix(topk: np.ndarray, relevant: Csr) -> np.ndarray:
     """Boolean (n_users, k): is ``topk[u, j]`` in user u's relevant set. ``relevant`` rows align
     with ``topk`` rows; padding entries (index -1, fewer than k candidates) are never hits."""
     topk = np.asarray(topk, np.int64)
-    width = int(max(topk.max(initial=0), relevant.items.max(initial=0))) + 1
+    width = int(max(topk.max(initial=0), relevant.indices.max(initial=0))) + 1
     rows = np.repeat(np.arange(len(topk)), relevant.lengths())
-    rel_keys = rows * width + relevant.items
+    rel_keys = rows * width + relevant.indices
     keys = np.arange(len(topk))[:, None] * width + topk
     return np.isin(keys, rel_keys) & (topk >= 0)
 

@@ -18,19 +18,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from movierec.atomic import write_atomically
+
 
 def _vectors(x: np.ndarray) -> pa.FixedSizeListArray:
     x = np.ascontiguousarray(x, np.float32)
     return pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), x.shape[1])
-
-
-def _write(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def export_embeddings(rec, folder: str | os.PathLike) -> dict[str, Path]:
@@ -55,8 +48,8 @@ def export_embeddings(rec, folder: str | os.PathLike) -> dict[str, Path]:
         "unit": _vectors(v.users.detach().cpu().numpy()),
     })
     paths = {"movies": folder / "movies.parquet", "users": folder / "users.parquet"}
-    _write(movies, paths["movies"])
-    _write(users, paths["users"])
+    write_atomically(paths["movies"], lambda tmp: pq.write_table(movies, tmp))
+    write_atomically(paths["users"], lambda tmp: pq.write_table(users, tmp))
     return paths
 
 

@@ -15,6 +15,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from movierec.csr import Csr
 from movierec.data import DataError, MovieLens
 
 GENRES: tuple[str, ...] = (
@@ -26,29 +27,12 @@ NO_TAG = "<no tag>"
 
 
 @dataclass
-class Bags:
-    """CSR bags: row ``i`` is ``indices[offsets[i]:offsets[i+1]]`` with matching weights."""
-
-    offsets: np.ndarray  # int64, (n_rows + 1,)
-    indices: np.ndarray  # int64
-    weights: np.ndarray  # float32, each row sums to 1
-
-    @property
-    def n_rows(self) -> int:
-        return len(self.offsets) - 1
-
-    def row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        s, e = self.offsets[i], self.offsets[i + 1]
-        return self.indices[s:e], self.weights[s:e]
-
-
-@dataclass
 class MovieFeatures:
     """Everything the movie encoder reads, aligned to the model's movie index."""
 
     movie_ids: np.ndarray  # int32: model index -> movieId
-    genres: Bags
-    tags: Bags
+    genres: Csr
+    tags: Csr
     tag_vocab: list[str]  # index 0 is NO_TAG
     genome: np.ndarray | None  # float32 (n_movies, n_genome_tags), zeros where absent
     genome_mask: np.ndarray | None  # bool (n_movies,): movie has genome scores
@@ -64,7 +48,7 @@ class MovieFeatures:
         return ["genres", "tags"] + (["genome"] if self.genome is not None else [])
 
 
-def bags_from_pairs(rows: np.ndarray, cols: np.ndarray, n_rows: int) -> Bags:
+def bags_from_pairs(rows: np.ndarray, cols: np.ndarray, n_rows: int) -> Csr:
     """Build CSR bags from (row, col) pairs; duplicates become weights, empty rows get [0]."""
     rows = np.asarray(rows, np.int64)
     cols = np.asarray(cols, np.int64)
@@ -78,7 +62,7 @@ def bags_from_pairs(rows: np.ndarray, cols: np.ndarray, n_rows: int) -> Bags:
     offsets = np.zeros(n_rows + 1, np.int64)
     np.cumsum(np.bincount(r, minlength=n_rows), out=offsets[1:])
     weights = (counts / row_total[r]).astype(np.float32)
-    return Bags(offsets, c.astype(np.int64), weights)
+    return Csr(offsets, c.astype(np.int64), weights)
 
 
 def movie_index(movies: pd.DataFrame, ids: np.ndarray) -> np.ndarray:
@@ -88,7 +72,7 @@ def movie_index(movies: pd.DataFrame, ids: np.ndarray) -> np.ndarray:
     return lookup[np.asarray(ids)]
 
 
-def genre_bags(movies: pd.DataFrame, file: str = "movies.csv") -> Bags:
+def genre_bags(movies: pd.DataFrame, file: str = "movies.csv") -> Csr:
     """Per-movie genre bags over :data:`GENRES`; unknown genre names raise DataError."""
     exploded = movies["genres"].str.split("|").explode()
     codes = pd.Index(list(GENRES)).get_indexer(exploded.to_numpy())
@@ -122,7 +106,7 @@ def stem_tags(tags: pd.Series) -> pd.Series:
 
 def tag_bags(
     tags: pd.DataFrame, movies: pd.DataFrame, vocab: list[str] | None = None
-) -> tuple[Bags, list[str]]:
+) -> tuple[Csr, list[str]]:
     """Per-movie stemmed-tag bags and the vocabulary (0 = NO_TAG, then by first appearance).
 
     Given a ``vocab``, tags outside it are ignored (used for a frozen vocabulary).

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from movierec.features import Bags, MovieFeatures
+from movierec.csr import Csr
+from movierec.features import MovieFeatures
 
 RATING_MID, RATING_HALF_RANGE = 2.75, 2.25  # cos in [-1, 1] -> rating in [0.5, 5.0]
 Encoder = Literal["content", "hybrid", "id"]
@@ -70,7 +71,7 @@ class FeatureTensors:
     """A dataset's movie features as tensors on one device, with vectorised row gathering."""
 
     def __init__(self, features: MovieFeatures, device: torch.device | str = "cpu") -> None:
-        def bags(b: Bags) -> tuple[torch.Tensor, ...]:
+        def bags(b: Csr) -> tuple[torch.Tensor, ...]:
             return (torch.as_tensor(b.offsets, device=device),
                     torch.as_tensor(b.indices, device=device),
                     torch.as_tensor(b.weights, device=device))

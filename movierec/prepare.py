@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from movierec.csr import Csr
 from movierec.data import (
     CORE_FILES,
     GENOME_FILES,
@@ -21,8 +22,7 @@ from movierec.data import (
     file_checksums,
     load_movielens,
 )
-from movierec.evaluate import Csr
-from movierec.features import Bags, MovieFeatures, build_features, movie_index
+from movierec.features import MovieFeatures, build_features, movie_index
 from movierec.split import TEST, TRAIN, VAL, Split, split_ratings, train_cutoffs
 
 RELEVANT_RATING = 4.0
@@ -149,6 +149,8 @@ def prepare(ds: MovieLens, *, leak_free_tags: bool = False, use_genome: bool = T
     cutoff = train_cutoffs(r, split) if leak_free_tags else None
     features = build_features(ds, use_genome=use_genome, tag_cutoff=cutoff)
     dropped = dict(ds.dropped)
+    used = {n: s for n, s in ds.checksums.items()  # the files this preparation read
+            if use_genome or n not in GENOME_FILES}
     if leak_free_tags:
         dropped["tags_after_cutoff"] = features.tags_dropped_leak_free
     return Prepared(
@@ -162,7 +164,8 @@ def prepare(ds: MovieLens, *, leak_free_tags: bool = False, use_genome: bool = T
         split=split,
         features=features,
         summary=ds.summary(),
-        checksums=ds.checksums,
+        checksums=used,
+        file_sizes={n: (ds.path / n).stat().st_size for n in used},
         dropped=dropped,
     )
 
@@ -236,8 +239,8 @@ def load_prepared(folder: Path) -> Prepared:
     except (OSError, ValueError, KeyError) as exc:
         raise ValueError(f"corrupt prepared-data cache {folder}: {exc}") from exc
 
-    def bags(part: str) -> Bags:
-        return Bags(arr[f"{part}_offsets"], arr[f"{part}_indices"], arr[f"{part}_weights"])
+    def bags(part: str) -> Csr:
+        return Csr(arr[f"{part}_offsets"], arr[f"{part}_indices"], arr[f"{part}_weights"])
 
     features = MovieFeatures(
         movie_ids=arr["movie_ids"], genres=bags("genres"), tags=bags("tags"),
@@ -276,10 +279,7 @@ def prepare_cached(name_or_path: str | os.PathLike, root: str | os.PathLike | No
             return load_prepared(cache), "hit"
         except ValueError:
             status = "rebuilt"
-    ds = load_movielens(folder, checksums=False)
-    used = CORE_FILES + (GENOME_FILES if ds.has_genome and use_genome else ())
-    ds.checksums = {n: sums[n] for n in used}
-    prep = prepare(ds, leak_free_tags=leak_free_tags, use_genome=use_genome)
-    prep.file_sizes = {n: (folder / n).stat().st_size for n in used}
+    prep = prepare(load_movielens(folder, checksums=sums), leak_free_tags=leak_free_tags,
+                   use_genome=use_genome)
     save_prepared(prep, cache)
     return prep, status

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from movierec.atomic import write_atomically
+
 PACKAGES = ("movierec", "torch", "numpy", "pandas", "pyarrow", "nltk", "matplotlib",
             "papermill")
 
@@ -106,13 +108,9 @@ def _clean(obj):
 
 
 def write_json(path: str | os.PathLike, data: dict) -> Path:
-    """Write ``data`` as indented JSON via a temporary file renamed into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(_clean(data), indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    """Write ``data`` as indented JSON, atomically."""
+    text = json.dumps(_clean(data), indent=2, sort_keys=False) + "\n"
+    return write_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 class Timer:

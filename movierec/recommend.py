@@ -16,7 +16,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from movierec.evaluate import BiasBaseline, Csr
+from movierec.csr import Csr
+from movierec.evaluate import BiasBaseline
 from movierec.model import FeatureTensors, MovieRecModel
 from movierec.prepare import Prepared
 from movierec.split import TRAIN, VAL
@@ -51,7 +52,7 @@ def topk_search(user_vecs: torch.Tensor, movie_vecs: torch.Tensor, k: int, *,
             sub = exclude.select(np.arange(s, s + len(scores)))
             rows = np.repeat(np.arange(len(scores)), sub.lengths())
             scores[torch.as_tensor(rows, device=scores.device),
-                   torch.as_tensor(sub.items, device=scores.device)] = -torch.inf
+                   torch.as_tensor(sub.indices, device=scores.device)] = -torch.inf
         val, idx = torch.topk(scores, k, dim=1)
         idx[torch.isinf(val)] = -1
         idx_out[s:s + len(scores)] = idx.cpu().numpy()
@@ -254,7 +255,7 @@ class Recommender:
     @property
     def popularity(self) -> np.ndarray:
         """Per-movie count of users whose history holds it."""
-        return np.bincount(self.history.items, minlength=self.n_movies)
+        return np.bincount(self.history.indices, minlength=self.n_movies)
 
     def most_rated(self, n: int = 10, genre: str | None = None) -> np.ndarray:
         """Model rows of the ``n`` movies most rated in the history (of ``genre`` if given)."""

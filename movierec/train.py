@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from movierec.atomic import write_atomically
 from movierec.evaluate import rmse_mae
 from movierec.loss import LOSSES, batch_loss
 from movierec.model import FeatureTensors, ModelConfig, MovieRecModel
@@ -137,14 +138,7 @@ def make_optimizers(model: MovieRecModel, cfg: TrainConfig) -> list[torch.optim.
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     """Write ``state`` with torch.save to a temporary file, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
+from movierec.csr import Csr
 from movierec.data import load_movielens
-from movierec.evaluate import BiasBaseline, Csr, GlobalMean, hit_matrix, ranking_metrics, rmse_mae
+from movierec.evaluate import BiasBaseline, GlobalMean, hit_matrix, ranking_metrics, rmse_mae
 from movierec.experiment import Experiment, train_variant
 from movierec.features import GENRES
 from movierec.prepare import prepare

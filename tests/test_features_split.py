@@ -29,10 +29,10 @@ def test_tag_bags_count_duplicates_and_reserve_zero():
     tags = pd.DataFrame({"movieId": [10, 10, 10, 20], "tag": ["Fun", "fun", "dark", "dark"]})
     bags, vocab = tag_bags(tags, movies)
     assert vocab[0] == NO_TAG and set(vocab[1:]) == {"fun", "dark"}
-    idx, w = bags.row(0)
+    idx, w = bags.row(0), bags.row_weights(0)
     assert dict(zip([vocab[i] for i in idx], w.tolist(), strict=True)) == pytest.approx(
         {"fun": 2 / 3, "dark": 1 / 3})
-    assert bags.row(2)[0].tolist() == [0] and bags.row(2)[1].tolist() == [1.0]  # untagged
+    assert bags.row(2).tolist() == [0] and bags.row_weights(2).tolist() == [1.0]  # untagged
 
 
 def test_bags_from_pairs_rows_sum_to_one():
@@ -44,8 +44,8 @@ def test_bags_from_pairs_rows_sum_to_one():
 def test_genres_map_to_fixed_vocabulary_and_unknown_genre_raises():
     movies = pd.DataFrame({"genres": ["Comedy|Drama", "(no genres listed)"]})
     bags = genre_bags(movies)
-    assert [GENRES[i] for i in bags.row(0)[0]] == ["Comedy", "Drama"]
-    assert bags.row(1)[0].tolist() == [0]
+    assert [GENRES[i] for i in bags.row(0)] == ["Comedy", "Drama"]
+    assert bags.row(1).tolist() == [0]
     with pytest.raises(DataError, match=r"unknown genre\(s\) \['Cartoon'\].*line 3"):
         genre_bags(pd.DataFrame({"genres": ["Comedy", "Cartoon|Drama"]}))
 
@@ -79,7 +79,7 @@ def test_leak_free_tags_keep_exactly_the_tags_written_by_the_training_cutoff(tin
         expected.setdefault(row_of[movie], Counter())[stem] += 1
     bags, vocab = free.features.tags, free.features.tag_vocab
     for row in range(bags.n_rows):
-        idx, w = bags.row(row)
+        idx, w = bags.row(row), bags.row_weights(row)
         got = {vocab[i]: float(x) for i, x in zip(idx, w, strict=True) if i > 0}
         want = expected.get(row, Counter())
         total = sum(want.values())

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from movierec.csr import Csr
 from movierec.data import load_movielens
 from movierec.evaluate import GlobalMean, rmse_mae
 from movierec.experiment import VARIANTS, Experiment, train_variant
-from movierec.features import Bags, MovieFeatures
+from movierec.features import MovieFeatures
 from movierec.loss import batch_loss
 from movierec.model import FeatureTensors, ModelConfig, MovieRecModel
 from movierec.prepare import prepare
@@ -29,9 +30,9 @@ from movierec.train import (
 
 def toy_features(genome: bool = True) -> MovieFeatures:
     """4 movies: tags with duplicates of different list lengths, one movie without genome."""
-    tags = Bags(offsets=np.array([0, 2, 3, 4, 5]), indices=np.array([1, 2, 1, 0, 3]),
+    tags = Csr(offsets=np.array([0, 2, 3, 4, 5]), indices=np.array([1, 2, 1, 0, 3]),
                 weights=np.array([0.75, 0.25, 1, 1, 1], np.float32))
-    genres = Bags(offsets=np.array([0, 1, 3, 4, 5]), indices=np.array([1, 2, 3, 0, 5]),
+    genres = Csr(offsets=np.array([0, 1, 3, 4, 5]), indices=np.array([1, 2, 3, 0, 5]),
                   weights=np.array([1, 0.5, 0.5, 1, 1], np.float32))
     g = np.random.default_rng(0).random((4, 6)).astype(np.float32) if genome else None
     mask = np.array([True, True, False, True]) if genome else None
@@ -59,7 +60,7 @@ def test_duplicate_tags_equal_weighted_bag():
     """A movie tagged (a, a, a, b) equals one whose bag is (a: 0.75, b: 0.25)."""
     model = toy_model(genome=False)
     f = toy_features(genome=False)
-    dup = dataclasses.replace(f, tags=Bags(np.array([0, 4, 5, 6, 7]),
+    dup = dataclasses.replace(f, tags=Csr(np.array([0, 4, 5, 6, 7]),
                                            np.array([1, 1, 1, 2, 1, 0, 3]),
                                            np.array([0.25] * 4 + [1, 1, 1], np.float32)))
     rows = torch.tensor([0])

@@ -8,8 +8,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from movierec.csr import Csr
 from movierec.data import DataError, load_movielens
-from movierec.evaluate import Csr, ranking_metrics
+from movierec.evaluate import ranking_metrics
 from movierec.recommend import topk_search
 from movierec.split import TEST, TRAIN, VAL, chronological_split, split_sizes
 

@@ -326,15 +326,21 @@ class MovieRecModel(nn.Module):
             return RATING_MID + RATING_HALF_RANGE * inter
         return self.head(inter, movies, user_bias)
 
-    def retrieval_logits(self, un: torch.Tensor, mn: torch.Tensor, movies: torch.Tensor,
-                         pairwise: bool = True) -> torch.Tensor:
+    def retrieval_logits(self, un: torch.Tensor, mn: torch.Tensor,
+                         movies: torch.Tensor | None, pairwise: bool = True) -> torch.Tensor:
         """The retrieval score cos(user, movie) / temperature (+ the movie's prior) from unit
         vectors: of paired rows, or (``pairwise=False``) of every user row against every movie
-        row. :meth:`rank_users` and :meth:`rank_movies` factor the same score for search."""
+        row (a 1-D ``un``: one user, logits of shape (movies,)); ``movies`` None: ``mn`` is the
+        whole catalogue in index order. :meth:`rank_users` and :meth:`rank_movies` factor the
+        same score for search."""
         t = self.config.temperature
-        logits = (un * mn).sum(1) / t if pairwise else (un @ mn.T) / t
+        if un.dim() == 1:  # one user (a fold-in): a matrix-vector product
+            logits = mn @ (un / t)
+        else:
+            logits = (un * mn).sum(1) / t if pairwise else (un @ mn.T) / t
         if self.movie_prior is not None:
-            logits = logits + self.movie_prior(movies).squeeze(1)
+            prior = self.movie_prior.weight if movies is None else self.movie_prior(movies)
+            logits = logits + prior.squeeze(1)
         return logits
 
     @property

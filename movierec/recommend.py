@@ -333,7 +333,6 @@ class Recommender:
         use_rank = "softmax" in cfg.loss and bool(keep.any())
         with torch.no_grad():
             cos_movies = model.rank_movies(self.movie_vectors, "cosine")[0]
-        all_movies = torch.arange(self.n_movies, device=dev)
         moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
         with _frozen(model), torch.enable_grad():
             for step in range(1, cfg.steps + 1):
@@ -343,8 +342,8 @@ class Recommender:
                     pred = model.rating_from_vectors(u.expand(len(rows), -1), m, movies, ub)
                     loss = loss + (pred - r).pow(2).mean().sqrt()
                 if use_rank:  # the retrieval score the model was trained with
-                    un = torch.nn.functional.normalize(u, dim=0)[None]
-                    scores = model.retrieval_logits(un, cos_movies, all_movies, pairwise=False)[0]
+                    un = torch.nn.functional.normalize(u, dim=0)
+                    scores = model.retrieval_logits(un, cos_movies, None, pairwise=False)
                     nll = torch.logsumexp(scores, 0) - scores[movies[keep]]
                     loss = loss + (cfg.rank_weight if "rmse" in cfg.loss else 1.0) * nll.mean()
                 if cfg.reg:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -252,9 +253,9 @@ class Recommender:
         idx, scores = topk_search(vec[None], users, k)
         return pd.DataFrame({"userId": self.user_ids[idx[0]], "score": scores[0]})
 
-    @property
+    @cached_property
     def popularity(self) -> np.ndarray:
-        """Per-movie count of users whose history holds it."""
+        """Per-movie count of users whose history holds it (counted once)."""
         return np.bincount(self.history.indices, minlength=self.n_movies)
 
     def most_rated(self, n: int = 10, genre: str | None = None) -> np.ndarray:

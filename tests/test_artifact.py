@@ -216,3 +216,16 @@ def test_explore_notebook_runs_on_a_saved_model(saved, trained, tmp_path):
                    for o in c.get("outputs", []))
     assert "same top 10 as the report for 3 of 3 example users" in said
     assert "folded in and recommended in" in said and "x 16 dimensions" in said
+
+
+def test_genre_and_ranking_errors(trained):
+    _, rec = trained
+    drama = rec.most_rated(5, genre="Drama")
+    assert all("Drama" in g.split("|") for g in rec.movies.genres.iloc[drama])
+    assert rec.popularity[drama].tolist() == sorted(rec.popularity[drama], reverse=True)
+    with pytest.raises(ValueError, match="no movie of genre 'Polka'"):
+        rec.most_rated(5, genre="Polka")
+    with pytest.raises(ValueError, match="by must be 'cosine' or 'rating'"):
+        rec.model.rank_users(rec.user_vectors, "popularity")
+    with pytest.raises(ValueError, match="by must be 'cosine' or 'rating'"):
+        rec.model.rank_movies(rec.movie_vectors, "popularity")

@@ -147,3 +147,12 @@ def test_command_line(tmp_path, capsys):
     moved["rating"]["mf"]["test_rmse"] = 0.9
     other.write_text(json.dumps(moved))
     assert compare.main([str(ref), str(other)]) == 1
+
+
+def test_bad_mode_and_a_run_without_its_user_counts():
+    with pytest.raises(ValueError, match="mode must be 'exact' or 'tolerance'"):
+        compare.compare_reports(report(), report(), mode="loose")
+    run = other_machine(report())
+    del run["evaluated_users"]
+    result = compare.compare_reports(report(), run)
+    assert not result.ok and "lacks evaluated_users" in result.differences[0]

@@ -69,6 +69,13 @@ class RankingVectors:
     movies: torch.Tensor
     offset: torch.Tensor | None = None
 
+    @classmethod
+    def of(cls, model: MovieRecModel, users: torch.Tensor, movies: torch.Tensor,
+           by: str) -> RankingVectors:
+        """Raw user and movie vectors mapped into ``model``'s ranking space."""
+        movie_rank, offset = model.rank_movies(movies, by)
+        return cls(model.rank_users(users, by), movie_rank, offset)
+
 
 @torch.no_grad()
 def ranking_vectors(model: MovieRecModel, feats: FeatureTensors,
@@ -76,9 +83,8 @@ def ranking_vectors(model: MovieRecModel, feats: FeatureTensors,
     """Every user's and movie's vectors in the model's ranking space (``by``: see
     :meth:`MovieRecModel.rank_users`; None: the model's default ranking)."""
     model.eval()
-    by = by or model.default_ranking
-    movies, offset = model.rank_movies(model.all_movie_vectors(feats), by)
-    return RankingVectors(model.rank_users(model.all_user_vectors(), by), movies, offset)
+    return RankingVectors.of(model, model.all_user_vectors(), model.all_movie_vectors(feats),
+                             by or model.default_ranking)
 
 
 def popularity_ranking(prep: Prepared, parts: tuple[int, ...] = (TRAIN, VAL)) -> RankingVectors:
@@ -168,9 +174,8 @@ class Recommender:
         with torch.no_grad():
             self.movie_vectors = model.all_movie_vectors(feats)  # raw (the model's own) vectors
             self.user_vectors = model.all_user_vectors()
-            movie_rank, offset = model.rank_movies(self.movie_vectors, self.by)
-            self.vectors = RankingVectors(model.rank_users(self.user_vectors, self.by), movie_rank,
-                                          offset)
+            self.vectors = RankingVectors.of(model, self.user_vectors, self.movie_vectors,
+                                             self.by)
         self.fold_in_config = asdict(FoldIn.for_model(model, **(fold_in or {})))
         self.tag_vocab, self.genome_tags, self.genres = tag_vocab, genome_tags, genres
         self.manifest: dict | None = None
@@ -319,7 +324,11 @@ class Recommender:
         """A new user's vector and rating bias from ``{movieId or title: rating}``: the model's
         training loss (:class:`FoldIn`) minimised with every movie frozen, starting from the
         mean user vector (deterministic)."""
-        rows, r = self._check_ratings(ratings)
+        return self._fold_in(*self._check_ratings(ratings))
+
+    def _fold_in(self, rows: np.ndarray, r: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`fold_in` for ratings ``r`` of the movie rows ``rows`` (already checked)."""
         cfg, model = FoldIn(**self.fold_in_config), self.model
         dev = self.movie_vectors.device
         movies = torch.as_tensor(rows, device=dev)
@@ -358,7 +367,7 @@ class Recommender:
         by the same nearest-embedding search as :meth:`recommend`. ``because``: the movie they
         liked most (rated >= their mean) whose embedding is nearest to the pick's."""
         rows, r = self._check_ratings(ratings)
-        u, _ = self.fold_in(ratings)
+        u, _ = self._fold_in(rows, r)
         exclude = Csr(np.array([0, len(rows)]), np.sort(rows))
         idx, scores = topk_search(self.model.rank_users(u, self.by)[None], self.vectors.movies,
                                   k, exclude=exclude, movie_offset=self.vectors.offset)

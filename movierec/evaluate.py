@@ -80,12 +80,11 @@ def hit_matrix(topk: np.ndarray, relevant: Csr) -> np.ndarray:
     return np.isin(keys, rel_keys) & (topk >= 0)
 
 
-def ranking_metrics(topk: np.ndarray, relevant: Csr, ks: tuple[int, ...] = (10,),
-                    n_items: int | None = None) -> dict[str, float]:
-    """Recall, NDCG (binary gain, log2 discount), HitRate and MAP at each k, averaged over users,
-    plus catalogue coverage@k (distinct movies shown / ``n_items``) when ``n_items`` is given.
-    ``topk`` is (n_users, >= max(ks)), best first, padded with -1 (never a hit, never covered);
-    users must each have at least one relevant item."""
+def per_user_ranking(topk: np.ndarray, relevant: Csr, ks: tuple[int, ...] = (10,)
+                     ) -> dict[str, np.ndarray]:
+    """Each user's Recall, NDCG (binary gain, log2 discount), HitRate and MAP at each k:
+    ``{"recall@10": array of n_users, ...}``. ``topk`` is (n_users, >= max(ks)), best first,
+    padded with -1 (never a hit); users must each have at least one relevant item."""
     topk = np.asarray(topk)
     n_rel = relevant.lengths()
     if (n_rel == 0).any():
@@ -94,17 +93,37 @@ def ranking_metrics(topk: np.ndarray, relevant: Csr, ks: tuple[int, ...] = (10,)
         raise ValueError(f"topk must have at least {max(ks)} columns, got shape {topk.shape}")
     hits = hit_matrix(topk[:, :max(ks)], relevant).astype(np.float64)
     discount = 1.0 / np.log2(np.arange(2, max(ks) + 2))
-    out: dict[str, float] = {}
+    out: dict[str, np.ndarray] = {}
     for k in ks:
         h = hits[:, :k]
         ideal_n = np.minimum(n_rel, k)
         idcg = np.cumsum(discount[:k])[ideal_n - 1]
         precision_at_i = np.cumsum(h, 1) / np.arange(1, k + 1)
-        out[f"recall@{k}"] = float(np.mean(h.sum(1) / n_rel))
-        out[f"ndcg@{k}"] = float(np.mean((h * discount[:k]).sum(1) / idcg))
-        out[f"hit_rate@{k}"] = float(np.mean(h.any(1)))
-        out[f"map@{k}"] = float(np.mean((precision_at_i * h).sum(1) / ideal_n))
-        if n_items is not None:
+        out[f"recall@{k}"] = h.sum(1) / n_rel
+        out[f"ndcg@{k}"] = (h * discount[:k]).sum(1) / idcg
+        out[f"hit_rate@{k}"] = h.any(1).astype(np.float64)
+        out[f"map@{k}"] = (precision_at_i * h).sum(1) / ideal_n
+    return out
+
+
+def standard_error(values: np.ndarray) -> float:
+    """Standard error of the mean of per-user values (sample standard deviation / sqrt(n))."""
+    values = np.asarray(values, np.float64)
+    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+
+
+def ranking_metrics(topk: np.ndarray, relevant: Csr, ks: tuple[int, ...] = (10,),
+                    n_items: int | None = None) -> dict[str, float]:
+    """The user means of :func:`per_user_ranking` and their standard errors (``recall@10_se``,
+    ...), plus catalogue coverage@k (distinct movies shown / ``n_items``) when ``n_items`` is
+    given (padding, -1, is never covered)."""
+    out: dict[str, float] = {}
+    for name, values in per_user_ranking(topk, relevant, ks).items():
+        out[name] = float(np.mean(values))
+        out[f"{name}_se"] = standard_error(values)
+    if n_items is not None:
+        topk = np.asarray(topk)
+        for k in ks:
             shown = topk[:, :k]
             out[f"coverage@{k}"] = len(np.unique(shown[shown >= 0])) / n_items
     return out

@@ -192,6 +192,18 @@ class RatingHead(nn.Module):
         nn.init.zeros_(self.user_bias.weight)
         nn.init.zeros_(self.movie_bias.weight)
 
+    @torch.no_grad()
+    def set_readout(self, mean: float, user_bias: np.ndarray, movie_bias: np.ndarray,
+                    scale: float) -> None:
+        """Replace the learned rating map by a calibrated one: damped-mean biases and a scale
+        on the cosine chosen on val (see :func:`movierec.experiment.calibrate_readout`)."""
+        if self.scale is None:
+            raise ValueError("only a cosine_bias head has a scale to calibrate")
+        self.global_bias.fill_(float(mean))
+        for table, values in ((self.user_bias, user_bias), (self.movie_bias, movie_bias)):
+            table.weight.copy_(torch.as_tensor(values, dtype=table.weight.dtype).unsqueeze(1))
+        self.scale.fill_(float(scale))
+
     def forward(self, inter: torch.Tensor, movies: torch.Tensor,
                 user_bias: torch.Tensor | None) -> torch.Tensor:
         bias = self.global_bias
@@ -223,6 +235,12 @@ class MovieRecModel(nn.Module):
         self.head = (RatingHead(c.n_users, c.n_movies, c.global_mean, c.score == "cosine_bias")
                      if c.score != "cosine" else None)
         self.movie_prior = nn.Embedding(c.n_movies, 1, sparse=True) if c.prior else None
+        if c.encoder == "hybrid" or c.prior:
+            # movies rated in the training data; the others keep their initial id vector (zero)
+            # and prior, so they are scored by content alone (see set_seen)
+            self.register_buffer("seen", torch.ones(c.n_movies, dtype=torch.bool))
+        else:
+            self.seen = None
         self._register_load_state_dict_pre_hook(_rename_legacy_keys, with_module=True)
         self.reset_parameters(generator)
 
@@ -277,6 +295,14 @@ class MovieRecModel(nn.Module):
         logc = torch.log1p(counts.float())
         self.movie_prior.weight.copy_((logc - logc.mean()).unsqueeze(1))
 
+    def set_seen(self, seen: torch.Tensor) -> None:
+        """Mark the movies the training data rates. An unseen movie's id vector and prior are
+        masked in every score (so catalogue negatives never train them): a movie never rated in
+        training is encoded by its content alone, with the prior of a movie never rated."""
+        if self.seen is None:
+            raise ValueError("this model has no movie-id vectors or prior to mask")
+        self.seen.copy_(seen)
+
     def set_history(self, history: torch.Tensor) -> None:
         """Each user's last ``user_history`` movies (n_users, N), padded with n_movies."""
         if self.history_items is None:
@@ -302,6 +328,8 @@ class MovieRecModel(nn.Module):
         out = None if self.content is None else self.content(rows, feats)
         if self.movie is not None and use_id:
             ids = self.movie(rows)
+            if self.seen is not None:
+                ids = ids * self.seen[rows].unsqueeze(1)
             out = ids if out is None else out + ids
         return out
 
@@ -339,9 +367,16 @@ class MovieRecModel(nn.Module):
         else:
             logits = (un * mn).sum(1) / t if pairwise else (un @ mn.T) / t
         if self.movie_prior is not None:
-            prior = self.movie_prior.weight if movies is None else self.movie_prior(movies)
-            logits = logits + prior.squeeze(1)
+            logits = logits + self.prior(movies)
         return logits
+
+    def prior(self, movies: torch.Tensor | None = None) -> torch.Tensor:
+        """The retrieval prior of ``movies`` (None: every movie); an unseen movie's is its
+        initial value, with no gradient."""
+        rows = (torch.arange(self.config.n_movies, device=self.movie_prior.weight.device)
+                if movies is None else movies)
+        prior = self.movie_prior(rows).squeeze(1)
+        return torch.where(self.seen[rows], prior, prior.detach())
 
     @property
     def default_ranking(self) -> RankBy:
@@ -376,7 +411,7 @@ class MovieRecModel(nn.Module):
         if by == "rating" and bias is not None:
             return mn, bias
         if by == "cosine" and self.movie_prior is not None:
-            return mn, self.movie_prior.weight.squeeze(1)
+            return mn, self.prior()
         return mn, None
 
     def forward(self, users: torch.Tensor, movies: torch.Tensor,
@@ -413,3 +448,5 @@ def _rename_legacy_keys(module, state_dict, prefix, *args) -> None:
     for old, new in LEGACY_KEYS.items():
         if prefix + old in state_dict and prefix + new not in state_dict:
             state_dict[prefix + new] = state_dict.pop(prefix + old)
+    if module.seen is not None and prefix + "seen" not in state_dict:  # before set_seen existed
+        state_dict[prefix + "seen"] = torch.ones_like(module.seen)

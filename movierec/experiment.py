@@ -12,17 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
-from movierec.evaluate import BiasBaseline, GlobalMean, ranking_metrics, rmse_mae
-from movierec.model import Encoder, FeatureTensors, ModelConfig, MovieRecModel, Score
+from movierec.csr import Csr
+from movierec.evaluate import BiasBaseline, per_user_ranking, ranking_metrics, rmse_mae
+from movierec.model import BY, Encoder, FeatureTensors, ModelConfig, MovieRecModel, Score
 from movierec.prepare import Prepared
-from movierec.recommend import (
-    RankingVectors,
-    bias_ranking,
-    popularity_ranking,
-    ranking_vectors,
-    topk_search,
-)
+from movierec.recommend import RankingVectors, ranking_vectors, topk_search
 from movierec.split import TEST, TRAIN, VAL
 from movierec.train import FitResult, Ratings, TrainConfig, fit, predict, rating_errors
 
@@ -41,6 +37,9 @@ class Variant:
     reg: float | None = None
     min_positive: float | None = None
     monitor: str = "val_rmse"  # early stopping on this val metric
+    # "learned": the rating head trained with the model; "calibrated": after training, damped
+    # biases + a scale on the cosine chosen on val (calibrate_readout), the vectors unchanged
+    readout: str = "learned"
 
     @property
     def mode(self) -> str:
@@ -64,6 +63,8 @@ class Variant:
             model.set_history(exp.history_tensor(mcfg.user_history, *parts))
         if mcfg.prior:
             model.init_prior(exp.positive_counts(data, tcfg.min_positive))
+        if model.seen is not None:
+            model.set_seen(exp.positive_counts(data) > 0)
         return model
 
 
@@ -72,12 +73,17 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
             "content", "cosine"),
     Variant("hybrid", "content + movie-id embedding, rating biases: the rating model",
             "hybrid", "cosine_bias", reg=0.05),
-    Variant("hybrid_rank", "the hybrid trained for retrieval (sampled softmax) + RMSE",
+    Variant("hybrid_rank", "the main model: the hybrid trained with RMSE + w x sampled softmax, "
+            "its rating readout calibrated on val",
             "hybrid", "cosine_bias", prior=True, loss="rmse+softmax", reg=0.05,
-            min_positive=3.5, monitor="val_recall@10"),
+            min_positive=3.5, monitor="val_ndcg@10", readout="calibrated"),
     Variant("mf", "baseline: biased matrix factorisation, no content features",
             "id", "dot_bias", reg=0.05),
 )}
+
+
+READOUT_DAMPINGS = (2.0, 5.0, 10.0)
+READOUT_SCALES = tuple(float(x) for x in np.arange(0.0, 2.01, 0.125))
 
 
 @dataclass
@@ -133,23 +139,97 @@ class Experiment:
                              movie_offset=vectors.offset)
         return idx
 
+    def relevant_of(self, part: int) -> Csr:
+        return self.test_relevant if part == TEST else self.val_relevant
+
     def ranking(self, vectors: RankingVectors, part: int = TEST,
                 ks: tuple[int, ...] = (10, 20, 50)) -> dict[str, float]:
-        relevant = self.test_relevant if part == TEST else self.val_relevant
-        return ranking_metrics(self.rank(vectors, part, max(ks)), relevant, ks,
+        """Ranking metrics (user means and standard errors, coverage) of ``part``."""
+        return ranking_metrics(self.rank(vectors, part, max(ks)), self.relevant_of(part), ks,
                                n_items=self.prep.n_movies)
 
+    def per_user(self, vectors: RankingVectors, part: int = TEST, k: int = 10
+                 ) -> dict[str, np.ndarray]:
+        """Each evaluated user's recall@k and ndcg@k (for the paired bootstrap)."""
+        values = per_user_ranking(self.rank(vectors, part, k), self.relevant_of(part), (k,))
+        return {m: values[f"{m}@{k}"] for m in ("recall", "ndcg")}
+
+    def cold_relevant(self) -> tuple[np.ndarray, Csr]:
+        """Test users with a relevant movie that nobody rated in train + val (positions in
+        ``test_users``) and those cold movies alone."""
+        rated = np.zeros(self.prep.n_movies, bool)
+        rated[self.prep.part(TRAIN, VAL)[1]] = True
+        rel = self.test_relevant
+        keep = ~rated[rel.indices]
+        users = np.repeat(np.arange(len(rel.lengths())), rel.lengths())[keep]
+        cold = Csr.from_pairs(users, rel.indices[keep], len(rel.lengths()))
+        rows = np.flatnonzero(cold.lengths() > 0)
+        return rows, cold.select(rows)
+
+    def cold_ranking(self, vectors: RankingVectors, ks: tuple[int, ...] = (10, 50)
+                     ) -> dict[str, float]:
+        """Test ranking metrics with only never-rated (cold) movies relevant, over the users
+        who have one; every movie outside the user's history is still a candidate."""
+        rows, cold = self.cold_relevant()
+        topk = self.rank(vectors, TEST, max(ks))[rows]
+        return {**ranking_metrics(topk, cold, ks), "users": len(rows),
+                "relevant_pairs": len(cold.indices)}
+
     def validation(self, monitor: str):
-        """The per-epoch validation function for :func:`movierec.train.fit`."""
+        """The per-epoch validation function for :func:`movierec.train.fit`: val RMSE, and
+        val recall@10 and NDCG@10 when ``monitor`` is a ranking metric."""
         def evaluate(model: MovieRecModel) -> dict[str, float]:
             out = {"val_rmse": rating_errors(predict(model, self.feats, self.val),
                                              self.val.ratings)["rmse"]}
-            if monitor.startswith("val_recall"):
-                out.update({f"val_{k}": v for k, v in self.ranking(
-                    ranking_vectors(model, self.feats), VAL, ks=(10,)).items()
-                    if k == "recall@10"})
+            if "@" in monitor:
+                metrics = self.ranking(ranking_vectors(model, self.feats), VAL, ks=(10,))
+                out.update({f"val_{k}": metrics[k] for k in ("recall@10", "ndcg@10")})
             return out
         return evaluate
+
+
+def per_user_sse(pred: np.ndarray, data: Ratings, n_users: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-user sum of squared errors and rating count over ``data`` (every user row; 0 for a
+    user without ratings there), from which RMSE over any set of users follows."""
+    users = data.users.cpu().numpy()
+    err = np.asarray(pred, np.float64) - data.ratings.cpu().numpy().astype(np.float64)
+    return (np.bincount(users, err**2, n_users),
+            np.bincount(users, minlength=n_users).astype(np.float64))
+
+
+@torch.no_grad()
+def pair_cosines(model: MovieRecModel, feats: FeatureTensors, data: Ratings) -> np.ndarray:
+    """cos(user, movie) of every (user, movie) pair of ``data`` (float64)."""
+    model.eval()
+    movies = nn.functional.normalize(model.all_movie_vectors(feats), dim=1)
+    users = nn.functional.normalize(model.all_user_vectors(), dim=1)
+    return (users[data.users] * movies[data.movies]).sum(1).double().cpu().numpy()
+
+
+def calibrate_readout(exp: Experiment, model: MovieRecModel, parts: tuple[int, ...],
+                      setting: dict | None = None) -> dict:
+    """Set ``model``'s rating map to mu + b_user + b_movie + scale · cos(user, movie), biases
+    the damped means of the split ``parts`` (:class:`~movierec.evaluate.BiasBaseline`). With
+    ``setting`` None, the damping and scale are chosen on val (the grid READOUT_DAMPINGS x
+    READOUT_SCALES, lowest val RMSE; ``model`` is then the model fitted on train); else
+    ``setting`` is applied (to the model refit on train + val). Returns the setting."""
+    fit_data = exp.prep.part(*parts)
+    biases = {d: BiasBaseline(exp.prep.n_users, exp.prep.n_movies, reg_user=d,
+                              reg_movie=d).fit(*fit_data)
+              for d in ((setting["damping"],) if setting else READOUT_DAMPINGS)}
+    if setting is None:
+        cos = pair_cosines(model, exp.feats, exp.val)
+        u, m = exp.val.users.cpu().numpy(), exp.val.movies.cpu().numpy()
+        truth = exp.val.ratings.cpu().numpy()
+        scores = {(d, s): rmse_mae(b.mean + b.user_bias[u] + b.movie_bias[m] + s * cos,
+                                   truth)["rmse"]
+                  for d, b in biases.items() for s in READOUT_SCALES}
+        damping, scale = min(scores, key=scores.get)
+        setting = {"damping": damping, "scale": scale}
+    b = biases[setting["damping"]]
+    model.head.set_readout(b.mean, b.user_bias, b.movie_bias, setting["scale"])
+    return setting
 
 
 @dataclass
@@ -159,10 +239,16 @@ class VariantResult:
     name: str
     fit: FitResult  # the final model (refit on train + val if asked) and the tuning history
     rating: dict[str, float]  # epochs, best_epoch, val_rmse, val_mae, test_rmse, test_mae
-    ranking: dict[str, float]  # test ranking metrics (recall@10, ...)
+    ranking: dict[str, float]  # test ranking metrics (recall@10, ...) scored the chosen way
     timing: dict[str, float]  # train_seconds, samples_per_second
     model_config: ModelConfig
     train_config: TrainConfig
+    by: str = "cosine"  # the scoring chosen on val: "cosine" (retrieval) or "rating"
+    val_by: dict[str, float] = field(default_factory=dict)  # val NDCG@10 of each scoring
+    ranking_by: dict[str, dict] = field(default_factory=dict)  # test metrics of each scoring
+    per_user: dict[str, np.ndarray] = field(default_factory=dict)  # test recall/ndcg, sse, n
+    cold_start: dict[str, float] = field(default_factory=dict)  # see Experiment.cold_ranking
+    readout: dict = field(default_factory=dict)  # a calibrated rating map's damping and scale
 
     @property
     def model(self) -> MovieRecModel:
@@ -179,16 +265,30 @@ class VariantResult:
                 "reg": t.reg}
 
 
+def choose_scoring(exp: Experiment, model: MovieRecModel) -> tuple[str, dict[str, float]]:
+    """The one rule for how a model that can both rate and retrieve is ranked: by whichever of
+    its retrieval score ("cosine") and its predicted rating ("rating") has the higher val
+    NDCG@10 (ties: the model's default). Returns (choice, val NDCG@10 of each)."""
+    val = {by: exp.ranking(ranking_vectors(model, exp.feats, by), VAL, ks=(10,))["ndcg@10"]
+           for by in BY}
+    best = max(val.values())
+    choice = model.default_ranking if val[model.default_ranking] == best else max(val,
+                                                                                  key=val.get)
+    return choice, val
+
+
 def train_variant(exp: Experiment, name: str, train_config: TrainConfig, *, dim: int = 64,
                   refit: bool = True, checkpoint_dir=None, ks: tuple[int, ...] = (10, 20, 50),
-                  **model_overrides) -> VariantResult:
+                  test: bool = True, **model_overrides) -> VariantResult:
     """Train a named variant (see :data:`VARIANTS`) and evaluate it.
 
-    Tuning: trained on train, early-stopped on val (val metrics come from this model). Then,
-    with ``refit``, retrained from the same initialisation on train + val for the best number of
-    epochs, so that every user's most recent ratings inform the test predictions; test metrics
-    come from the refit model, evaluated once. With ``checkpoint_dir``, both trainings write
-    a checkpoint after every epoch (``<name>.pt``, ``<name>-refit.pt``) and resume from it.
+    Tuning: trained on train, early-stopped on val (val metrics, and the choice of scoring by
+    :func:`choose_scoring`, come from this model). ``test=False`` stops here (a sweep never
+    reads test). Then, with ``refit``, retrained from the same initialisation on train + val
+    for the best number of epochs, so that every user's most recent ratings inform the test
+    predictions; test metrics come from the refit model, read once, both scorings recorded.
+    With ``checkpoint_dir``, both trainings write a checkpoint after every epoch
+    (``<name>.pt``, ``<name>-refit.pt``) and resume from it.
     """
     ckpt = refit_ckpt = None
     if checkpoint_dir is not None:
@@ -204,10 +304,17 @@ def train_variant(exp: Experiment, name: str, train_config: TrainConfig, *, dim:
     result = fit(variant.build(exp, mcfg, tcfg, exp.train, TRAIN), exp.feats, exp.train, tcfg,
                  exp.validation(variant.monitor), monitor=variant.monitor, mode=variant.mode,
                  checkpoint=ckpt, resume=ckpt is not None, meta=meta)
+    readout = (calibrate_readout(exp, result.model, (TRAIN,))
+               if variant.readout == "calibrated" else {})
     rating = {"epochs": len(result.history), "best_epoch": result.best_epoch}
     rating.update({f"val_{k}": v for k, v in rating_errors(
         predict(result.model, exp.feats, exp.val), exp.val.ratings).items()})
     timing = {"train_seconds": result.seconds, "samples_per_second": result.samples_per_second}
+    by, val_by = choose_scoring(exp, result.model)
+    out = VariantResult(name, result, rating, {}, timing, mcfg, tcfg, by, val_by,
+                        readout=readout)
+    if not test:
+        return out
     final = result
     if mcfg.user_history and not refit:  # test users are represented by train + val
         result.model.set_history(exp.history_tensor(mcfg.user_history, TRAIN, VAL))
@@ -217,79 +324,15 @@ def train_variant(exp: Experiment, name: str, train_config: TrainConfig, *, dim:
                     checkpoint=refit_ckpt, resume=refit_ckpt is not None,
                     meta={**meta, "refit": True})
         timing["train_seconds"] += final.seconds
-    rating.update({f"test_{k}": v for k, v in rating_errors(
-        predict(final.model, exp.feats, exp.test), exp.test.ratings).items()})
-    ranking = exp.ranking(ranking_vectors(final.model, exp.feats), TEST, ks)
-    return VariantResult(name, replace(final, history=result.history,
-                                       best_epoch=result.best_epoch),
-                         rating, ranking, timing, mcfg, tcfg)
-
-
-def rating_baselines(prep: Prepared) -> dict[str, dict[str, float]]:
-    """Global-mean and user+item-bias baselines: val metrics from a fit on train, test metrics
-    from a fit on train + val (as the refit models)."""
-    out: dict[str, dict[str, float]] = {"global_mean": {}, "bias": {}}
-    for part_name, part, fit_parts in (("val", VAL, (TRAIN,)), ("test", TEST, (TRAIN, VAL))):
-        data = prep.part(*fit_parts)
-        models = {"global_mean": GlobalMean().fit(*data),
-                  "bias": BiasBaseline(prep.n_users, prep.n_movies).fit(*data)}
-        u, m, r = prep.part(part)
-        for name, model in models.items():
-            out[name].update({f"{part_name}_{k}": v
-                              for k, v in rmse_mae(model.predict(u, m), r).items()})
+        if readout:
+            calibrate_readout(exp, final.model, (TRAIN, VAL), readout)
+    pred = predict(final.model, exp.feats, exp.test)
+    rating.update({f"test_{k}": v for k, v in rating_errors(pred, exp.test.ratings).items()})
+    vectors = {b: ranking_vectors(final.model, exp.feats, b) for b in BY}
+    out.ranking_by = {b: exp.ranking(v, TEST, ks) for b, v in vectors.items()}
+    out.ranking = out.ranking_by[by]
+    sse, n = per_user_sse(pred.cpu().numpy(), exp.test, exp.prep.n_users)
+    out.per_user = {**exp.per_user(vectors[by], TEST, ks[0]), "sse": sse, "n": n}
+    out.cold_start = exp.cold_ranking(vectors[by])
+    out.fit = replace(final, history=result.history, best_epoch=result.best_epoch)
     return out
-
-
-def rating_table(baselines: dict[str, dict], results: dict[str, VariantResult]
-                 ) -> pd.DataFrame:
-    """One row per model: val and test RMSE and MAE."""
-    rows = {**baselines, **{n: r.rating for n, r in results.items()}}
-    cols = ["val_rmse", "val_mae", "test_rmse", "test_mae"]
-    return pd.DataFrame.from_dict(rows, orient="index")[cols]
-
-
-def ranking_results(exp: Experiment, results: dict[str, VariantResult],
-                    ks: tuple[int, ...]) -> dict[str, dict[str, float]]:
-    """Test ranking metrics of the ranking baselines (most popular, the bias model by predicted
-    rating) and of every trained variant, on the one protocol of :class:`Experiment`."""
-    out = {"most_popular": exp.ranking(popularity_ranking(exp.prep), TEST, ks),
-           "bias": exp.ranking(bias_ranking(exp.prep), TEST, ks)}
-    out.update({n: r.ranking for n, r in results.items()})
-    return out
-
-
-def seed_spread(exp: Experiment, name: str, train_config: TrainConfig, seeds: list[int],
-                result: VariantResult, metrics: tuple[str, ...], **kwargs
-                ) -> dict[int, dict[str, float]]:
-    """The variant retrained with each of ``seeds`` (everything else equal), next to
-    ``result`` (its run with ``train_config.seed``): seed -> the test ``metrics``."""
-    spread = {}
-    for s in seeds:
-        r = train_variant(exp, name, replace(train_config, seed=s, progress=False), **kwargs)
-        spread[s] = {k: r.ranking[k] for k in metrics}
-    spread[train_config.seed] = {k: result.ranking[k] for k in metrics}
-    return spread
-
-
-def metrics_record(exp: Experiment, *, parameters: dict, baselines: dict,
-                   results: dict[str, VariantResult], ranking: dict, stability: dict,
-                   recommend_with: str, stage_seconds: dict, provenance: dict) -> dict:
-    """Everything ``metrics.json`` holds: dataset, split, every model's rating and ranking
-    metrics, the seed spread, training histories, parameters, timings and provenance."""
-    prep = exp.prep
-    return {
-        "dataset": prep.name,
-        "features": prep.features.blocks(),
-        "summary": prep.summary,
-        "split_sizes": prep.split.sizes(),
-        "evaluated_users": {"val": len(exp.val_users), "test": len(exp.test_users)},
-        "rating": {**baselines, **{n: r.rating for n, r in results.items()}},
-        "ranking": ranking,
-        "ranking_seed_stability": {recommend_with: stability} if stability else {},
-        "history": {n: r.history.drop(columns="seconds").to_dict(orient="list")
-                    for n, r in results.items()},
-        "dropped": prep.dropped,
-        "parameters": parameters,
-        "timings": {"stage_seconds": stage_seconds, **{n: r.timing for n, r in results.items()}},
-        "provenance": provenance,
-    }

@@ -377,3 +377,87 @@ def test_checkpoints_from_before_the_module_split_still_load(tiny_exp):
     fresh.load_state_dict(legacy)
     for k, v in model.state_dict().items():
         assert torch.equal(fresh.state_dict()[k], v), k
+
+
+def test_never_rated_movies_are_scored_by_content_alone_in_the_main_model(tiny_exp):
+    """Catalogue negatives reach every movie, but a movie the training data never rates keeps
+    a zero id vector and its initial prior: its vector is its content encoding."""
+    r = train_variant(tiny_exp, "hybrid_rank", quick_config(epochs=3), dim=8, refit=False,
+                      test=False)
+    model = r.model
+    rated = torch.bincount(tiny_exp.train.movies, minlength=tiny_exp.prep.n_movies) > 0
+    unseen = torch.nonzero(~rated).squeeze(1)
+    assert len(unseen) > 0 and bool((model.seen == rated).all())
+    assert bool((model.movie.weight[unseen] == 0).all())
+    assert bool((model.movie.weight[rated].abs().sum(1) > 0).any())  # seen ones did train
+    start = torch.log1p(tiny_exp.positive_counts(tiny_exp.train, 3.5).float())
+    start = start - start.mean()
+    torch.testing.assert_close(model.prior(unseen), start[unseen], rtol=0, atol=1e-6)
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_movies(unseen, tiny_exp.feats),
+                                   model.content(unseen, tiny_exp.feats))
+
+
+def test_checkpoints_from_before_the_seen_mask_load_with_every_movie_seen(tiny_exp):
+    cfg = tiny_exp.model_config(dim=8, encoder="hybrid", score="cosine_bias", prior=True)
+    model = MovieRecModel(cfg, torch.Generator().manual_seed(0))
+    old = {k: v for k, v in model.state_dict().items() if k != "seen"}
+    fresh = MovieRecModel(cfg)
+    fresh.seen.zero_()
+    fresh.load_state_dict(old)
+    assert bool(fresh.seen.all())
+
+
+def test_sweep_reads_val_only_and_picks_the_best_val_ndcg(tiny_exp, monkeypatch):
+    from movierec import experiment, study
+
+    reads = []
+    original = experiment.Experiment.ranking
+
+    def spy(self, vectors, part=experiment.TEST, ks=(10, 20, 50)):
+        reads.append(part)
+        return original(self, vectors, part, ks)
+
+    monkeypatch.setattr(experiment.Experiment, "ranking", spy)
+    table, chosen = study.sweep_rank_weight(tiny_exp, "hybrid_rank", quick_config(epochs=2),
+                                            [0.1, 1.0], dim=8)
+    assert experiment.TEST not in reads and reads
+    assert table.rank_weight.tolist() == [0.1, 1.0]
+    assert chosen == table.rank_weight[table["val_ndcg@10"].idxmax()]
+
+
+def test_scoring_rule_takes_the_better_val_ndcg(tiny_exp):
+    from movierec.experiment import choose_scoring
+
+    r = train_variant(tiny_exp, "mf", quick_config(epochs=2), dim=8, ks=(5,))
+    by, val = choose_scoring(tiny_exp, r.fit.model)
+    assert set(val) == {"cosine", "rating"} and val[by] == max(val.values())
+    assert set(r.ranking_by) == {"cosine", "rating"} and r.ranking == r.ranking_by[r.by]
+
+
+def test_calibrated_readout_is_chosen_on_val_and_never_worse_than_its_biases(tiny_exp):
+    from movierec.evaluate import BiasBaseline
+    from movierec.experiment import READOUT_SCALES, calibrate_readout, pair_cosines
+
+    r = train_variant(tiny_exp, "hybrid_rank", quick_config(epochs=2), dim=8, refit=False,
+                      test=False)
+    assert set(r.readout) == {"damping", "scale"} and r.readout["scale"] in READOUT_SCALES
+    got = rating_errors(predict(r.model, tiny_exp.feats, tiny_exp.val),
+                        tiny_exp.val.ratings)["rmse"]
+    assert got == pytest.approx(r.rating["val_rmse"])
+    b = BiasBaseline(tiny_exp.prep.n_users, tiny_exp.prep.n_movies,
+                     reg_user=r.readout["damping"], reg_movie=r.readout["damping"])
+    b.fit(*tiny_exp.prep.part(TRAIN))
+    u, m = tiny_exp.val.users.numpy(), tiny_exp.val.movies.numpy()
+    biases_only = rmse_mae(b.mean + b.user_bias[u] + b.movie_bias[m],
+                           tiny_exp.val.ratings.numpy())["rmse"]
+    assert got <= biases_only + 1e-6
+    # the prediction is exactly mu + b_u + b_m + scale * cos
+    cos = pair_cosines(r.model, tiny_exp.feats, tiny_exp.val)
+    want = b.mean + b.user_bias[u] + b.movie_bias[m] + r.readout["scale"] * cos
+    np.testing.assert_allclose(predict(r.model, tiny_exp.feats, tiny_exp.val).numpy(), want,
+                               rtol=1e-5, atol=1e-5)
+    # applying a setting (the refit) does not choose again
+    assert calibrate_readout(tiny_exp, r.model, (TRAIN,), {"damping": 5.0, "scale": 0.0}) == {
+        "damping": 5.0, "scale": 0.0}
+    assert float(r.model.head.scale.detach()) == 0.0

@@ -1,0 +1,143 @@
+"""Library baselines on the project's protocol, and the paired bootstrap."""
+
+import numpy as np
+import pytest
+import torch
+
+from movierec import baselines
+from movierec.baselines import BASELINES, run_baseline
+from movierec.data import load_movielens
+from movierec.evaluate import per_user_ranking, ranking_metrics, standard_error
+from movierec.experiment import Experiment
+from movierec.prepare import prepare
+from movierec.split import TEST, TRAIN, VAL
+from movierec.stats import paired_bootstrap, rmse_bootstrap
+
+
+@pytest.fixture(scope="module")
+def exp(tiny_dir):
+    return Experiment(prepare(load_movielens(tiny_dir), leak_free_tags=True), torch.device("cpu"))
+
+
+@pytest.mark.parametrize("name,implicit_items", [("svd", False), ("svdpp", True)])
+def test_factor_tables_predict_exactly_what_surprise_predicts(exp, name, implicit_items):
+    from surprise import SVD, SVDpp
+
+    prep = exp.prep
+    u, m, r = prep.part(TRAIN)
+    algo = (SVDpp if implicit_items else SVD)(n_factors=4, n_epochs=3, random_state=0)
+    fitted = baselines._factorised(prep, algo, u, m, r, implicit_items)
+    vu, vm, _ = prep.part(TEST)
+    # include pairs the model never saw: a user or a movie absent from train
+    vu = np.concatenate([vu, [0]])
+    vm = np.concatenate([vm, [np.setdiff1d(np.arange(prep.n_movies), m)[0]]])
+    want = np.array([algo.predict(a, b).est for a, b in zip(vu.tolist(), vm.tolist(),
+                                                            strict=True)])
+    np.testing.assert_allclose(fitted.predict(vu, vm), want, rtol=1e-9, atol=1e-9)
+    # the ranking vectors order movies as the predicted rating does, user by user
+    scores = (fitted.vectors.users[:3] @ fitted.vectors.movies.T + fitted.vectors.offset).numpy()
+    pred = np.stack([fitted.predict(np.full(prep.n_movies, i), np.arange(prep.n_movies))
+                     for i in range(3)])
+    inside = (pred > 0.5) & (pred < 5.0)  # clipping ties the extremes
+    for i in range(3):
+        a, b = scores[i][inside[i]], pred[i][inside[i]]
+        assert (np.argsort(a, kind="stable") == np.argsort(b, kind="stable")).mean() > 0.99
+
+
+def test_ease_matches_its_closed_form():
+    from movierec.prepare import Prepared
+
+    class P:  # the two attributes interactions() needs
+        n_users, n_movies = 6, 4
+
+    users = np.array([0, 0, 1, 2, 2, 3, 4, 5, 5, 5])
+    movies = np.array([0, 1, 1, 2, 3, 0, 3, 0, 1, 2])
+    fitted = baselines.fit_ease(P, users, movies, None, lam=2.0)
+    x = np.zeros((6, 4))
+    x[users, movies] = 1
+    p = np.linalg.inv(x.T @ x + 2.0 * np.eye(4))
+    b = np.eye(4) - p / np.diag(p)
+    np.testing.assert_allclose(fitted.vectors.movies.T.numpy(), b, atol=1e-5)
+    assert np.allclose(np.diag(fitted.vectors.movies.numpy()), 0)
+    assert Prepared  # (the real type the fit functions take)
+
+
+def test_tuning_reads_val_picks_its_best_and_reads_test_once_per_seed(exp, monkeypatch):
+    parts = []
+    original = exp.prep.part
+
+    def spy(*p):
+        parts.append(p)
+        return original(*p)
+
+    monkeypatch.setattr(exp.prep, "part", spy)
+    res = run_baseline(exp, "bias", seed=0, seeds=(1, 2))
+    assert len(res.sweep) == len(BASELINES["bias"].grid)
+    best = min(res.sweep, key=lambda row: row["val_rmse"])
+    assert res.setting == {"damping": best["damping"]}
+    assert res.rating["val_rmse"] == best["val_rmse"]
+    assert list(res.seeds) == [0]  # deterministic: extra seeds would repeat it
+    assert parts.count((TEST,)) == 1 and (TRAIN,) in parts and (TRAIN, VAL) in parts
+    als = run_baseline(exp, "als", seed=0, seeds=(1,), ks=(5,))
+    assert set(als.seeds) == {0, 1} and als.kind == "ranking" and not als.rating
+    assert max(als.sweep, key=lambda row: row["val_ndcg@10"])["factors"] == als.setting["factors"]
+    assert als.per_user["ndcg"].shape == (len(exp.test_users),)
+
+
+def test_most_popular_ranks_by_training_counts(exp):
+    u, m, r = exp.prep.part(TRAIN, VAL)
+    fitted = baselines.fit_most_popular(exp.prep, u, m, r)
+    top = np.argsort(-fitted.vectors.offset.numpy(), kind="stable")[:5]
+    counts = np.bincount(m, minlength=exp.prep.n_movies)
+    assert (counts[top] == np.sort(counts)[::-1][:5]).all()
+
+
+def test_skip_reasons_name_the_limit(exp):
+    assert "training ratings > 1,000,000" in BASELINES["svdpp"].skip_reason(exp.prep, 2_000_000)
+    assert BASELINES["svdpp"].skip_reason(exp.prep, 1000) is None
+    big = type("P", (), {"n_movies": 50_000})()
+    assert "movie-movie matrix" in BASELINES["ease"].skip_reason(big, 10)
+
+
+def test_cold_relevant_keeps_only_movies_never_rated_before_test(exp):
+    rows, cold = exp.cold_relevant()
+    rated = set(exp.prep.part(TRAIN, VAL)[1].tolist())
+    assert len(rows) > 0 and not (set(cold.indices.tolist()) & rated)
+    full = exp.test_relevant.select(rows)
+    for i in range(len(rows)):
+        assert set(cold.row(i)) == set(full.row(i)) - rated
+
+
+def test_per_user_metrics_average_to_the_reported_means_with_standard_errors():
+    from movierec.csr import Csr
+
+    rel = Csr.from_pairs(np.array([0, 0, 1, 2]), np.array([1, 2, 0, 3]), 3)
+    topk = np.array([[1, 5, 2], [4, 5, 6], [3, -1, -1]])
+    per = per_user_ranking(topk, rel, (3,))
+    np.testing.assert_allclose(per["recall@3"], [1.0, 0.0, 1.0])
+    m = ranking_metrics(topk, rel, (3,))
+    assert m["recall@3"] == pytest.approx(2 / 3)
+    assert m["recall@3_se"] == pytest.approx(np.std([1, 0, 1], ddof=1) / np.sqrt(3))
+    assert np.isnan(standard_error(np.array([1.0])))
+
+
+def test_paired_bootstrap_finds_a_real_difference_and_not_a_null_one():
+    rng = np.random.default_rng(0)
+    b = rng.random(400)
+    same = paired_bootstrap(b, b.copy(), n_boot=500)
+    assert same["diff"] == 0 and same["ci_low"] == 0 and same["ci_high"] == 0
+    better = paired_bootstrap(b + 0.05 + 0.01 * rng.standard_normal(400), b, n_boot=500)
+    assert 0 < better["ci_low"] < better["diff"] < better["ci_high"]
+    assert better["p_not_better"] == 0
+    noise = paired_bootstrap(b + 0.3 * rng.standard_normal(400), b, n_boot=500)
+    assert noise["ci_low"] < 0 < noise["ci_high"]
+    with pytest.raises(ValueError, match="equal-length"):
+        paired_bootstrap(b, b[:-1])
+
+
+def test_rmse_bootstrap_is_the_rmse_gap_over_users_with_ratings():
+    n = np.array([2.0, 0.0, 3.0, 1.0])
+    sse_a, sse_b = np.array([0.5, 0.0, 1.0, 0.2]), np.array([1.0, 0.0, 2.0, 0.1])
+    out = rmse_bootstrap(sse_a, sse_b, n, n_boot=200)
+    assert out["diff"] == pytest.approx(np.sqrt(3.1 / 6) - np.sqrt(1.7 / 6))
+    assert out["ci_low"] <= out["ci_high"]

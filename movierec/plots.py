@@ -85,3 +85,30 @@ def pca_2d(x: np.ndarray) -> np.ndarray:
     x = x - x.mean(0)
     _, _, vt = np.linalg.svd(x, full_matrices=False)
     return x @ vt[:2].T
+
+
+def frontier(sweep: pd.DataFrame, chosen: float, references: dict[str, tuple[str, float]],
+             endpoint: tuple[str, float, float] | None = None) -> Figure:
+    """Val RMSE against val NDCG@10 as the retrieval-loss weight varies (one point per weight,
+    the chosen one ringed); ``references``: label -> ("rmse" | "ndcg", val value) drawn as
+    lines (the best baselines); ``endpoint``: (label, val RMSE, val NDCG@10) of a rating-only
+    model."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.plot(sweep["val_rmse"], sweep["val_ndcg@10"], "o-", label="main model, by weight")
+    for _, row in sweep.iterrows():
+        ax.annotate(f"w={row.rank_weight:g}", (row.val_rmse, row["val_ndcg@10"]),
+                    textcoords="offset points", xytext=(5, 4), fontsize=8)
+    pick = sweep[sweep.rank_weight == chosen].iloc[0]
+    ax.plot(pick.val_rmse, pick["val_ndcg@10"], "o", ms=14, mfc="none", mec="red",
+            label=f"chosen (w={chosen:g})")
+    if endpoint is not None:
+        ax.plot(endpoint[1], endpoint[2], "s", color="grey", label=endpoint[0])
+    for (label, (axis, value)), style in zip(references.items(), ("--", ":", "-."),
+                                             strict=False):
+        line = ax.axvline if axis == "rmse" else ax.axhline
+        line(value, ls=style, color="black", lw=1, label=label)
+    ax.set(xlabel="val RMSE (lower is better)", ylabel="val NDCG@10 (higher is better)",
+           title="One embedding space, two jobs: the trade-off on val")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -78,14 +78,18 @@ def test_full_code_path_report_on_generated_genome_data(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dataset"] == "synthetic-tiny"
     assert metrics["features"] == ["genres", "tags", "genome"]
-    assert set(metrics["rating"]) >= {"global_mean", "bias", *params["MODELS"]}
+    assert set(metrics["rating"]) >= {"global_mean", "bias", "svdpp", "hybrid_rank",
+                                      *params["MODELS"]}
+    assert set(metrics["ranking"]) >= {"most_popular", "ease", "als", "bpr", "hybrid_rank"}
+    assert metrics["skipped"] == {}  # tiny data: every baseline runs
+    assert len(metrics["sweeps"]["rank_weight"]) == len(params["RANK_WEIGHTS"])
     assert sum(metrics["split_sizes"].values()) == 6000
     assert set(metrics["provenance"]["checksums"]) >= {"genome-scores.csv", "ratings.csv"}
     assert metrics["parameters"]["THREADS"] == 0 and "mkl_cbwr" in metrics["provenance"]
     last = json.loads(executed.read_text())["cells"][-1]
     said = "".join("".join(o.get("text", "")) for o in last["outputs"])
     assert "not compared with the reference: different parameters ['BATCH_SIZE'" in said
-    assert "PASS  best rating model beats the global mean" in said
+    assert "PASS  the main model beats the global mean" in said
 
     # the report reruns in a new process to the same checked outputs (what CI does with
     # reports/small); a stored output that a rerun does not reproduce fails
@@ -139,3 +143,21 @@ def test_git_state_ignores_reports(tmp_path):
     (tmp_path / "code.py").write_text("b")
     state = git_state(tmp_path)
     assert state["dirty"] is True and len(state["commit"]) == 40
+
+
+def test_committed_small_report_is_the_current_notebook_with_the_small_parameters():
+    """`make test` reruns reports/small under nbval in place of the notebook itself, which
+    holds only while the report's cells are the notebook's and its parameters small.yaml's."""
+    report_nb = json.loads((ROOT / "reports/small/movierec.ipynb").read_text())
+    source = json.loads(NOTEBOOK.read_text())
+    injected = [c for c in report_nb["cells"]
+                if "injected-parameters" in c["metadata"].get("tags", [])]
+    cells = [c for c in report_nb["cells"] if c not in injected]
+    assert ["".join(c["source"]) for c in cells] == ["".join(c["source"])
+                                                     for c in source["cells"]], (
+        "reports/small is stale: run `make small`")
+    small = yaml.safe_load((ROOT / "notebooks/params/small.yaml").read_text())
+    said = "".join(injected[0]["source"])
+    for name, value in small.items():
+        assert f"{name} = {json.dumps(value)}" in said
+    assert set(re.findall(r"^(\w+) = ", said, re.M)) == {*small, "OUTPUT_DIR"}

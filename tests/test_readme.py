@@ -39,8 +39,12 @@ def test_results_table_rows_and_seed_spread():
     table = readme.results_table(metrics).splitlines()
     assert len(table) == 2 + len(readme.model_order(metrics))
     m = copy.deepcopy(metrics)
-    m["ranking_seed_stability"] = {"x": {"1": {"recall@10": 0.1}, "2": {"recall@10": 0.2}}}
-    assert readme.seed_spread(m) == "x over seeds 1, 2: Recall@10 0.1500 ± 0.0707 (min 0.1000)."
+    m["seeds"] = {"x": {"mean": {"recall@10": 0.15}, "sd": {"recall@10": 0.0707}, "seeds": 2}}
+    assert readme.seed_spread(m) == "- x over 2 seeds: Recall@10 0.1500 ± 0.0707."
+    m["uncertainty"] = {"rmse": {"against": "svdpp", "diff": -0.01, "ci_low": -0.02,
+                                 "ci_high": -0.001}}
+    m["main_model"] = {"name": "main"}
+    assert "RMSE of svdpp minus main's: -0.0100 [-0.0200, -0.0010]" in readme.uncertainty(m)
 
 
 def test_missing_block_is_an_error():

@@ -76,7 +76,10 @@ def test_ranking_metrics_match_brute_force_and_stay_in_unit_interval(case):
     want = brute_force(topk, relevant, k)
     for name, value in want.items():
         assert math.isclose(got[name], value, rel_tol=1e-9, abs_tol=1e-12)
-    assert all(0.0 <= v <= 1.0 for v in got.values())
+    assert all(0.0 <= v <= 1.0 for n, v in got.items() if not n.endswith("_se"))
+    # a standard error needs two users; with one it is NaN, never a made-up number
+    assert all((v >= 0.0) if len(relevant) > 1 else math.isnan(v)
+               for n, v in got.items() if n.endswith("_se"))
     perfect = np.array([(list(r) + [i for i in range(n_items) if i not in r])[:k]
                         for r in relevant])
     best = ranking_metrics(perfect, rel, ks=(k,))

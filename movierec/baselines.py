@@ -242,22 +242,23 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in (
     Baseline("global_mean", "global mean: the mean training rating for everyone", "rating",
              fit_global_mean, ({},), seeded=False),
     Baseline("bias", "bias: mu + b_user + b_movie, damped means", "rating", fit_bias,
-             _grid(damping=(2.0, 5.0, 10.0, 25.0)), seeded=False),
+             _grid(damping=(1.0, 2.0, 5.0, 10.0, 25.0)), seeded=False),
     Baseline("most_popular", "most popular: the most-rated movies", "ranking",
              fit_most_popular, ({},), seeded=False),
     Baseline("svd", "SVD (surprise): biased matrix factorisation by SGD", "rating", fit_svd,
-             _grid(n_factors=(50, 100), reg_all=(0.02, 0.05, 0.1)), max_ratings=5_000_000),
+             _grid(n_factors=(10, 20, 50, 100), reg_all=(0.02, 0.05, 0.1)), max_ratings=5_000_000),
     Baseline("svdpp", "SVD++ (surprise): biased MF plus implicit feedback from rated movies",
              "rating", fit_svdpp, _grid(reg_all=(0.02, 0.05, 0.1)), max_ratings=1_000_000),
     Baseline("knn_baseline", "KNNBaseline (surprise): item-kNN on baseline residuals",
-             "rating", fit_knn_baseline, _grid(k=(20, 40)), seeded=False,
+             "rating", fit_knn_baseline, _grid(k=(40, 80, 160)), seeded=False,
              max_ratings=1_000_000),
     Baseline("ease", "EASE: closed-form item-item linear autoencoder", "ranking", fit_ease,
-             _grid(lam=(100.0, 300.0, 1000.0)), seeded=False, max_movies=20_000),
+             _grid(lam=(300.0, 1000.0, 3000.0)), seeded=False, max_movies=20_000),
     Baseline("als", "ALS (implicit): weighted matrix factorisation", "ranking", fit_als,
-             _grid(factors=(64, 128), regularization=(0.05, 1.0), alpha=(2.0, 10.0))),
+             _grid(factors=(64, 128, 256), regularization=(1.0, 10.0, 100.0),
+                   alpha=(0.5, 1.0, 2.0))),
     Baseline("bpr", "BPR (implicit): pairwise ranking matrix factorisation", "ranking", fit_bpr,
-             _grid(learning_rate=(0.01, 0.05), regularization=(0.001, 0.01))),
+             _grid(learning_rate=(0.001, 0.003, 0.01), regularization=(0.01, 0.1))),
 )}
 
 
@@ -275,6 +276,16 @@ class BaselineResult:
     per_user: dict[str, np.ndarray]  # test recall/ndcg@k, sse, n: means over the seeds
     seeds: dict[int, dict[str, float]]  # seed -> test headline metrics
     seconds: float
+
+    @property
+    def at_edge(self) -> list[str]:
+        """Settings chosen at the end of their grid axis (the optimum may lie beyond it)."""
+        out = []
+        for key, value in self.setting.items():
+            axis = sorted({row[key] for row in self.sweep})
+            if len(axis) > 1 and value in (axis[0], axis[-1]):
+                out.append(key)
+        return out
 
 
 def _val_score(exp: Experiment, fitted: Fitted, kind: Kind) -> dict[str, float]:

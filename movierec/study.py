@@ -143,7 +143,8 @@ def metrics_record(exp: Experiment, *, parameters: dict, baselines: dict[str, Ba
         "ablations": ablations,
         "sweeps": {"rank_weight": sweep.drop(columns="seconds").to_dict(orient="records"),
                    **{n: b.sweep for n, b in baselines.items()}},
-        "baseline_settings": {n: b.setting for n, b in baselines.items()},
+        "baseline_settings": {n: {**b.setting, "at_grid_edge": b.at_edge}
+                              for n, b in baselines.items()},
         "configurations_tried": n_configs,
         "skipped": skipped,
         "history": {n: r.history.drop(columns="seconds").to_dict(orient="list")

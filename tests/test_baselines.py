@@ -141,3 +141,13 @@ def test_rmse_bootstrap_is_the_rmse_gap_over_users_with_ratings():
     out = rmse_bootstrap(sse_a, sse_b, n, n_boot=200)
     assert out["diff"] == pytest.approx(np.sqrt(3.1 / 6) - np.sqrt(1.7 / 6))
     assert out["ci_low"] <= out["ci_high"]
+
+
+def test_a_setting_on_the_end_of_its_grid_is_flagged():
+    from movierec.baselines import BaselineResult
+
+    sweep = [{"a": 1, "b": x, "val_rmse": 0.0} for x in (1, 2, 3)]
+    res = BaselineResult("x", "rating", sweep, {"a": 1, "b": 3}, {}, {}, {}, {}, {}, 0.0)
+    assert res.at_edge == ["b"]  # a single-valued axis has no edge
+    assert BaselineResult("x", "rating", sweep, {"a": 1, "b": 2}, {}, {}, {}, {}, {},
+                          0.0).at_edge == []

@@ -98,7 +98,16 @@ def small_results(metrics: dict) -> str:
 
 
 def full_results(metrics: dict) -> str:
-    return results_table(metrics, ("rmse", "recall", "ndcg", "coverage"))
+    """The full configuration's table, the rows it skipped and its timed stages."""
+    skipped = metrics.get("skipped", {})
+    seconds = sum(metrics.get("timings", {}).get("stage_seconds", {}).values())
+    notes = [f"Skipped: {n} ({why})." for n, why in skipped.items()] or [
+        "No baseline skipped at this size."]
+    notes.append(f"The notebook's timed stages took {seconds:,.0f} s in all "
+                 f"({metrics['provenance'].get('cpu_count', '?')} CPU cores, "
+                 f"{metrics['provenance'].get('device', '?')}).")
+    return results_table(metrics, ("rmse", "recall", "ndcg", "coverage")) + "\n\n" + " ".join(
+        notes)
 
 
 def speed_table(bench: dict) -> str:

@@ -326,11 +326,11 @@ def run_baseline(exp: Experiment, name: str, *, seed: int = 0, threads: int = 1,
                 rating.update({f"test_{k}": v for k, v in errors.items()})
             users["sse"], users["n"] = per_user_sse(pred, test, exp.prep.n_users)
         if fitted.vectors is not None:
-            metrics = exp.ranking(fitted.vectors, TEST, ks)
+            metrics, ranked_users, cold_metrics = exp.test_ranking(fitted.vectors, ks)
             row.update({k: metrics[k] for k in (f"recall@{ks[0]}", f"ndcg@{ks[0]}")})
-            users.update(exp.per_user(fitted.vectors, TEST, ks[0]))
+            users.update(ranked_users)
             if s == seed:
-                ranking, cold = metrics, exp.cold_ranking(fitted.vectors)
+                ranking, cold = metrics, cold_metrics
         runs[s] = row
         per_user.append(users)
     mean_users = {k: np.mean([p[k] for p in per_user], axis=0) for k in per_user[0]}

@@ -148,12 +148,6 @@ class Experiment:
         return ranking_metrics(self.rank(vectors, part, max(ks)), self.relevant_of(part), ks,
                                n_items=self.prep.n_movies)
 
-    def per_user(self, vectors: RankingVectors, part: int = TEST, k: int = 10
-                 ) -> dict[str, np.ndarray]:
-        """Each evaluated user's recall@k and ndcg@k (for the paired bootstrap)."""
-        values = per_user_ranking(self.rank(vectors, part, k), self.relevant_of(part), (k,))
-        return {m: values[f"{m}@{k}"] for m in ("recall", "ndcg")}
-
     def cold_relevant(self) -> tuple[np.ndarray, Csr]:
         """Test users with a relevant movie that nobody rated in train + val (positions in
         ``test_users``) and those cold movies alone."""
@@ -166,14 +160,21 @@ class Experiment:
         rows = np.flatnonzero(cold.lengths() > 0)
         return rows, cold.select(rows)
 
-    def cold_ranking(self, vectors: RankingVectors, ks: tuple[int, ...] = (10, 50)
-                     ) -> dict[str, float]:
-        """Test ranking metrics with only never-rated (cold) movies relevant, over the users
-        who have one; every movie outside the user's history is still a candidate."""
+    def test_ranking(self, vectors: RankingVectors, ks: tuple[int, ...] = (10, 20, 50)
+                     ) -> tuple[dict[str, float], dict[str, np.ndarray], dict[str, float]]:
+        """One top-k search of the test users, three readings of it: the ranking metrics;
+        each user's recall and NDCG at ``ks[0]`` (for the paired bootstrap); and the cold-start
+        metrics at 10 and 50, with only never-rated movies relevant (users who have one; every
+        movie outside the user's history is still a candidate)."""
+        topk = self.rank(vectors, TEST, max(*ks, 50))
+        metrics = ranking_metrics(topk[:, :max(ks)], self.test_relevant, ks,
+                                  n_items=self.prep.n_movies)
+        values = per_user_ranking(topk, self.test_relevant, (ks[0],))
+        per_user = {m: values[f"{m}@{ks[0]}"] for m in ("recall", "ndcg")}
         rows, cold = self.cold_relevant()
-        topk = self.rank(vectors, TEST, max(ks))[rows]
-        return {**ranking_metrics(topk, cold, ks), "users": len(rows),
-                "relevant_pairs": len(cold.indices)}
+        cold_metrics = {**ranking_metrics(topk[rows, :50], cold, (10, 50)), "users": len(rows),
+                        "relevant_pairs": len(cold.indices)}
+        return metrics, per_user, cold_metrics
 
     def validation(self, monitor: str):
         """The per-epoch validation function for :func:`movierec.train.fit`: val RMSE, and
@@ -247,7 +248,7 @@ class VariantResult:
     val_by: dict[str, float] = field(default_factory=dict)  # val NDCG@10 of each scoring
     ranking_by: dict[str, dict] = field(default_factory=dict)  # test metrics of each scoring
     per_user: dict[str, np.ndarray] = field(default_factory=dict)  # test recall/ndcg, sse, n
-    cold_start: dict[str, float] = field(default_factory=dict)  # see Experiment.cold_ranking
+    cold_start: dict[str, float] = field(default_factory=dict)  # see Experiment.test_ranking
     readout: dict = field(default_factory=dict)  # a calibrated rating map's damping and scale
 
     @property
@@ -329,10 +330,11 @@ def train_variant(exp: Experiment, name: str, train_config: TrainConfig, *, dim:
     pred = predict(final.model, exp.feats, exp.test)
     rating.update({f"test_{k}": v for k, v in rating_errors(pred, exp.test.ratings).items()})
     vectors = {b: ranking_vectors(final.model, exp.feats, b) for b in BY}
-    out.ranking_by = {b: exp.ranking(v, TEST, ks) for b, v in vectors.items()}
-    out.ranking = out.ranking_by[by]
+    out.ranking_by = {b: exp.ranking(v, TEST, ks) for b, v in vectors.items() if b != by}
+    out.ranking, per_user, out.cold_start = exp.test_ranking(vectors[by], ks)
+    out.ranking_by[by] = out.ranking
+    out.ranking_by = {b: out.ranking_by[b] for b in BY}  # in BY's order
     sse, n = per_user_sse(pred.cpu().numpy(), exp.test, exp.prep.n_users)
-    out.per_user = {**exp.per_user(vectors[by], TEST, ks[0]), "sse": sse, "n": n}
-    out.cold_start = exp.cold_ranking(vectors[by])
+    out.per_user = {**per_user, "sse": sse, "n": n}
     out.fit = replace(final, history=result.history, best_epoch=result.best_epoch)
     return out

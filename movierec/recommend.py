@@ -18,10 +18,7 @@ import torch
 from torch import nn
 
 from movierec.csr import Csr
-from movierec.evaluate import BiasBaseline
 from movierec.model import FeatureTensors, MovieRecModel
-from movierec.prepare import Prepared
-from movierec.split import TRAIN, VAL
 
 
 def check_k(k: int, n_items: int) -> None:
@@ -85,22 +82,6 @@ def ranking_vectors(model: MovieRecModel, feats: FeatureTensors,
     model.eval()
     return RankingVectors.of(model, model.all_user_vectors(), model.all_movie_vectors(feats),
                              by or model.default_ranking)
-
-
-def popularity_ranking(prep: Prepared, parts: tuple[int, ...] = (TRAIN, VAL)) -> RankingVectors:
-    """Most-popular ranking (rating count in history) as ranking vectors: zero user vectors
-    plus a per-movie offset."""
-    _, m, _ = prep.part(*parts)
-    counts = np.bincount(m, minlength=prep.n_movies).astype(np.float32)
-    return RankingVectors(torch.zeros(prep.n_users, 1), torch.zeros(prep.n_movies, 1),
-                          torch.as_tensor(counts))
-
-
-def bias_ranking(prep: Prepared) -> RankingVectors:
-    """The user+item bias model ranked by predicted rating (= by movie bias)."""
-    b = BiasBaseline(prep.n_users, prep.n_movies).fit(*prep.part(TRAIN, VAL))
-    return RankingVectors(torch.zeros(prep.n_users, 1), torch.zeros(prep.n_movies, 1),
-                          torch.as_tensor(b.movie_bias, dtype=torch.float32))
 
 
 @dataclass(frozen=True)

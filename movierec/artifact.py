@@ -169,7 +169,9 @@ def load_artifact(folder: str | os.PathLike, device: str | torch.device = "auto"
     features = features_from_arrays(a, a["movie_ids"], manifest)
     movies = pd.read_parquet(folder / "movies.parquet")
     history = Csr(a["history_offsets"], a["history_items"])
-    rec = Recommender(model, FeatureTensors(features, device), movies, a["user_ids"], history,
+    bases = model.content.bases() if model.content is not None else None
+    rec = Recommender(model, FeatureTensors(features, device, bases=bases), movies,
+                      a["user_ids"], history,
                       by=manifest["by"], tag_vocab=manifest["tag_vocab"],
                       genome_tags=manifest["genome_tags"],
                       genres=tuple(manifest["genres"]) if manifest["genres"] else None,

@@ -54,6 +54,15 @@ class Baseline:
     seeded: bool = True  # False: deterministic, so extra seeds would repeat the same numbers
     max_ratings: int | None = None  # skipped above this many training ratings (too slow)
     max_movies: int | None = None  # skipped above this many movies (memory)
+    # above ``large_above`` training ratings, ``large_grid`` (a few settings, each fit taking
+    # minutes) replaces ``grid``
+    large_grid: tuple[dict, ...] | None = None
+    large_above: int = 5_000_000
+
+    def grid_for(self, n_ratings: int) -> tuple[dict, ...]:
+        """The val grid tried with ``n_ratings`` training ratings."""
+        return (self.large_grid if self.large_grid is not None and n_ratings > self.large_above
+                else self.grid)
 
     def skip_reason(self, prep: Prepared, n_ratings: int) -> str | None:
         """Why this baseline does not run on ``prep`` (None: it runs)."""
@@ -256,10 +265,19 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in (
              _grid(lam=(300.0, 1000.0, 3000.0)), seeded=False, max_movies=20_000),
     Baseline("als", "ALS (implicit): weighted matrix factorisation", "ranking", fit_als,
              _grid(factors=(64, 128, 256), regularization=(1.0, 10.0, 100.0),
-                   alpha=(0.5, 1.0, 2.0))),
+                   alpha=(0.5, 1.0, 2.0)),
+             large_grid=_grid(factors=(64, 128), regularization=(10.0,), alpha=(1.0,))),
     Baseline("bpr", "BPR (implicit): pairwise ranking matrix factorisation", "ranking", fit_bpr,
-             _grid(learning_rate=(0.001, 0.003, 0.01), regularization=(0.01, 0.1))),
+             _grid(learning_rate=(0.001, 0.003, 0.01), regularization=(0.01, 0.1)),
+             large_grid=_grid(learning_rate=(0.003, 0.01), regularization=(0.01,))),
 )}
+
+
+def baseline(name: str) -> Baseline:
+    """The baseline called ``name``; an unknown name raises ValueError listing the known ones."""
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; known: {sorted(BASELINES)}")
+    return BASELINES[name]
 
 
 @dataclass
@@ -301,16 +319,17 @@ def run_baseline(exp: Experiment, name: str, *, seed: int = 0, threads: int = 1,
                  ) -> BaselineResult:
     """Tune baseline ``name`` on val (its grid, fitted on train), refit the best setting on
     train + val and evaluate on test, with ``seed`` and each extra seed (seeded models only)."""
-    b = BASELINES[name]
+    b = baseline(name)
     start = time.perf_counter()
     train, train_val = exp.prep.part(TRAIN), exp.prep.part(TRAIN, VAL)
     sweep = []
-    for setting in b.grid:
+    grid = b.grid_for(len(train[0]))
+    for setting in grid:
         fitted = b.fit(exp.prep, *train, seed=seed, threads=threads, **setting)
         sweep.append({**setting, **_val_score(exp, fitted, b.kind)})
     key, best = ("val_rmse", min) if b.kind == "rating" else ("val_ndcg@10", max)
     chosen = best(sweep, key=lambda row: row[key])
-    setting = {k: chosen[k] for k in b.grid[0]}
+    setting = {k: chosen[k] for k in grid[0]}
     rating = ({k: chosen[k] for k in ("val_rmse", "val_mae")} if b.kind == "rating" else {})
     runs, per_user, ranking, cold = {}, [], {}, {}
     u, m, r = exp.prep.part(TEST)

@@ -1,17 +1,21 @@
 """Speed and memory benchmark on generated MovieLens-format data with a genome.
 
-    python -m movierec.bench --out reports/bench [--scale full] [--batches 40]
+    python -m movierec.bench --out reports/bench [--scale full] [--batches 20]
 
-Measures, on one dataset in one run: seconds per preprocessing stage and their peak RSS (in a
-child process), loading the prepared-data cache, training throughput of every variant and one
-full epoch of the main engine, and the seed notebook's per-sample DataLoader pipeline
-(reimplemented faithfully, over a few batches) for the speed-up ratio. Writes bench.json and
-bench.md.
+Measures, on one dataset in one run, with ``make full``'s training settings (full.yaml): seconds
+per preprocessing stage and their peak RSS (in a child process), loading the prepared-data
+cache, the training throughput of every variant as the notebook trains it (and of the main
+model with the exact, unprojected encoder), one full epoch of the main model, torch.profiler's
+top operators of its training step, retrieval latency, the main model's val quality with exact
+and projected features (on smaller generated data), and the seed notebook's per-sample pipeline
+(its own code path, same thread count) for the speed-up ratio. Writes bench.json and bench.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import multiprocessing as mp
 import os
 import platform
@@ -26,19 +30,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
 from movierec import synth
 from movierec.data import data_root, load_movielens
-from movierec.experiment import VARIANTS, Experiment
+from movierec.experiment import VARIANTS, Experiment, train_variant
 from movierec.features import GENRES, build_features, stem_tags
 from movierec.model import MovieRecModel
-from movierec.prepare import cache_path, prepare, prepare_cached, save_prepared
+from movierec.prepare import cache_path, cache_root, prepare, prepare_cached, save_prepared
 from movierec.provenance import device_info, git_state, package_versions, write_json
 from movierec.recommend import Recommender
 from movierec.split import TRAIN, VAL, split_ratings
-from movierec.train import TrainConfig, fit, resolve_device
+from movierec.train import TrainConfig, fit, make_optimizers, resolve_device, train_epoch
+
+FULL_YAML = Path(__file__).resolve().parent.parent / "notebooks" / "params" / "full.yaml"
+MAIN = "hybrid_rank"  # the notebook's RECOMMEND_WITH
 
 
 def peak_rss_gb(who: int = resource.RUSAGE_SELF) -> float:
@@ -135,22 +143,25 @@ class SeedModel(nn.Module):
 
 
 def seed_pipeline(folder: Path, n_batches: int = 3, batch_size: int = 64, seed: int = 0) -> dict:
-    """Samples/s of the seed's training loop (data loading + model step) over a few batches."""
-    ds = load_movielens(folder, checksums=False)
-    tags = ds.tags.copy()
+    """Samples/s of the seed's training loop (data loading + model step) over a few batches,
+    on its own code path: the CSVs read with ``pd.read_csv`` as the seed reads them, its
+    Dataset ``__getitem__`` (filtering the whole genome-scores frame per sample), DataLoader
+    and model step, at torch's current thread count."""
+    tags = pd.read_csv(folder / "tags.csv")
+    movies = pd.read_csv(folder / "movies.csv", index_col="movieId")
+    ratings = pd.read_csv(folder / "ratings.csv")
+    relevances = pd.read_csv(folder / "genome-scores.csv")
+    n_genome = len(pd.read_csv(folder / "genome-tags.csv"))
     codes, uniques = pd.factorize(stem_tags(tags["tag"]))
     tags["tag"] = codes + 1
-    movies = ds.movies.set_index("movieId")
     movies["tags"] = tags.groupby("movieId")["tag"].agg(list)
     movies["tags"] = movies["tags"].apply(lambda x: x if isinstance(x, list) else [0])
-    relevances = ds.genome_scores
-    users = ds.ratings["userId"].max() + 1
-    data = SeedDataset(movies, ds.ratings, relevances)
+    data = SeedDataset(movies, ratings, relevances)
     g = torch.Generator().manual_seed(seed)
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, generator=g,
                                          collate_fn=SeedDataset.collate)
-    model = SeedModel(len(uniques) + 1, len(GENRES), int(users), 100, len(ds.genome_tags),
-                      batch_size)
+    model = SeedModel(len(uniques) + 1, len(GENRES), int(ratings["userId"].max()) + 1, 100,
+                      n_genome, batch_size)
     opt = torch.optim.AdamW(model.parameters(), 1e-5)
     t0 = time.perf_counter()
     with warnings.catch_warnings():  # the seed's torch.Tensor(read-only numpy) warns
@@ -166,23 +177,86 @@ def seed_pipeline(folder: Path, n_batches: int = 3, batch_size: int = 64, seed: 
             opt.step()
     seconds = time.perf_counter() - t0
     return {"samples": n_batches * batch_size, "seconds": seconds,
-            "samples_per_second": n_batches * batch_size / seconds}
+            "samples_per_second": n_batches * batch_size / seconds,
+            "threads": torch.get_num_threads()}
 
 
-def train_throughput(exp: Experiment, variant: str, cfg: TrainConfig, max_batches: int | None
-                     ) -> tuple[dict, MovieRecModel]:
-    """Samples per second of one epoch (or ``max_batches``) of the variant exactly as
-    :func:`~movierec.experiment.train_variant` trains it (prior and history included)."""
+def full_config(path: Path = FULL_YAML) -> dict:
+    """The training settings of ``make full`` (notebooks/params/full.yaml)."""
+    return yaml.safe_load(path.read_text())
+
+
+def _build(exp: Experiment, variant: str, cfg: TrainConfig) -> tuple[MovieRecModel, TrainConfig]:
+    """The variant's initial model and training settings, exactly as train_variant builds
+    them (prior, history, seen mask, feature bases included)."""
     spec = VARIANTS[variant]
-    mcfg = spec.model_config(exp, 64)
     tcfg = replace(spec.train_config(cfg), epochs=1)
-    model = spec.build(exp, mcfg, tcfg, exp.train, TRAIN)
-    res = fit(model, exp.feats, exp.train, tcfg, lambda m: {"val_rmse": 0.0},
-              max_batches=max_batches)
-    return {"samples_per_second": res.samples_per_second,
-            "epoch_seconds": len(exp.train) / res.samples_per_second,
-            "measured": "full epoch" if max_batches is None else f"{max_batches} batches"
-            }, res.model
+    return spec.build(exp, spec.model_config(exp, 64), tcfg, exp.train, TRAIN), tcfg
+
+
+def train_throughput(exp: Experiment, variant: str, cfg: TrainConfig, batches: int) -> dict:
+    """Steady-state samples per second of the variant: the time of ``3 * batches`` batches
+    less that of ``batches`` (both after the epoch's shuffle), so that the once-per-epoch
+    shuffle is timed apart; the epoch time is then shuffle + steps x step time."""
+    model, tcfg = _build(exp, variant, cfg)
+    opts, gen = make_optimizers(model, tcfg), torch.Generator().manual_seed(tcfg.seed)
+    train_epoch(model, exp.feats, exp.train, tcfg, opts, gen, 1)  # warm-up
+    times = []
+    for n in (batches, 3 * batches):
+        t0 = time.perf_counter()
+        train_epoch(model, exp.feats, exp.train, tcfg, opts, gen, n)
+        times.append(time.perf_counter() - t0)
+    step = (times[1] - times[0]) / (2 * batches)
+    shuffle = max(times[0] - batches * step, 0.0)
+    steps = math.ceil(len(exp.train) / tcfg.batch_size)
+    return {"samples_per_second": tcfg.batch_size / step, "ms_per_step": 1000 * step,
+            "shuffle_seconds": shuffle, "epoch_seconds": shuffle + steps * step,
+            "measured": f"{3 * batches} batches"}
+
+
+def full_epoch(exp: Experiment, variant: str, cfg: TrainConfig) -> tuple[dict, MovieRecModel]:
+    """One whole epoch of ``fit``, shuffle included."""
+    model, tcfg = _build(exp, variant, cfg)
+    res = fit(model, exp.feats, exp.train, tcfg, None, monitor=None)
+    return {"samples_per_second": res.samples_per_second, "epoch_seconds": res.seconds,
+            "measured": "full epoch"}, res.model
+
+
+def profile_steps(exp: Experiment, variant: str, cfg: TrainConfig, steps: int = 20,
+                  top: int = 12) -> list[dict]:
+    """torch.profiler's top operators (self CPU time) over ``steps`` training steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model, tcfg = _build(exp, variant, cfg)
+    opts, gen = make_optimizers(model, tcfg), torch.Generator().manual_seed(tcfg.seed)
+    train_epoch(model, exp.feats, exp.train, tcfg, opts, gen, 2)  # warm-up
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        train_epoch(model, exp.feats, exp.train, tcfg, opts, gen, steps)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return [{"op": e.key, "ms_per_step": e.self_cpu_time_total / 1000 / steps,
+             "share": e.self_cpu_time_total / total, "calls_per_step": e.count / steps}
+            for e in events[:top]]
+
+
+def quality(folder: Path, variant: str, cfg: TrainConfig, ranks: dict[str, int],
+            device: torch.device) -> dict:
+    """Val RMSE, NDCG@10 and recall@10 of ``variant`` tuned on generated data (early-stopped
+    on val, test never read) with the exact encoder and with the fixed feature bases
+    ``ranks``, everything else equal: what the bases cost in quality."""
+    prep, _ = prepare_cached(folder, cache_dir=cache_root(), leak_free_tags=True)
+    out = {"dataset": str(folder), "train_ratings": int(prep.split.sizes()["train"])}
+    for name, r in (("exact", {}), ("projected", ranks)):
+        exp = Experiment(prep, device, tag_rank=r.get("tag", 0), genome_rank=r.get("genome", 0))
+        res = train_variant(exp, variant, cfg, test=False)
+        best = res.history.loc[res.history.epoch == res.fit.best_epoch].iloc[0]
+        out[name] = {"val_rmse": res.rating["val_rmse"], "val_ndcg@10": res.val_by[res.by],
+                     "val_recall@10": float(best["val_recall@10"]),
+                     "best_epoch": res.fit.best_epoch, "epochs": len(res.history),
+                     "train_seconds": res.timing["train_seconds"],
+                     "samples_per_second": res.timing["samples_per_second"],
+                     "kept": exp.feats.kept}
+    return out
 
 
 def retrieval_latency(exp: Experiment, model: MovieRecModel, n_users: int = 200) -> dict:
@@ -203,45 +277,59 @@ def retrieval_latency(exp: Experiment, model: MovieRecModel, n_users: int = 200)
             "recommend_all_seconds": time.perf_counter() - t0, "users": prep.n_users}
 
 
-def run(out: Path, scale: str = "full", batches: int = 40, batch_size: int = 32768,
-        full_epoch: bool = True, seed_batches: int = 3, device: str = "auto") -> dict:
-    folder = data_root() / f"synthetic-{scale}"
-    result: dict = {"scale": scale, "dataset": str(folder)}
-    if not (folder / "genome-scores.csv").exists():
-        t0 = time.perf_counter()
-        synth.generate(folder, scale, seed=0)
-        result["generate_seconds"] = time.perf_counter() - t0
+def run(out: Path, scale: str = "full", batches: int = 20, batch_size: int | None = None,
+        full_epoch_of_main: bool = True, seed_batches: int = 3, device: str = "auto",
+        quality_scale: str | None = "medium", main: str = MAIN) -> dict:
+    """Every measurement on generated ``scale`` data, with ``make full``'s training settings
+    (``batch_size`` None: full.yaml's); the quality check on ``quality_scale`` data."""
+    conf = full_config()
+    batch_size = batch_size or conf["BATCH_SIZE"]
+    ranks = {"tag": conf["TAG_RANK"], "genome": conf["GENOME_RANK"]}
+    before = json.loads((out / "bench.json").read_text()) if (out / "bench.json").exists() else {}
+    folder = _generated(scale)
+    result: dict = {"scale": scale, "dataset": str(folder), "main_model": main}
     cache_dir = Path(tempfile.mkdtemp(prefix="movierec-bench-"))
     try:
         # children are spawned from this small process: each peak RSS is the child's own
         pre = in_child(_preprocess, str(folder), str(cache_dir))
         result["preprocess"] = pre
         result["cache_load"] = in_child(_cache_load, str(folder), str(cache_dir))
-        prep, _ = prepare_cached(folder, cache_dir=cache_dir)
+        prep, _ = prepare_cached(folder, cache_dir=cache_dir, leak_free_tags=True)
     finally:
         shutil.rmtree(cache_dir, ignore_errors=True)
     result["sizes"] = {**prep.summary, **prep.split.sizes()}
     dev = resolve_device(device)
-    exp = Experiment(prep, dev)
-    cfg = TrainConfig(batch_size=batch_size, n_negatives=256, progress=False)
-    result["train"] = {v: train_throughput(exp, v, cfg, batches)[0] for v in VARIANTS}
-    if full_epoch:
-        epoch, model = train_throughput(exp, "hybrid", cfg, None)
-        result["train_full_epoch"] = {"hybrid": epoch}
+    cfg = TrainConfig(batch_size=batch_size, n_negatives=conf["N_NEGATIVES"],
+                      rank_weight=float(conf["RANK_WEIGHTS"][0]), epochs=conf["EPOCHS"],
+                      patience=conf["PATIENCE"], progress=False)
+    result["train_settings"] = {"batch_size": batch_size, "n_negatives": cfg.n_negatives,
+                                "rank_weight": cfg.rank_weight, "ranks": ranks,
+                                "threads": torch.get_num_threads()}
+    exact = Experiment(prep, dev)
+    result["train_exact_features"] = {main: train_throughput(exact, main, cfg, batches)}
+    del exact
+    t0 = time.perf_counter()
+    exp = Experiment(prep, dev, tag_rank=ranks["tag"], genome_rank=ranks["genome"])
+    result["feature_bases"] = {"seconds": time.perf_counter() - t0, "kept": exp.feats.kept}
+    result["train"] = {v: train_throughput(exp, v, cfg, batches) for v in VARIANTS}
+    if full_epoch_of_main:
+        result["train_full_epoch"], model = (lambda r: ({main: r[0]}, r[1]))(
+            full_epoch(exp, main, cfg))
     else:
-        _, model = train_throughput(exp, "hybrid", cfg, batches)
+        model = _build(exp, main, cfg)[0]
+    result["profile"] = profile_steps(exp, main, cfg)
     result["retrieval"] = retrieval_latency(exp, model)
     result["train_batch_size"] = batch_size
-    del exp, prep
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the seed's figure (~75 samples/s) was measured
-    try:
-        result["seed_pipeline"] = seed_pipeline(folder, seed_batches)
-    finally:
-        torch.set_num_threads(threads)
-    ours = (result["train_full_epoch"]["hybrid"] if full_epoch
-            else result["train"]["hybrid"])["samples_per_second"]
-    result["speedup_vs_seed"] = ours / result["seed_pipeline"]["samples_per_second"]
+    result["before"] = {k: before[k] for k in ("train", "train_batch_size", "git", "machine")
+                        if k in before}
+    del exp, prep, model
+    if quality_scale:
+        result["quality"] = quality(_generated(quality_scale), main, cfg, ranks, dev)
+    # the seed's loop at this process's thread count, as our engine was measured
+    result["seed_pipeline"] = seed_pipeline(folder, seed_batches)
+    ours = (result["train_full_epoch"] if full_epoch_of_main else result["train"])[main]
+    result["speedup_vs_seed"] = ours["samples_per_second"] / result["seed_pipeline"][
+        "samples_per_second"]
     result["peak_rss_gb"] = {"preprocess": pre["peak_rss_gb"], "bench_process": peak_rss_gb()}
     result["machine"] = {**device_info(dev), "platform": platform.platform(),
                          "memory_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -254,43 +342,95 @@ def run(out: Path, scale: str = "full", batches: int = 40, batch_size: int = 327
     return result
 
 
+def _generated(scale: str) -> Path:
+    """The generated dataset of ``scale`` under the data root, written if missing."""
+    folder = data_root() / f"synthetic-{scale}"
+    if not (folder / "genome-scores.csv").exists():
+        synth.generate(folder, scale, seed=0)
+    return folder
+
+
 def markdown(r: dict) -> str:
-    m = r["machine"]
-    pre = r["preprocess"]
+    m, pre, ts = r["machine"], r["preprocess"], r["train_settings"]
+    main = r["main_model"]
+    before = r.get("before", {}).get("train", {})
+    rows = {**{f"{k} (exact features)": v for k, v in r["train_exact_features"].items()},
+            **r["train"], **{f"{k} (full epoch)": v for k, v in r.get("train_full_epoch",
+                                                                        {}).items()}}
+
+    def was(name: str) -> str:
+        b = before.get(name.split(" ")[0]) if "(" not in name else None
+        return f"{b['samples_per_second']:,.0f}" if b else ""
+
     lines = [
         f"# Benchmark: generated `{r['scale']}` data",
         "",
         f"{r['sizes']['ratings']:,} ratings, {r['sizes']['tags']:,} tags, "
         f"{r['sizes']['movies']:,} movies, {r['sizes']['users']:,} users, genome "
         f"{r['sizes'].get('genome_movies', 0):,} movies x {r['sizes'].get('genome_tags', 0):,} "
-        f"tags; train split {r['sizes']['train']:,} ratings.",
+        f"tags; train split {r['sizes']['train']:,} ratings (leak-free tags).",
         f"Machine: {m['cpu_count']} CPU cores ({m['cpu']}), {m['memory_gb']:.0f} GiB, device "
         f"`{m['device']}`{' (' + m['gpu'] + ')' if 'gpu' in m else ''}; torch "
-        f"{r['versions']['torch']}, commit {str(r['git']['commit'])[:10]}.",
+        f"{r['versions']['torch']}, {ts['threads']} threads, commit "
+        f"{str(r['git']['commit'])[:10]}.",
         "",
         "| preprocessing stage | seconds |",
         "|---|---:|",
         *[f"| {k} | {v:.1f} |" for k, v in pre["seconds"].items()],
         f"| cache load (second run) | {r['cache_load']['seconds']:.1f} |",
+        f"| feature bases (tag rank {ts['ranks']['tag']}, genome rank {ts['ranks']['genome']})"
+        f" | {r['feature_bases']['seconds']:.1f} |",
         "",
         f"Peak RSS: preprocessing {pre['peak_rss_gb']:.2f} GiB, cache load "
         f"{r['cache_load']['peak_rss_gb']:.2f} GiB, training process "
-        f"{r['peak_rss_gb']['bench_process']:.2f} GiB.",
+        f"{r['peak_rss_gb']['bench_process']:.2f} GiB. Feature bases keep "
+        + ", ".join(f"{v:.1%} of the {k} features' energy"
+                    for k, v in r["feature_bases"]["kept"].items()) + ".",
         "",
-        f"| training (batch {r['train_batch_size']:,}) | samples/s | s/epoch | measured over |",
-        "|---|---:|---:|---|",
-        *[f"| {k} | {v['samples_per_second']:,.0f} | {v['epoch_seconds']:.0f} | {v['measured']} |"
-          for k, v in {**r["train"], **{f"{k} (full epoch)": v for k, v in
-                                        r.get("train_full_epoch", {}).items()}}.items()],
+        f"Training as `make full` trains (batch {ts['batch_size']:,}, {ts['n_negatives']} "
+        f"negatives; main model `{main}`). samples/s is the steady state; s/epoch adds the "
+        f"epoch's shuffle. *Before*: the previous bench (batch "
+        f"{r.get('before', {}).get('train_batch_size', '?')}, commit "
+        f"{str(r.get('before', {}).get('git', {}).get('commit', '?'))[:10]}).",
         "",
+        "| training | samples/s | s/epoch | measured over | before, samples/s |",
+        "|---|---:|---:|---|---:|",
+        *[f"| {k} | {v['samples_per_second']:,.0f} | {v['epoch_seconds']:.0f} | "
+          f"{v['measured']} | {was(k)} |" for k, v in rows.items()],
+        "",
+        f"Profile of the `{main}` training step (torch.profiler, self CPU time):",
+        "",
+        "| operator | ms/step | share | calls/step |",
+        "|---|---:|---:|---:|",
+        *[f"| `{p['op']}` | {p['ms_per_step']:.1f} | {p['share']:.0%} | "
+          f"{p['calls_per_step']:.0f} |" for p in r["profile"]],
+        "",
+    ]
+    if "quality" in r:
+        q = r["quality"]
+        lines += [
+            f"Quality of `{main}` with exact vs projected features (generated "
+            f"`{Path(q['dataset']).name}`, {q['train_ratings']:,} train ratings; tuned on val "
+            "as the notebook tunes it, test not read):",
+            "",
+            "| features | val RMSE | val NDCG@10 | val recall@10 | epochs (best) | samples/s |",
+            "|---|---:|---:|---:|---:|---:|",
+            *[f"| {k} | {q[k]['val_rmse']:.4f} | {q[k]['val_ndcg@10']:.4f} | "
+              f"{q[k]['val_recall@10']:.4f} | {q[k]['epochs']} ({q[k]['best_epoch']}) | "
+              f"{q[k]['samples_per_second']:,.0f} |" for k in ("exact", "projected")],
+            "",
+        ]
+    sp = r["seed_pipeline"]
+    lines += [
         f"Retrieval (exact top-10 over {r['sizes']['movies']:,} movies, seen masked): "
         f"`recommend` {r['retrieval']['recommend_ms_median']:.1f} ms median "
         f"({r['retrieval']['recommend_ms_p95']:.1f} ms p95); all {r['retrieval']['users']:,} "
         f"users' top 10 in {r['retrieval']['recommend_all_seconds']:.0f} s.",
         "",
-        f"Seed pipeline (per-sample DataLoader, 1 thread, {r['seed_pipeline']['samples']} "
-        f"samples): {r['seed_pipeline']['samples_per_second']:.1f} samples/s. "
-        f"Speed-up of the hybrid engine: **{r['speedup_vs_seed']:,.0f}x**.",
+        f"Seed pipeline (its own code path: per-sample Dataset filtering the genome frame, "
+        f"DataLoader, model step; {sp['threads']} threads, {sp['samples']} samples): "
+        f"{sp['samples_per_second']:.1f} samples/s. Speed-up of `{main}` (full epoch, same "
+        f"thread count): **{r['speedup_vs_seed']:,.0f}x**.",
         "",
     ]
     return "\n".join(lines)
@@ -300,13 +440,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="reports/bench")
     ap.add_argument("--scale", default="full", choices=sorted(synth.SCALES))
-    ap.add_argument("--batches", type=int, default=40, help="batches per variant measured")
-    ap.add_argument("--batch-size", type=int, default=32768)
+    ap.add_argument("--batches", type=int, default=20, help="batches per variant measured")
+    ap.add_argument("--batch-size", type=int, default=None, help="default: full.yaml's")
     ap.add_argument("--no-full-epoch", action="store_true")
+    ap.add_argument("--quality-scale", default="medium",
+                    help="generated scale of the quality check ('none': skip it)")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
-    r = run(Path(args.out), args.scale, args.batches, args.batch_size,
-            not args.no_full_epoch, device=args.device)
+    r = run(Path(args.out), args.scale, args.batches, args.batch_size, not args.no_full_epoch,
+            device=args.device,
+            quality_scale=None if args.quality_scale == "none" else args.quality_scale)
     print(markdown(r))
     return 0
 

@@ -59,6 +59,8 @@ class Variant:
         """The initial model (seeded by ``tcfg.seed``) on ``exp.device``, its user history and
         retrieval prior taken from the training data ``data`` (= the split ``parts``)."""
         model = MovieRecModel(mcfg, torch.Generator().manual_seed(tcfg.seed)).to(exp.device)
+        if model.content is not None:
+            model.content.set_bases(exp.feats)
         if mcfg.user_history:
             model.set_history(exp.history_tensor(mcfg.user_history, *parts))
         if mcfg.prior:
@@ -66,6 +68,13 @@ class Variant:
         if model.seen is not None:
             model.set_seen(exp.positive_counts(data) > 0)
         return model
+
+
+def variant(name: str) -> Variant:
+    """The variant called ``name``; an unknown name raises ValueError listing the known ones."""
+    if name not in VARIANTS:
+        raise ValueError(f"unknown model variant {name!r}; known: {sorted(VARIANTS)}")
+    return VARIANTS[name]
 
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
@@ -94,13 +103,17 @@ class Experiment:
     device: torch.device
     seed: int = 0  # picks the val users that monitor ranking when there are too many
     max_val_users: int = 20_000
+    max_test_users: int | None = None  # None: every test user is ranked; else a seeded sample
+    tag_rank: int = 0  # > 0: content encoders read tag bags projected on this many columns
+    genome_rank: int = 0  # > 0: the same for genome rows (see FeatureTensors)
     feats: FeatureTensors = field(init=False)
     train: Ratings = field(init=False)
     val: Ratings = field(init=False)
     test: Ratings = field(init=False)
 
     def __post_init__(self) -> None:
-        self.feats = FeatureTensors(self.prep.features, self.device)
+        self.feats = FeatureTensors(self.prep.features, self.device, self.tag_rank,
+                                    self.genome_rank)
         self.train, self.val, self.test = (
             Ratings.from_arrays(*self.prep.part(p), self.device) for p in (TRAIN, VAL, TEST))
         self.train_val = Ratings.from_arrays(*self.prep.part(TRAIN, VAL), self.device)
@@ -111,6 +124,12 @@ class Experiment:
             self.val_users, self.val_relevant = self.val_users[pick], self.val_relevant.select(pick)
         self.val_history = self.prep.history(TRAIN).select(self.val_users)
         self.test_users, self.test_relevant = self.prep.relevant(TEST)
+        n_test = len(self.test_users)
+        if self.max_test_users is not None and n_test > self.max_test_users:
+            pick = np.sort(np.random.default_rng([self.seed, 1]).choice(
+                n_test, self.max_test_users, replace=False))
+            self.test_users, self.test_relevant = self.test_users[pick], self.test_relevant.select(
+                pick)
         self.test_history = self.prep.history(TRAIN, VAL).select(self.test_users)
 
     def positive_counts(self, data: Ratings, min_rating: float = 0.0) -> torch.Tensor:
@@ -127,7 +146,8 @@ class Experiment:
             n_users=self.prep.n_users, n_movies=self.prep.n_movies, n_tags=len(f.tag_vocab),
             n_genres=int(f.genres.indices.max()) + 1 if len(f.genres.indices) else 1,
             n_genome_tags=0 if f.genome is None else f.genome.shape[1],
-            global_mean=float(self.train.ratings.mean()), **overrides)
+            global_mean=float(self.train.ratings.mean()), tag_rank=self.feats.rank("tag"),
+            genome_rank=self.feats.rank("genome"), **overrides)
 
     def rank(self, vectors: RankingVectors, part: int = TEST, k: int = 50
              ) -> np.ndarray:
@@ -280,7 +300,8 @@ def choose_scoring(exp: Experiment, model: MovieRecModel) -> tuple[str, dict[str
 
 def train_variant(exp: Experiment, name: str, train_config: TrainConfig, *, dim: int = 64,
                   refit: bool = True, checkpoint_dir=None, ks: tuple[int, ...] = (10, 20, 50),
-                  test: bool = True, **model_overrides) -> VariantResult:
+                  test: bool = True, tuned: VariantResult | None = None,
+                  **model_overrides) -> VariantResult:
     """Train a named variant (see :data:`VARIANTS`) and evaluate it.
 
     Tuning: trained on train, early-stopped on val (val metrics, and the choice of scoring by
@@ -289,24 +310,33 @@ def train_variant(exp: Experiment, name: str, train_config: TrainConfig, *, dim:
     for the best number of epochs, so that every user's most recent ratings inform the test
     predictions; test metrics come from the refit model, read once, both scorings recorded.
     With ``checkpoint_dir``, both trainings write a checkpoint after every epoch
-    (``<name>.pt``, ``<name>-refit.pt``) and resume from it.
+    (``<name>.pt``, ``<name>-refit.pt``) and resume from it. ``tuned``: the result of an
+    earlier ``test=False`` call with the same settings (a sweep's chosen run), whose tuning is
+    reused instead of repeated.
     """
     ckpt = refit_ckpt = None
     if checkpoint_dir is not None:
         ckpt = Path(checkpoint_dir) / f"{name}.pt"
         refit_ckpt = Path(checkpoint_dir) / f"{name}-refit.pt"
-    variant = VARIANTS[name]
+    spec = variant(name)
     f = exp.prep.features
     meta = {"variant": name, "dataset": exp.prep.name, "tag_vocab": f.tag_vocab,
             "genome_tags": f.genome_tags, "movie_ids": torch.tensor(f.movie_ids),
             "user_ids": torch.tensor(exp.prep.user_ids)}
-    mcfg = variant.model_config(exp, dim, **model_overrides)
-    tcfg = variant.train_config(train_config)
-    result = fit(variant.build(exp, mcfg, tcfg, exp.train, TRAIN), exp.feats, exp.train, tcfg,
-                 exp.validation(variant.monitor), monitor=variant.monitor, mode=variant.mode,
+    mcfg = spec.model_config(exp, dim, **model_overrides)
+    tcfg = spec.train_config(train_config)
+    if tuned is not None:
+        if (tuned.name, tuned.model_config) != (name, mcfg) or replace(
+                tuned.train_config, progress=tcfg.progress) != tcfg:
+            raise ValueError(f"the tuned run of {tuned.name!r} has other settings than these")
+        out = replace(tuned, train_config=tcfg, rating=dict(tuned.rating),
+                      timing=dict(tuned.timing))
+        return _test_variant(exp, spec, out, refit, ks, refit_ckpt, meta) if test else out
+    result = fit(spec.build(exp, mcfg, tcfg, exp.train, TRAIN), exp.feats, exp.train, tcfg,
+                 exp.validation(spec.monitor), monitor=spec.monitor, mode=spec.mode,
                  checkpoint=ckpt, resume=ckpt is not None, meta=meta)
     readout = (calibrate_readout(exp, result.model, (TRAIN,))
-               if variant.readout == "calibrated" else {})
+               if spec.readout == "calibrated" else {})
     rating = {"epochs": len(result.history), "best_epoch": result.best_epoch}
     rating.update({f"val_{k}": v for k, v in rating_errors(
         predict(result.model, exp.feats, exp.val), exp.val.ratings).items()})
@@ -314,13 +344,19 @@ def train_variant(exp: Experiment, name: str, train_config: TrainConfig, *, dim:
     by, val_by = choose_scoring(exp, result.model)
     out = VariantResult(name, result, rating, {}, timing, mcfg, tcfg, by, val_by,
                         readout=readout)
-    if not test:
-        return out
+    return _test_variant(exp, spec, out, refit, ks, refit_ckpt, meta) if test else out
+
+
+def _test_variant(exp: Experiment, spec: Variant, out: VariantResult, refit: bool,
+                  ks: tuple[int, ...], refit_ckpt, meta: dict) -> VariantResult:
+    """Refit a tuned variant on train + val (if asked) and read test once (train_variant)."""
+    result, mcfg, tcfg = out.fit, out.model_config, out.train_config
+    rating, timing, readout, by = out.rating, out.timing, out.readout, out.by
     final = result
     if mcfg.user_history and not refit:  # test users are represented by train + val
         result.model.set_history(exp.history_tensor(mcfg.user_history, TRAIN, VAL))
     if refit:
-        final = fit(variant.build(exp, mcfg, tcfg, exp.train_val, TRAIN, VAL), exp.feats,
+        final = fit(spec.build(exp, mcfg, tcfg, exp.train_val, TRAIN, VAL), exp.feats,
                     exp.train_val, replace(tcfg, epochs=result.best_epoch), None, monitor=None,
                     checkpoint=refit_ckpt, resume=refit_ckpt is not None,
                     meta={**meta, "refit": True})

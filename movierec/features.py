@@ -14,6 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from movierec.csr import Csr
 from movierec.data import DataError, MovieLens
@@ -174,3 +175,39 @@ def build_features(
         genome_tags=gtags,
         tags_dropped_leak_free=dropped,
     )
+
+
+def bag_matrix(bags: Csr, n_cols: int) -> sp.csr_matrix:
+    """The bags as a sparse (n_rows, n_cols) matrix of their weights."""
+    return sp.csr_matrix((bags.weights, bags.indices, bags.offsets), shape=(bags.n_rows, n_cols))
+
+
+def genome_weights(genome: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Relevance rows scaled to sum to 1 (the genome block is their weighted mean of genome-tag
+    vectors), zero rows for movies without scores."""
+    total = genome.sum(1, keepdims=True, dtype=np.float64)
+    return np.where(mask[:, None], genome / np.maximum(total, 1e-6), 0.0).astype(np.float32)
+
+
+def low_rank_basis(matrix: np.ndarray | sp.spmatrix, rank: int, seed: int = 0,
+                   power_iterations: int = 4, oversample: int = 16) -> tuple[np.ndarray, float]:
+    """The top ``rank`` right singular vectors of ``matrix`` (n_cols, rank; float32) and the
+    share of its squared Frobenius norm they keep, by randomised SVD (Halko, Martinsson & Tropp
+    2011) in float64 from a seeded Gaussian sketch; each vector's sign is fixed so that its
+    largest entry is positive. Projecting feature rows on it (``rows @ basis``) keeps what a
+    rank-``rank`` linear map of the features can express, in ``rank`` numbers per row."""
+    n_cols = matrix.shape[1]
+    if not 0 < rank <= n_cols:
+        raise ValueError(f"rank must be in 1..{n_cols} (the feature count), got {rank}")
+    a = matrix.astype(np.float64)
+    width = min(rank + oversample, n_cols)
+    q = a @ np.random.default_rng(seed).standard_normal((n_cols, width))
+    for _ in range(power_iterations):
+        q, _ = np.linalg.qr(q)
+        q = a @ (a.T @ q)
+    q, _ = np.linalg.qr(q)
+    _, sv, vt = np.linalg.svd(np.asarray((a.T @ q).T), full_matrices=False)
+    basis = vt[:rank].T
+    basis *= np.sign(basis[np.abs(basis).argmax(0), np.arange(rank)])
+    total = (a.multiply(a).sum() if sp.issparse(a) else np.square(a).sum())
+    return basis.astype(np.float32), float(np.square(sv[:rank]).sum() / max(total, 1e-300))

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from movierec.csr import Csr
-from movierec.features import MovieFeatures
+from movierec.features import MovieFeatures, bag_matrix, genome_weights, low_rank_basis
 
 RATING_MID, RATING_HALF_RANGE = 2.75, 2.25  # cos in [-1, 1] -> rating in [0.5, 5.0]
 Encoder = Literal["content", "hybrid", "id"]
@@ -56,6 +56,8 @@ class ModelConfig:
     prior: bool = False  # a learned per-movie logit (popularity prior) in the retrieval score
     user_history: int = 0  # > 0: user vector += mean embedding of the user's last N rated movies
     temperature: float = 0.1  # retrieval score = cos(user, movie) / temperature (+ prior)
+    tag_rank: int = 0  # > 0: tag table = fixed basis (n_tags, tag_rank) @ learned coefficients
+    genome_rank: int = 0  # > 0: the same for the genome-tag table
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
@@ -68,9 +70,17 @@ class ModelConfig:
 
 
 class FeatureTensors:
-    """A dataset's movie features as tensors on one device, with vectorised row gathering."""
+    """A dataset's movie features as tensors on one device, with vectorised row gathering.
 
-    def __init__(self, features: MovieFeatures, device: torch.device | str = "cpu") -> None:
+    ``tag_rank`` / ``genome_rank`` > 0 also hold each movie's tag bag (genome relevance
+    weights) projected on a fixed basis of that many columns, at most the feature count
+    (:func:`~movierec.features.low_rank_basis`, computed here once, or taken from ``bases``, a
+    trained model's), so that the encoder reads ``rank`` numbers per movie instead of its whole
+    bag or genome row."""
+
+    def __init__(self, features: MovieFeatures, device: torch.device | str = "cpu",
+                 tag_rank: int = 0, genome_rank: int = 0,
+                 bases: dict[str, np.ndarray] | None = None) -> None:
         def bags(b: Csr) -> tuple[torch.Tensor, ...]:
             return (torch.as_tensor(b.offsets, device=device),
                     torch.as_tensor(b.indices, device=device),
@@ -83,6 +93,30 @@ class FeatureTensors:
         if features.genome is not None:
             self.genome = torch.as_tensor(features.genome, device=device)
             self.genome_mask = torch.as_tensor(features.genome_mask, device=device)
+        bases = dict(bases or {})
+        inputs = {"tag": (tag_rank, lambda: bag_matrix(features.tags, len(features.tag_vocab)))}
+        if features.genome is not None:
+            inputs["genome"] = (genome_rank, lambda: genome_weights(features.genome,
+                                                                    features.genome_mask))
+        elif genome_rank or "genome" in bases:
+            raise ValueError("genome_rank > 0 needs features with a genome")
+        self.bases: dict[str, torch.Tensor] = {}
+        self.low: dict[str, torch.Tensor] = {}  # block -> (n_movies, rank) projected features
+        self.kept: dict[str, float] = {}  # block -> share of the features' energy kept
+        for block, (rank, rows) in inputs.items():
+            if not rank and block not in bases:
+                continue
+            x = rows()
+            if block in bases:
+                basis = np.asarray(bases[block], np.float32)
+            else:  # a rank above the feature count keeps every feature (a rotation)
+                basis, self.kept[block] = low_rank_basis(x, min(rank, x.shape[1]))
+            self.bases[block] = torch.as_tensor(basis, device=device)
+            self.low[block] = torch.as_tensor(np.asarray(x @ basis, np.float32), device=device)
+
+    def rank(self, block: str) -> int:
+        """Columns of ``block``'s projected features (0: the block is read whole)."""
+        return self.bases[block].shape[1] if block in self.bases else 0
 
     @staticmethod
     def gather(bags: tuple[torch.Tensor, ...], rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -102,48 +136,93 @@ class ContentEncoder(nn.Module):
 
     Tag and genre bags are weighted means of their embeddings (weights sum to 1); the genome
     block is the relevance-weighted mean of the genome-tag embeddings, or a learned vector for a
-    movie without genome scores. The vector is linear in the features, which :meth:`contributions`
-    uses to explain a score exactly."""
+    movie without genome scores. With ``tag_rank`` (``genome_rank``) > 0 the tag (genome-tag)
+    embedding table is ``basis @ coef``: a fixed basis of the features (a buffer, from
+    :class:`FeatureTensors`) times a learned (rank, dim) matrix, so a batch reads each movie's
+    projected features instead of its bag. The vector is linear in the features, which
+    :meth:`contributions` uses to explain a score exactly."""
 
-    def __init__(self, n_tags: int, n_genres: int, n_genome_tags: int, dim: int) -> None:
+    def __init__(self, n_tags: int, n_genres: int, n_genome_tags: int, dim: int,
+                 tag_rank: int = 0, genome_rank: int = 0) -> None:
         super().__init__()
         self.dim = dim
-        self.tag = nn.EmbeddingBag(n_tags, dim, mode="sum")
+        self.tag = self.tag_coef = None
+        if tag_rank:
+            self.tag_coef = nn.Parameter(torch.empty(tag_rank, dim))
+            self.register_buffer("tag_basis", torch.zeros(n_tags, tag_rank))
+        else:
+            self.tag = nn.EmbeddingBag(n_tags, dim, mode="sum")
         self.genre = nn.EmbeddingBag(n_genres, dim, mode="sum")
-        self.genome_tag = self.no_genome = None
+        self.genome_tag = self.genome_coef = self.no_genome = None
         if n_genome_tags:
-            self.genome_tag = nn.Parameter(torch.empty(n_genome_tags, dim))
+            if genome_rank:
+                self.genome_coef = nn.Parameter(torch.empty(genome_rank, dim))
+                self.register_buffer("genome_basis", torch.zeros(n_genome_tags, genome_rank))
+            else:
+                self.genome_tag = nn.Parameter(torch.empty(n_genome_tags, dim))
             self.no_genome = nn.Parameter(torch.empty(dim))
         self.proj = nn.Linear(len(self.block_names()) * dim, dim)
 
     def block_names(self) -> list[str]:
         """The feature blocks in concatenation order."""
-        return ["tag", "genre"] + (["genome"] if self.genome_tag is not None else [])
+        return ["tag", "genre"] + (["genome"] if self.no_genome is not None else [])
 
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None, std: float) -> None:
-        for p in (self.tag.weight, self.genre.weight):
+        for p in self.embedding_parameters():
             nn.init.normal_(p, 0.0, std, generator=generator)
-        if self.genome_tag is not None:
-            nn.init.normal_(self.genome_tag, 0.0, std, generator=generator)
-            nn.init.normal_(self.no_genome, 0.0, std, generator=generator)
         bound = 1.0 / np.sqrt(self.proj.in_features)
         nn.init.uniform_(self.proj.weight, -bound, bound, generator=generator)
         nn.init.zeros_(self.proj.bias)
 
     def embedding_parameters(self) -> list[nn.Parameter]:
         """The feature embedding tables (dense gradients, no weight decay)."""
-        extra = [self.genome_tag, self.no_genome] if self.genome_tag is not None else []
-        return [self.tag.weight, self.genre.weight, *extra]
+        tag = self.tag_coef if self.tag is None else self.tag.weight
+        genome = [p for p in (self.genome_tag, self.genome_coef, self.no_genome) if p is not None]
+        return [tag, self.genre.weight, *genome]
+
+    @torch.no_grad()
+    def set_bases(self, feats: FeatureTensors) -> None:
+        """Copy the fixed feature bases of ``feats`` into the model (its checkpoint then carries
+        them, and :meth:`bases` rebuilds the same inputs later)."""
+        for block, rank in (("tag", self.rank("tag")), ("genome", self.rank("genome"))):
+            if rank != feats.rank(block):
+                raise ValueError(f"the model's {block} block has rank {rank}, the features "
+                                 f"{feats.rank(block)}")
+            if rank:
+                getattr(self, f"{block}_basis").copy_(feats.bases[block])
+
+    def rank(self, block: str) -> int:
+        coef = getattr(self, f"{block}_coef", None)
+        return 0 if coef is None else coef.shape[0]
+
+    def bases(self) -> dict[str, np.ndarray]:
+        """The fixed feature bases (block -> (n_features, rank)), for :class:`FeatureTensors`."""
+        return {b: getattr(self, f"{b}_basis").cpu().numpy() for b in ("tag", "genome")
+                if self.rank(b)}
+
+    def table(self, block: str) -> torch.Tensor:
+        """The (n_features, dim) embedding table of ``block``: learned, or basis @ coef."""
+        if block == "genre":
+            return self.genre.weight
+        if self.rank(block):
+            return getattr(self, f"{block}_basis") @ getattr(self, f"{block}_coef")
+        return self.tag.weight if block == "tag" else self.genome_tag
 
     def forward(self, rows: torch.Tensor, feats: FeatureTensors) -> torch.Tensor:
-        t_idx, t_off, t_w = feats.gather(feats.tags, rows)
+        if self.tag is None:
+            tag = feats.low["tag"].index_select(0, rows) @ self.tag_coef
+        else:
+            t_idx, t_off, t_w = feats.gather(feats.tags, rows)
+            tag = self.tag(t_idx, t_off, per_sample_weights=t_w)
         g_idx, g_off, g_w = feats.gather(feats.genres, rows)
-        parts = [self.tag(t_idx, t_off, per_sample_weights=t_w),
-                 self.genre(g_idx, g_off, per_sample_weights=g_w)]
-        if self.genome_tag is not None:
-            rel = feats.genome[rows]
-            weighted = (rel @ self.genome_tag) / rel.sum(1, keepdim=True).clamp_min(1e-6)
+        parts = [tag, self.genre(g_idx, g_off, per_sample_weights=g_w)]
+        if self.no_genome is not None:
+            if self.genome_tag is None:
+                weighted = feats.low["genome"].index_select(0, rows) @ self.genome_coef
+            else:
+                rel = feats.genome[rows]
+                weighted = (rel @ self.genome_tag) / rel.sum(1, keepdim=True).clamp_min(1e-6)
             has = feats.genome_mask[rows].unsqueeze(1)
             parts.append(torch.where(has, weighted, self.no_genome.expand_as(weighted)))
         return self.proj(torch.cat(parts, dim=1))
@@ -159,20 +238,20 @@ class ContentEncoder(nn.Module):
         rows = torch.tensor([row], device=direction.device)
         out = []
 
-        def add(block: str, idx: torch.Tensor, weights: torch.Tensor, table: torch.Tensor):
+        def add(block: str, idx: torch.Tensor, weights: torch.Tensor):
             p = blocks[self.block_names().index(block)]
-            values = weights * ((table[idx] @ p.T) @ direction)
+            values = weights * ((self.table(block)[idx] @ p.T) @ direction)
             out.extend(zip([block] * len(idx), idx.tolist(), weights.tolist(), values.tolist(),
                            strict=True))
 
         t_idx, _, t_w = feats.gather(feats.tags, rows)
-        add("tag", t_idx, t_w, self.tag.weight)
+        add("tag", t_idx, t_w)
         g_idx, _, g_w = feats.gather(feats.genres, rows)
-        add("genre", g_idx, g_w, self.genre.weight)
-        if self.genome_tag is not None and bool(feats.genome_mask[row]):
+        add("genre", g_idx, g_w)
+        if self.no_genome is not None and bool(feats.genome_mask[row]):
             rel = feats.genome[row]
             top = torch.topk(rel, min(genome_top, len(rel))).indices
-            add("genome", top, rel[top] / rel.sum(), self.genome_tag)
+            add("genome", top, rel[top] / rel.sum())
         return out
 
 
@@ -228,7 +307,8 @@ class MovieRecModel(nn.Module):
                                                  sparse=True, padding_idx=c.n_movies)
             self.register_buffer("history", torch.full((c.n_users, c.user_history),
                                                        c.n_movies, dtype=torch.long))
-        self.content = (ContentEncoder(c.n_tags, c.n_genres, c.n_genome_tags, c.dim)
+        self.content = (ContentEncoder(c.n_tags, c.n_genres, c.n_genome_tags, c.dim,
+                                       c.tag_rank, c.genome_rank)
                         if c.encoder != "id" else None)
         self.movie = (nn.Embedding(c.n_movies, c.dim, sparse=True)
                       if c.encoder in ("hybrid", "id") else None)

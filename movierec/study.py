@@ -18,15 +18,17 @@ RANKING_COLUMNS = ("recall", "ndcg", "hit_rate", "map", "coverage")
 
 
 def sweep_rank_weight(exp: Experiment, name: str, train_config: TrainConfig,
-                      weights: list[float], **kwargs) -> tuple[pd.DataFrame, float]:
+                      weights: list[float], **kwargs
+                      ) -> tuple[pd.DataFrame, float, dict[float, VariantResult]]:
     """Train ``name`` with each retrieval-loss weight on train, early-stopped on val, and read
     val only: (one row per weight: best epoch, val RMSE, val NDCG@10 and recall@10 of the
-    chosen scoring; the weight chosen). The rule: the highest val NDCG@10 (the main model's
-    job is to recommend); val RMSE is the price, shown in the frontier plot."""
-    rows = []
+    chosen scoring; the weight chosen; each weight's tuned run, for ``train_variant(...,
+    tuned=)``). The rule: the highest val NDCG@10 (the main model's job is to recommend); val
+    RMSE is the price, shown in the frontier plot."""
+    rows, runs = [], {}
     for w in weights:
-        r = train_variant(exp, name, replace(train_config, rank_weight=w, progress=False),
-                          test=False, **kwargs)
+        r = runs[w] = train_variant(exp, name, replace(train_config, rank_weight=w,
+                                                       progress=False), test=False, **kwargs)
         best = r.history.loc[r.history.epoch == r.fit.best_epoch].iloc[0]
         rows.append({"rank_weight": w, "best_epoch": r.fit.best_epoch,
                      "val_rmse": r.rating["val_rmse"], "val_ndcg@10": r.val_by[r.by],
@@ -34,7 +36,7 @@ def sweep_rank_weight(exp: Experiment, name: str, train_config: TrainConfig,
                      "seconds": r.timing["train_seconds"]})
     table = pd.DataFrame(rows)
     chosen = float(table.rank_weight[table["val_ndcg@10"].idxmax()])
-    return table, chosen
+    return table, chosen, runs
 
 
 def seed_runs(exp: Experiment, name: str, train_config: TrainConfig, seeds: list[int],

@@ -120,9 +120,48 @@ def rating_errors(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
     return rmse_mae(pred.detach().cpu().numpy(), truth.detach().cpu().numpy())
 
 
+class RowAdam(torch.optim.SparseAdam):
+    """:class:`torch.optim.SparseAdam` (lazy Adam: only the rows a batch touches move) with the
+    same arithmetic done on dense rows gathered by index instead of sparse tensors: the same
+    results, bit for bit (tested), in a fraction of the time (``sparse_mask`` and sparse
+    additions dominated the training step; see the benchmark's profile)."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if closure is not None:
+            raise ValueError("RowAdam takes no closure")
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if not p.grad.is_sparse:
+                    raise RuntimeError("RowAdam needs sparse gradients (Embedding(sparse=True))")
+                state = self.state[p]
+                if not state:
+                    state.update(step=0, exp_avg=torch.zeros_like(p),
+                                 exp_avg_sq=torch.zeros_like(p))
+                state["step"] += 1
+                grad = p.grad.coalesce()  # unique rows: the update is non-linear
+                rows, values = grad._indices()[0], grad._values()
+                if values.numel() == 0:
+                    continue
+                if group.get("maximize", False):
+                    values = -values
+                old_m = state["exp_avg"].index_select(0, rows)
+                numer = values.sub(old_m).mul_(1 - beta1).add_(old_m)
+                state["exp_avg"].index_copy_(0, rows, numer)
+                old_v = state["exp_avg_sq"].index_select(0, rows)
+                second = values.pow(2).sub_(old_v).mul_(1 - beta2).add_(old_v)
+                state["exp_avg_sq"].index_copy_(0, rows, second)
+                denom = second.sqrt().add_(group["eps"])
+                step = state["step"]
+                step_size = group["lr"] * math.sqrt(1 - beta2**step) / (1 - beta1**step)
+                p.index_add_(0, rows, -step_size * numer.div_(denom))
+
+
 def make_optimizers(model: MovieRecModel, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
-    opts: list[torch.optim.Optimizer] = [torch.optim.SparseAdam(model.sparse_parameters(),
-                                                                lr=cfg.lr)]
+    opts: list[torch.optim.Optimizer] = [RowAdam(model.sparse_parameters(), lr=cfg.lr)]
     groups = []
     if model.dense_embedding_parameters():
         groups.append({"params": model.dense_embedding_parameters(), "lr": cfg.lr,
@@ -171,21 +210,24 @@ def train_epoch(model: MovieRecModel, feats: FeatureTensors, train: Ratings, cfg
     use_rank = cfg.loss in ("softmax", "rmse+softmax")
     model.train()
     perm = torch.randperm(len(train), generator=gen).to(device)
+    # the epoch's rows in permuted order once (one gather), so that a batch is a plain slice
+    shuffled = [t.index_select(0, perm) for t in (train.users, train.movies, train.ratings)]
+    del perm
     total, count = 0.0, 0
     for step in range(steps):
-        idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-        users, movies = train.users[idx], train.movies[idx]
+        users, movies, ratings = (t[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+                                  for t in shuffled)
         for opt in opts:
             opt.zero_grad(set_to_none=True)
         negs = None
         if use_rank:
             negs = torch.randint(feats.n_movies, (cfg.n_negatives,), generator=gen).to(device)
-        loss = batch_loss(model, feats, users, movies, train.ratings[idx], cfg, negs)
+        loss = batch_loss(model, feats, users, movies, ratings, cfg, negs)
         loss.backward()
         for opt in opts:
             opt.step()
-        total += float(loss.detach()) * len(idx)
-        count += len(idx)
+        total += float(loss.detach()) * len(users)
+        count += len(users)
     return total / max(count, 1)
 
 

@@ -151,3 +151,11 @@ def test_a_setting_on_the_end_of_its_grid_is_flagged():
     assert res.at_edge == ["b"]  # a single-valued axis has no edge
     assert BaselineResult("x", "rating", sweep, {"a": 1, "b": 2}, {}, {}, {}, {}, {},
                           0.0).at_edge == []
+
+
+def test_large_data_gets_the_lean_grid():
+    als = BASELINES["als"]
+    assert als.grid_for(1000) == als.grid and len(als.grid) == 27
+    lean = als.grid_for(als.large_above + 1)
+    assert 0 < len(lean) < len(als.grid) and all(s in als.grid for s in lean)
+    assert BASELINES["bias"].grid_for(10**9) == BASELINES["bias"].grid  # no lean grid: the same

@@ -64,11 +64,22 @@ def test_cache_hit_detects_edits_and_truncation(tmp_path):
 
 def test_bench_runs_end_to_end_on_tiny_data(tmp_path, monkeypatch):
     monkeypatch.setenv("MOVIEREC_DATA", str(tmp_path / "data"))
-    r = bench.run(tmp_path / "out", scale="tiny", batches=2, batch_size=512, seed_batches=2)
+    monkeypatch.setenv("MOVIEREC_CACHE", str(tmp_path / "cache"))
+    r = bench.run(tmp_path / "out", scale="tiny", batches=2, batch_size=512, seed_batches=2,
+                  quality_scale="tiny")
     saved = json.loads((tmp_path / "out" / "bench.json").read_text())
     assert saved["sizes"]["ratings"] == 6000
     assert set(saved["train"]) == {"seed", "hybrid", "hybrid_rank", "mf"}
+    full = bench.full_config()
+    assert saved["train_settings"]["ranks"] == {"tag": full["TAG_RANK"],
+                                                "genome": full["GENOME_RANK"]}
+    assert saved["train_exact_features"]["hybrid_rank"]["samples_per_second"] > 0
+    assert 0 < sum(p["share"] for p in saved["profile"]) <= 1 + 1e-9
+    q = saved["quality"]
+    assert set(q["exact"]["kept"]) == set() and set(q["projected"]["kept"]) == {"tag", "genome"}
     assert r["seed_pipeline"]["samples"] == 128 and r["speedup_vs_seed"] > 0
+    assert r["seed_pipeline"]["threads"] == saved["train_settings"]["threads"]
     assert r["retrieval"]["users"] == saved["sizes"]["users"]
     assert r["retrieval"]["recommend_ms_median"] > 0
-    assert "Speed-up" in (tmp_path / "out" / "bench.md").read_text()
+    md = (tmp_path / "out" / "bench.md").read_text()
+    assert "Speed-up" in md and "exact vs projected" in md and "| operator |" in md

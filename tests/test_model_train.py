@@ -419,11 +419,24 @@ def test_sweep_reads_val_only_and_picks_the_best_val_ndcg(tiny_exp, monkeypatch)
         return original(self, vectors, part, ks)
 
     monkeypatch.setattr(experiment.Experiment, "ranking", spy)
-    table, chosen = study.sweep_rank_weight(tiny_exp, "hybrid_rank", quick_config(epochs=2),
-                                            [0.1, 1.0], dim=8)
+    table, chosen, runs = study.sweep_rank_weight(
+        tiny_exp, "hybrid_rank", quick_config(epochs=2), [0.1, 1.0], dim=8)
     assert experiment.TEST not in reads and reads
     assert table.rank_weight.tolist() == [0.1, 1.0]
     assert chosen == table.rank_weight[table["val_ndcg@10"].idxmax()]
+    assert sorted(runs) == [0.1, 1.0] and all(not r.ranking for r in runs.values())
+
+
+def test_a_tuned_run_is_reused_as_if_trained_again(tiny_exp):
+    cfg = dataclasses.replace(quick_config(epochs=2), rank_weight=1.0)
+    tuned = train_variant(tiny_exp, "hybrid_rank", cfg, dim=8, test=False)
+    reused = train_variant(tiny_exp, "hybrid_rank", cfg, dim=8, tuned=tuned)
+    fresh = train_variant(tiny_exp, "hybrid_rank", cfg, dim=8)
+    assert reused.rating == fresh.rating and reused.ranking == fresh.ranking
+    assert reused.readout == fresh.readout and not tuned.ranking  # the tuned run is untouched
+    with pytest.raises(ValueError, match="other settings"):
+        train_variant(tiny_exp, "hybrid_rank", dataclasses.replace(cfg, rank_weight=0.5), dim=8,
+                      tuned=tuned)
 
 
 def test_scoring_rule_takes_the_better_val_ndcg(tiny_exp):
@@ -461,3 +474,92 @@ def test_calibrated_readout_is_chosen_on_val_and_never_worse_than_its_biases(tin
     assert calibrate_readout(tiny_exp, r.model, (TRAIN,), {"damping": 5.0, "scale": 0.0}) == {
         "damping": 5.0, "scale": 0.0}
     assert float(r.model.head.scale.detach()) == 0.0
+
+
+# ---- speed: fixed low-rank feature bases, RowAdam ----
+
+
+def test_low_rank_basis_is_orthonormal_and_exact_at_full_rank():
+    from movierec.features import low_rank_basis
+
+    rng = np.random.default_rng(0)
+    x = rng.random((50, 3)) @ rng.random((3, 12))  # rank 3
+    basis, kept = low_rank_basis(x, 3)
+    np.testing.assert_allclose(basis.T @ basis, np.eye(3), atol=1e-5)
+    assert kept == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(x @ basis @ basis.T, x, atol=1e-4)  # rank 3 loses nothing
+    assert (basis[np.abs(basis).argmax(0), np.arange(3)] > 0).all()  # sign convention
+    _, kept1 = low_rank_basis(x, 1)
+    assert 0 < kept1 < 1
+    with pytest.raises(ValueError, match=r"rank must be in 1\.\.12"):
+        low_rank_basis(x, 13)
+
+
+def test_low_rank_encoder_is_its_basis_times_coefficients():
+    """With ranks, the tag/genome blocks equal the exact encoder whose tables are
+    basis @ coef, and the explanation of a score still adds up."""
+    f = toy_features()
+    low = FeatureTensors(f, tag_rank=2, genome_rank=3)
+    assert low.rank("tag") == 2 and low.rank("genome") == 3 and set(low.kept) == {"tag", "genome"}
+    cfg = ModelConfig(n_users=3, n_movies=4, n_tags=4, n_genres=20, n_genome_tags=6, dim=8,
+                      tag_rank=2, genome_rank=3)
+    model = MovieRecModel(cfg, torch.Generator().manual_seed(0))
+    model.content.set_bases(low)
+    exact = toy_model()
+    with torch.no_grad():
+        exact.content.tag.weight.copy_(model.content.table("tag"))
+        exact.content.genome_tag.copy_(model.content.table("genome"))
+        exact.content.genre.weight.copy_(model.content.genre.weight)
+        exact.content.no_genome.copy_(model.content.no_genome)
+        exact.content.proj.load_state_dict(model.content.proj.state_dict())
+    rows = torch.arange(4)
+    torch.testing.assert_close(model.encode_movies(rows, low),
+                               exact.encode_movies(rows, FeatureTensors(f)), atol=1e-5, rtol=1e-5)
+    d = torch.randn(8)
+    parts = model.content.contributions(0, low, d, genome_top=6)
+    total = sum(c for *_, c in parts)
+    with torch.no_grad():
+        direct = (model.encode_movies(torch.tensor([0]), low)[0] - model.content.proj.bias) @ d
+    assert total == pytest.approx(float(direct), abs=1e-4)
+    again = FeatureTensors(f, bases=model.content.bases())  # as a saved model rebuilds them
+    torch.testing.assert_close(model.encode_movies(rows, again), model.encode_movies(rows, low))
+    with pytest.raises(ValueError, match="tag block has rank 2, the features 0"):
+        model.content.set_bases(FeatureTensors(f))
+
+
+def test_row_adam_equals_sparse_adam_bit_for_bit():
+    from movierec.train import RowAdam
+
+    torch.manual_seed(0)
+    a, b = (torch.nn.Embedding(500, 8, sparse=True) for _ in range(2))
+    b.weight.data.copy_(a.weight.data)
+    oa, ob = torch.optim.SparseAdam([a.weight], lr=0.01), RowAdam([b.weight], lr=0.01)
+    for _ in range(30):
+        idx = torch.randint(500, (200,))  # repeated rows: the gradient is coalesced
+        for emb, opt in ((a, oa), (b, ob)):
+            opt.zero_grad()
+            (emb(idx).pow(3).sum() + emb(idx[:40]).sum()).backward()
+            opt.step()
+    assert torch.equal(a.weight, b.weight)
+    assert torch.equal(oa.state[a.weight]["exp_avg_sq"], ob.state[b.weight]["exp_avg_sq"])
+    ob.load_state_dict(oa.state_dict())  # a SparseAdam checkpoint resumes with RowAdam
+
+
+def test_test_users_sample_is_seeded_and_consistent(tiny_dir):
+    prep = prepare(load_movielens(tiny_dir))
+    full = Experiment(prep, resolve_device("cpu"))
+    a, b = (Experiment(prep, resolve_device("cpu"), max_test_users=20) for _ in range(2))
+    assert len(a.test_users) == 20 and np.array_equal(a.test_users, b.test_users)
+    assert set(a.test_users) <= set(full.test_users)
+    i = np.searchsorted(full.test_users, a.test_users[3])
+    assert np.array_equal(a.test_relevant.row(3), full.test_relevant.row(i))
+    assert np.array_equal(a.test_history.row(3), full.test_history.row(i))
+
+
+def test_unknown_names_list_the_known_ones():
+    from movierec import baselines, experiment
+
+    with pytest.raises(ValueError, match=r"unknown model variant 'nope'; known: .*'mf'"):
+        experiment.variant("nope")
+    with pytest.raises(ValueError, match=r"unknown baseline 'nope'; known: .*'ease'"):
+        baselines.baseline("nope")

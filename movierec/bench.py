@@ -43,7 +43,15 @@ from movierec.prepare import cache_path, cache_root, prepare, prepare_cached, sa
 from movierec.provenance import device_info, git_state, package_versions, write_json
 from movierec.recommend import Recommender
 from movierec.split import TRAIN, VAL, split_ratings
-from movierec.train import TrainConfig, fit, make_optimizers, resolve_device, train_epoch
+from movierec.train import (
+    Ratings,
+    TrainConfig,
+    fit,
+    make_optimizers,
+    resolve_device,
+    shuffled,
+    train_step,
+)
 
 FULL_YAML = Path(__file__).resolve().parent.parent / "notebooks" / "params" / "full.yaml"
 MAIN = "hybrid_rank"  # the notebook's RECOMMEND_WITH
@@ -194,24 +202,34 @@ def _build(exp: Experiment, variant: str, cfg: TrainConfig) -> tuple[MovieRecMod
     return spec.build(exp, spec.model_config(exp, 64), tcfg, exp.train, TRAIN), tcfg
 
 
-def train_throughput(exp: Experiment, variant: str, cfg: TrainConfig, batches: int) -> dict:
-    """Steady-state samples per second of the variant: the time of ``3 * batches`` batches
-    less that of ``batches`` (both after the epoch's shuffle), so that the once-per-epoch
-    shuffle is timed apart; the epoch time is then shuffle + steps x step time."""
+def _batches(exp: Experiment, tcfg: TrainConfig, n: int) -> tuple[list[Ratings], float]:
+    """The first ``n`` batches of a shuffled epoch, and the seconds the shuffle took."""
+    t0 = time.perf_counter()
+    data = shuffled(exp.train, torch.Generator().manual_seed(tcfg.seed))
+    seconds = time.perf_counter() - t0
+    b = tcfg.batch_size
+    return [Ratings(data.users[i * b:(i + 1) * b], data.movies[i * b:(i + 1) * b],
+                    data.ratings[i * b:(i + 1) * b]) for i in range(n)], seconds
+
+
+def train_throughput(exp: Experiment, variant: str, cfg: TrainConfig, batches: int,
+                     warmup: int = 3) -> dict:
+    """Steady-state samples per second of the variant's training step (``batches`` steps after
+    ``warmup``); the epoch time adds the once-per-epoch shuffle, timed apart."""
     model, tcfg = _build(exp, variant, cfg)
     opts, gen = make_optimizers(model, tcfg), torch.Generator().manual_seed(tcfg.seed)
-    train_epoch(model, exp.feats, exp.train, tcfg, opts, gen, 1)  # warm-up
-    times = []
-    for n in (batches, 3 * batches):
-        t0 = time.perf_counter()
-        train_epoch(model, exp.feats, exp.train, tcfg, opts, gen, n)
-        times.append(time.perf_counter() - t0)
-    step = (times[1] - times[0]) / (2 * batches)
-    shuffle = max(times[0] - batches * step, 0.0)
+    model.train()
+    data, shuffle = _batches(exp, tcfg, warmup + batches)
+    for batch in data[:warmup]:
+        train_step(model, exp.feats, batch, tcfg, opts, gen)
+    t0 = time.perf_counter()
+    for batch in data[warmup:]:
+        train_step(model, exp.feats, batch, tcfg, opts, gen)
+    step = (time.perf_counter() - t0) / batches
     steps = math.ceil(len(exp.train) / tcfg.batch_size)
     return {"samples_per_second": tcfg.batch_size / step, "ms_per_step": 1000 * step,
             "shuffle_seconds": shuffle, "epoch_seconds": shuffle + steps * step,
-            "measured": f"{3 * batches} batches"}
+            "measured": f"{batches} batches"}
 
 
 def full_epoch(exp: Experiment, variant: str, cfg: TrainConfig) -> tuple[dict, MovieRecModel]:
@@ -222,16 +240,20 @@ def full_epoch(exp: Experiment, variant: str, cfg: TrainConfig) -> tuple[dict, M
             "measured": "full epoch"}, res.model
 
 
-def profile_steps(exp: Experiment, variant: str, cfg: TrainConfig, steps: int = 20,
-                  top: int = 12) -> list[dict]:
+def profile_steps(exp: Experiment, variant: str, cfg: TrainConfig, steps: int = 15,
+                  top: int = 12, warmup: int = 3) -> list[dict]:
     """torch.profiler's top operators (self CPU time) over ``steps`` training steps."""
     from torch.profiler import ProfilerActivity, profile
 
     model, tcfg = _build(exp, variant, cfg)
     opts, gen = make_optimizers(model, tcfg), torch.Generator().manual_seed(tcfg.seed)
-    train_epoch(model, exp.feats, exp.train, tcfg, opts, gen, 2)  # warm-up
+    model.train()
+    data, _ = _batches(exp, tcfg, warmup + steps)
+    for batch in data[:warmup]:
+        train_step(model, exp.feats, batch, tcfg, opts, gen)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        train_epoch(model, exp.feats, exp.train, tcfg, opts, gen, steps)
+        for batch in data[warmup:]:
+            train_step(model, exp.feats, batch, tcfg, opts, gen)
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
     return [{"op": e.key, "ms_per_step": e.self_cpu_time_total / 1000 / steps,

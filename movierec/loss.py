@@ -22,10 +22,17 @@ def rmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def sampled_softmax(pos: torch.Tensor, neg: torch.Tensor,
-                    keep: torch.Tensor | None = None) -> torch.Tensor:
+                    keep: torch.Tensor | None = None, bound: float | torch.Tensor | None = None
+                    ) -> torch.Tensor:
     """Mean over rows of -log softmax of the positive logit among it and the row's negatives
-    (``pos``: (n,), ``neg``: (n, n_neg)); ``keep`` (0/1 per row) restricts the mean."""
-    nll = torch.logaddexp(pos, torch.logsumexp(neg, 1)) - pos
+    (``pos``: (n,), ``neg``: (n, n_neg)); ``keep`` (0/1 per row) restricts the mean.
+
+    ``bound``: ``neg`` is given less a constant upper bound of its entries (``neg - bound`` <=
+    0), so the log-sum-exp needs no per-row maximum: one exp and one sum over the (n, n_neg)
+    logits, and one product in the backward pass (the step's largest cost otherwise)."""
+    lse = (torch.logsumexp(neg, 1) if bound is None
+           else bound + torch.log(torch.exp(neg).sum(1)))
+    nll = torch.logaddexp(pos, lse) - pos
     if keep is None:
         return nll.mean()
     return (nll * keep).sum() / keep.sum().clamp_min(1.0)
@@ -42,22 +49,40 @@ def batch_loss(model: MovieRecModel, feats: FeatureTensors, users: torch.Tensor,
     """
     wanted = movies if negatives is None else torch.cat([movies, negatives])
     uniq, inverse = torch.unique(wanted, return_inverse=True)
-    vecs = model.encode_movies(uniq, feats)
-    u = model.user_vectors(users)
-    # index_select, not vecs[inverse]: on CPU the backward of advanced indexing accumulates
-    # duplicate rows from several threads in a varying order (not bit-reproducible)
-    m = vecs.index_select(0, inverse[: len(movies)])
+    # every movie-side table is read once per distinct movie, then spread to the rows with
+    # index_select (not advanced indexing, whose CPU backward adds duplicate rows from several
+    # threads in a varying order: not bit-reproducible); the penalty reuses these reads
+    vecs, ids = model.movie_parts(uniq, feats)
+    pos_rows, neg_rows = inverse[: len(movies)], inverse[len(movies):]
+    m = vecs.index_select(0, pos_rows)
+    user_ids = model.user(users)
+    u = user_ids if model.history_items is None else model.user_vectors(users)
+    head = model.head
+    user_bias = None if head is None else head.user_bias(users).squeeze(1)
+    movie_bias = (None if head is None
+                  else head.movie_bias(uniq).squeeze(1).index_select(0, pos_rows))
     loss = torch.zeros((), device=users.device)
     if cfg.loss in ("rmse", "rmse+softmax"):
-        loss = loss + rmse(model.predict_from_vectors(users, u, movies, m), ratings)
+        pred = model.rating_from_vectors(u, m, movies, user_bias, movie_bias)
+        loss = loss + rmse(pred, ratings)
     if negatives is not None:
+        prior = None if model.movie_prior is None else model.prior(uniq)
         un = nn.functional.normalize(u, dim=1)
-        pos = model.retrieval_logits(un, nn.functional.normalize(m, dim=1), movies)
-        neg_vecs = nn.functional.normalize(vecs.index_select(0, inverse[len(movies):]), dim=1)
-        neg = model.retrieval_logits(un, neg_vecs, negatives, pairwise=False)
+        pos = model.retrieval_logits(un, nn.functional.normalize(m, dim=1), movies,
+                                     prior=None if prior is None else prior.index_select(
+                                         0, pos_rows))
+        neg_vecs = nn.functional.normalize(vecs.index_select(0, neg_rows), dim=1)
+        neg, bound = model.negative_logits(un, neg_vecs, negatives,
+                                           None if prior is None else prior.index_select(
+                                               0, neg_rows))
         keep = (ratings >= cfg.min_positive).float() if cfg.min_positive > 0 else None
-        softmax = sampled_softmax(pos, neg, keep)
+        softmax = sampled_softmax(pos, neg, keep, bound)
         loss = loss + (cfg.rank_weight if cfg.loss == "rmse+softmax" else 1.0) * softmax
     if cfg.reg:
-        loss = loss + cfg.reg * model.penalty(users, movies)
+        terms = [user_ids.pow(2).sum(1)]
+        if ids is not None:
+            terms.append(ids.index_select(0, pos_rows).pow(2).sum(1))
+        if head is not None:
+            terms += [user_bias**2, movie_bias**2]
+        loss = loss + cfg.reg * torch.stack(terms).sum(0).mean()
     return loss

@@ -284,11 +284,13 @@ class RatingHead(nn.Module):
         self.scale.fill_(float(scale))
 
     def forward(self, inter: torch.Tensor, movies: torch.Tensor,
-                user_bias: torch.Tensor | None) -> torch.Tensor:
+                user_bias: torch.Tensor | None,
+                movie_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``movie_bias``: the biases of ``movies`` when already looked up (None: looked up)."""
         bias = self.global_bias
         if user_bias is not None:
             bias = bias + user_bias
-        bias = bias + self.movie_bias(movies).squeeze(1)
+        bias = bias + (self.movie_bias(movies).squeeze(1) if movie_bias is None else movie_bias)
         return bias + (self.scale * inter if self.scale is not None else inter)
 
 
@@ -405,13 +407,18 @@ class MovieRecModel(nn.Module):
     def encode_movies(self, rows: torch.Tensor, feats: FeatureTensors,
                       use_id: bool = True) -> torch.Tensor:
         """Movie vectors (len(rows), dim). ``use_id=False`` encodes by content alone."""
+        return self.movie_parts(rows, feats, use_id)[0]
+
+    def movie_parts(self, rows: torch.Tensor, feats: FeatureTensors, use_id: bool = True
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(movie vectors, their raw id vectors or None), the id vectors for the penalty."""
         out = None if self.content is None else self.content(rows, feats)
+        ids = None
         if self.movie is not None and use_id:
             ids = self.movie(rows)
-            if self.seen is not None:
-                ids = ids * self.seen[rows].unsqueeze(1)
-            out = ids if out is None else out + ids
-        return out
+            masked = ids if self.seen is None else ids * self.seen[rows].unsqueeze(1)
+            out = masked if out is None else out + masked
+        return out, ids
 
     # ---- scores: the rating, and the retrieval score in its pairwise and factored forms ----
 
@@ -422,7 +429,8 @@ class MovieRecModel(nn.Module):
         return self.rating_from_vectors(u, m, movies, user_bias)
 
     def rating_from_vectors(self, u: torch.Tensor, m: torch.Tensor, movies: torch.Tensor,
-                            user_bias: torch.Tensor | None = None) -> torch.Tensor:
+                            user_bias: torch.Tensor | None = None,
+                            movie_bias: torch.Tensor | None = None) -> torch.Tensor:
         """The rating formula for paired rows of user vectors ``u``, movie vectors ``m`` (of the
         movie indexes ``movies``) and user biases (ignored by ``score="cosine"``); also used
         for a user folded in after training, who has no row in the user tables."""
@@ -432,10 +440,11 @@ class MovieRecModel(nn.Module):
             inter = nn.functional.cosine_similarity(u, m, dim=1, eps=1e-8)
         if self.head is None:
             return RATING_MID + RATING_HALF_RANGE * inter
-        return self.head(inter, movies, user_bias)
+        return self.head(inter, movies, user_bias, movie_bias)
 
     def retrieval_logits(self, un: torch.Tensor, mn: torch.Tensor,
-                         movies: torch.Tensor | None, pairwise: bool = True) -> torch.Tensor:
+                         movies: torch.Tensor | None, pairwise: bool = True,
+                         prior: torch.Tensor | None = None) -> torch.Tensor:
         """The retrieval score cos(user, movie) / temperature (+ the movie's prior) from unit
         vectors: of paired rows, or (``pairwise=False``) of every user row against every movie
         row (a 1-D ``un``: one user, logits of shape (movies,)); ``movies`` None: ``mn`` is the
@@ -447,8 +456,25 @@ class MovieRecModel(nn.Module):
         else:
             logits = (un * mn).sum(1) / t if pairwise else (un @ mn.T) / t
         if self.movie_prior is not None:
-            logits = logits + self.prior(movies)
+            logits = logits + (self.prior(movies) if prior is None else prior)
         return logits
+
+    def negative_logits(self, un: torch.Tensor, mn: torch.Tensor, movies: torch.Tensor,
+                        prior: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`retrieval_logits` of every user row against the negatives ``movies`` (unit
+        vectors ``mn``) less ``bound``, an upper bound of every entry (1 / temperature + the
+        largest prior: |cos| <= 1), as one matrix product (the prior is one more column);
+        returns (logits - bound, bound) for :func:`~movierec.loss.sampled_softmax`."""
+        t = self.config.temperature
+        if self.movie_prior is None:
+            bound = torch.tensor(1.0 / t, device=un.device)
+            return (un / t) @ mn.T - bound, bound
+        prior = self.prior(movies) if prior is None else prior
+        bound = 1.0 / t + prior.detach().max()
+        ones = torch.ones(len(un), 1, dtype=un.dtype, device=un.device)
+        shifted = torch.cat([mn, (prior - bound)[:, None]], 1)
+        return torch.cat([un / t, ones], 1) @ shifted.T, bound
 
     def prior(self, movies: torch.Tensor | None = None) -> torch.Tensor:
         """The retrieval prior of ``movies`` (None: every movie); an unseen movie's is its

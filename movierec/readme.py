@@ -106,6 +106,11 @@ def full_results(metrics: dict) -> str:
     notes.append(f"The notebook's timed stages took {seconds:,.0f} s in all "
                  f"({metrics['provenance'].get('cpu_count', '?')} CPU cores, "
                  f"{metrics['provenance'].get('device', '?')}).")
+    if "run" in metrics:
+        run = metrics["run"]
+        notes.append(f"`make full` took {run['wall_seconds'] / 60:.0f} min end to end "
+                     f"({run['cpu_count']} cores of an {run['cpu']}, "
+                     f"{run['memory_gb']:.0f} GiB).")
     return results_table(metrics, ("rmse", "recall", "ndcg", "coverage")) + "\n\n" + " ".join(
         notes)
 
@@ -113,29 +118,41 @@ def full_results(metrics: dict) -> str:
 def speed_table(bench: dict) -> str:
     """The headline figures of ``make bench``, with the machine and commit they ran on."""
     pre, tr, ret = bench["preprocess"]["seconds"], bench["train"], bench["retrieval"]
-    full = next(iter(bench["train_full_epoch"].items()), None)
-    m = bench["machine"]
+    m, ts, main = bench["machine"], bench["train_settings"], bench["main_model"]
     rows = [("load + validate CSVs", f"{pre['load_csv']:.1f} s"),
             ("prepare (index, split, features)",
              f"{pre['prepare (index + split + features)']:.1f} s"),
             ("prepared-data cache, second run", f"{bench['cache_load']['seconds']:.1f} s"),
-            ("peak RSS, preprocessing", f"{bench['preprocess']['peak_rss_gb']:.2f} GiB")]
-    rows += [(f"{name}, batch {bench['train_batch_size']:,} ({r['measured']})",
-              f"{r['samples_per_second']:,.0f} samples/s ({r['epoch_seconds']:.0f} s/epoch)")
-             for name, r in tr.items()]
-    if full:
-        rows.append((f"one full epoch, {full[0]} ({bench['sizes']['train']:,} ratings)",
-                     f"{full[1]['epoch_seconds']:.0f} s"))
+            ("peak RSS, preprocessing", f"{bench['preprocess']['peak_rss_gb']:.2f} GiB"),
+            (f"feature bases (tag rank {ts['ranks']['tag']}, genome rank "
+             f"{ts['ranks']['genome']})", f"{bench['feature_bases']['seconds']:.1f} s")]
+    exact = bench["train_exact_features"][main]
+    rows.append((f"{main}, exact features (the encoder before this change)",
+                 f"{exact['samples_per_second']:,.0f} samples/s ({exact['epoch_seconds']:.0f} "
+                 "s/epoch)"))
+    rows += [(name, f"{r['samples_per_second']:,.0f} samples/s ({r['epoch_seconds']:.0f} "
+              "s/epoch)") for name, r in tr.items()]
+    for name, r in bench.get("train_full_epoch", {}).items():
+        rows.append((f"one full epoch of {name} ({bench['sizes']['train']:,} ratings)",
+                     f"{r['epoch_seconds']:.0f} s ({r['samples_per_second']:,.0f} samples/s)"))
+    if "quality" in bench:
+        q = bench["quality"]
+        rows += [(f"{main} val NDCG@10 / RMSE, {k} features (generated "
+                  f"{Path(q['dataset']).name})",
+                  f"{q[k]['val_ndcg@10']:.4f} / {q[k]['val_rmse']:.4f}")
+                 for k in ("exact", "projected")]
+    sp = bench["seed_pipeline"]
     rows += [(f"`recommend(user, k=10)` over {bench['sizes']['movies']:,} movies",
               f"{ret['recommend_ms_median']:.1f} ms median"),
              (f"every user's top 10 ({ret['users']:,} users)",
               f"{ret['recommend_all_seconds']:.0f} s"),
-             ("seed's per-sample pipeline",
-              f"{bench['seed_pipeline']['samples_per_second']:.1f} samples/s"),
-             ("speed-up over the seed pipeline", f"{bench['speedup_vs_seed']:,.0f}x")]
+             (f"seed's own per-sample pipeline ({sp['threads']} threads)",
+              f"{sp['samples_per_second']:.1f} samples/s"),
+             (f"speed-up of {main} over it (same threads)", f"{bench['speedup_vs_seed']:,.0f}x")]
     lines = [f"Measured by `make bench` on {m['cpu_count']} cores of an {m['cpu']} "
              f"({m['memory_gb']:.0f} GiB, device `{m['device']}`, `MKL_CBWR={m['mkl_cbwr']}`), "
-             f"commit {bench['git']['commit'][:10]}:", "",
+             f"commit {bench['git']['commit'][:10]}, at `make full`'s batch "
+             f"({ts['batch_size']:,}, {ts['n_negatives']} negatives):", "",
              "| measure | figure |", "|---|---:|"]
     lines += [f"| {a} | {b} |" for a, b in rows]
     return "\n".join(lines)
@@ -155,7 +172,11 @@ def render(readme: str, root: Path) -> str:
                              re.S)
         if not pattern.search(readme):
             raise ValueError(f"README lacks the generated block {name!r}")
-        body = build(json.loads((root / source).read_text()))
+        data = json.loads((root / source).read_text())
+        run = (root / source).parent / "run.json"  # the report's wall time, if recorded
+        if run.exists():
+            data["run"] = json.loads(run.read_text())
+        body = build(data)
         note = f"<!-- from {source} by `make readme`; do not edit by hand -->\n"
         readme = pattern.sub(lambda m, b=body, n=note: m.group(1) + n + b + "\n" + m.group(2),
                              readme)

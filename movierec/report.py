@@ -13,6 +13,8 @@ import os
 import shutil
 import sys
 import tempfile
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -90,6 +92,7 @@ def run_report(notebook: str | os.PathLike, output_dir: str | os.PathLike, param
     check_parameters(notebook, params)
     check_writable(out)
     executed = out / notebook.name
+    start = time.perf_counter()
     papermill.execute_notebook(str(notebook), str(executed), parameters=params,
                                kernel_name=KERNEL, cwd=str(notebook.parent),
                                progress_bar=False, log_output=False)
@@ -98,7 +101,18 @@ def run_report(notebook: str | os.PathLike, output_dir: str | os.PathLike, param
 
         body, _ = HTMLExporter().from_filename(str(executed))
         executed.with_suffix(".html").write_text(body, encoding="utf-8")
+    write_run_record(out / "run.json", time.perf_counter() - start, params)
     return executed
+
+
+def write_run_record(path: Path, seconds: float, params: dict) -> None:
+    """The report's wall time (kernel start to rendered HTML) and the machine it ran on."""
+    from movierec.provenance import cpu_name, write_json
+
+    write_json(path, {"wall_seconds": seconds, "cpu": cpu_name(), "cpu_count": os.cpu_count(),
+                      "memory_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+                      / 2**30, "dataset": params.get("DATASET"),
+                      "finished": datetime.now(UTC).isoformat(timespec="seconds")})
 
 
 def rerun_copy(report: str | os.PathLike, folder: str | os.PathLike) -> Path:

@@ -202,32 +202,43 @@ class FitResult:
     samples_per_second: float
 
 
+def shuffled(train: Ratings, gen: torch.Generator) -> Ratings:
+    """``train`` in the order of a permutation drawn from ``gen``, gathered once per epoch so
+    that each batch is a plain slice."""
+    perm = torch.randperm(len(train), generator=gen).to(train.users.device)
+    return Ratings(*(t.index_select(0, perm) for t in (train.users, train.movies,
+                                                       train.ratings)))
+
+
+def train_step(model: MovieRecModel, feats: FeatureTensors, batch: Ratings, cfg: TrainConfig,
+               opts: list[torch.optim.Optimizer], gen: torch.Generator) -> float:
+    """One optimiser step on ``batch`` (negatives drawn from ``gen`` for the retrieval loss);
+    returns the batch loss."""
+    for opt in opts:
+        opt.zero_grad(set_to_none=True)
+    negs = None
+    if cfg.loss in ("softmax", "rmse+softmax"):
+        negs = torch.randint(feats.n_movies, (cfg.n_negatives,), generator=gen).to(
+            batch.users.device)
+    loss = batch_loss(model, feats, batch.users, batch.movies, batch.ratings, cfg, negs)
+    loss.backward()
+    for opt in opts:
+        opt.step()
+    return float(loss.detach())
+
+
 def train_epoch(model: MovieRecModel, feats: FeatureTensors, train: Ratings, cfg: TrainConfig,
                 opts: list[torch.optim.Optimizer], gen: torch.Generator, steps: int) -> float:
-    """One pass over a seeded permutation of ``train`` in ``steps`` batches (negatives drawn
-    from ``gen`` for the retrieval loss); returns the mean batch loss weighted by batch size."""
-    device = train.users.device
-    use_rank = cfg.loss in ("softmax", "rmse+softmax")
+    """One pass over a seeded permutation of ``train`` in ``steps`` batches; returns the mean
+    batch loss weighted by batch size."""
     model.train()
-    perm = torch.randperm(len(train), generator=gen).to(device)
-    # the epoch's rows in permuted order once (one gather), so that a batch is a plain slice
-    shuffled = [t.index_select(0, perm) for t in (train.users, train.movies, train.ratings)]
-    del perm
+    data = shuffled(train, gen)
     total, count = 0.0, 0
     for step in range(steps):
-        users, movies, ratings = (t[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-                                  for t in shuffled)
-        for opt in opts:
-            opt.zero_grad(set_to_none=True)
-        negs = None
-        if use_rank:
-            negs = torch.randint(feats.n_movies, (cfg.n_negatives,), generator=gen).to(device)
-        loss = batch_loss(model, feats, users, movies, ratings, cfg, negs)
-        loss.backward()
-        for opt in opts:
-            opt.step()
-        total += float(loss.detach()) * len(users)
-        count += len(users)
+        part = slice(step * cfg.batch_size, (step + 1) * cfg.batch_size)
+        batch = Ratings(data.users[part], data.movies[part], data.ratings[part])
+        total += train_step(model, feats, batch, cfg, opts, gen) * len(batch)
+        count += len(batch)
     return total / max(count, 1)
 
 

@@ -563,3 +563,28 @@ def test_unknown_names_list_the_known_ones():
         experiment.variant("nope")
     with pytest.raises(ValueError, match=r"unknown baseline 'nope'; known: .*'ease'"):
         baselines.baseline("nope")
+
+
+@pytest.mark.parametrize("prior", [False, True])
+def test_bounded_softmax_equals_the_plain_one(prior):
+    """The training step's softmax (logits less a constant bound, prior as a product column)
+    is the sampled softmax of retrieval_logits, and the bound bounds every logit."""
+    from movierec.loss import sampled_softmax
+
+    cfg = ModelConfig(n_users=5, n_movies=30, n_tags=4, n_genres=20, dim=8, encoder="id",
+                      score="cosine_bias", prior=prior)
+    model = MovieRecModel(cfg, torch.Generator().manual_seed(0))
+    if prior:
+        model.init_prior(torch.arange(30) * 40)  # a wide prior: log counts 0..7
+    g = torch.Generator().manual_seed(1)
+    un = torch.nn.functional.normalize(torch.randn(6, 8, generator=g), dim=1)
+    mn = torch.nn.functional.normalize(torch.randn(10, 8, generator=g), dim=1)
+    negs = torch.randint(30, (10,), generator=g)
+    plain = model.retrieval_logits(un, mn, negs, pairwise=False)
+    shifted, bound = model.negative_logits(un, mn, negs)
+    torch.testing.assert_close(shifted + bound, plain, atol=1e-5, rtol=1e-5)
+    assert (shifted <= 1e-6).all()
+    pos = torch.randn(6, generator=g)
+    keep = torch.tensor([1.0, 0, 1, 1, 0, 1])
+    torch.testing.assert_close(sampled_softmax(pos, shifted, keep, bound),
+                               sampled_softmax(pos, plain, keep), atol=1e-5, rtol=1e-5)

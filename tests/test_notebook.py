@@ -75,6 +75,8 @@ def test_full_code_path_report_on_generated_genome_data(tmp_path):
                    "CACHE_DIR": str(tmp_path / "cache")})
     executed = report.run_report(NOTEBOOK, out, params)
     assert executed.exists() and executed.with_suffix(".html").exists()
+    run = json.loads((out / "run.json").read_text())
+    assert run["wall_seconds"] > 0 and run["cpu_count"] >= 1
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dataset"] == "synthetic-tiny"
     assert metrics["features"] == ["genres", "tags", "genome"]

@@ -50,3 +50,11 @@ def test_results_table_rows_and_seed_spread():
 def test_missing_block_is_an_error():
     with pytest.raises(ValueError, match="small-results"):
         readme.render("no blocks here", ROOT)
+
+
+def test_full_block_quotes_the_recorded_wall_time():
+    metrics = json.loads((ROOT / "reports/full/metrics.json").read_text())
+    assert "end to end" not in readme.full_results(metrics)
+    metrics["run"] = {"wall_seconds": 3000, "cpu_count": 2, "cpu": "X", "memory_gb": 24}
+    assert ("`make full` took 50 min end to end (2 cores of an X, 24 GiB)"
+            in readme.full_results(metrics))

@@ -527,17 +527,6 @@ class MovieRecModel(nn.Module):
         m = self.encode_movies(uniq, feats).index_select(0, inverse)
         return self.predict_from_vectors(users, self.user_vectors(users), movies, m)
 
-    def penalty(self, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:
-        """Mean squared L2 norm of the batch's user vectors, movie-id vectors and biases
-        (per-sample regularisation, as in matrix factorisation)."""
-        terms = [self.user(users).pow(2).sum(1)]
-        if self.movie is not None:
-            terms.append(self.movie(movies).pow(2).sum(1))
-        if self.head is not None:
-            terms += [self.head.user_bias(users).squeeze(1) ** 2,
-                      self.head.movie_bias(movies).squeeze(1) ** 2]
-        return torch.stack(terms).sum(0).mean()
-
     @torch.no_grad()
     def all_movie_vectors(self, feats: FeatureTensors, block: int = 8192,
                           use_id: bool = True) -> torch.Tensor:

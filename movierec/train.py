@@ -67,7 +67,7 @@ class TrainConfig:
     lr: float = 0.01  # Adam on every embedding table (SparseAdam on user/movie tables)
     dense_lr: float = 0.003  # AdamW on the projection, biases and scale
     weight_decay: float = 0.01  # AdamW, the projection matrix only (never the embeddings)
-    reg: float = 0.0  # L2 on the batch's user/movie-id vectors and biases (see model.penalty)
+    reg: float = 0.0  # L2 on the batch's user/movie-id vectors and biases (loss.batch_loss)
     loss: str = "rmse"  # "rmse", "softmax" (sampled softmax over the catalogue) or both
     rank_weight: float = 1.0  # weight of the softmax term in "rmse+softmax"
     min_positive: float = 0.0  # softmax positives: ratings >= this (0: every rated movie)

@@ -74,10 +74,10 @@ def _preprocess(folder: str, cache_dir: str) -> dict:
     build_features(ds)
     t["features"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    prep = prepare(ds)
+    prep = prepare(ds, leak_free_tags=True)  # as make full prepares it
     t["prepare (index + split + features)"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    cache, _ = cache_path(Path(folder), cache_dir, leak_free_tags=False, use_genome=True)
+    cache, _ = cache_path(Path(folder), cache_dir, leak_free_tags=True, use_genome=True)
     save_prepared(prep, cache)
     t["cache_write (with input checksums)"] = time.perf_counter() - t0
     return {"seconds": t, "peak_rss_gb": peak_rss_gb()}
@@ -85,7 +85,7 @@ def _preprocess(folder: str, cache_dir: str) -> dict:
 
 def _cache_load(folder: str, cache_dir: str) -> dict:
     t0 = time.perf_counter()
-    _, status = prepare_cached(folder, cache_dir=cache_dir)
+    _, status = prepare_cached(folder, cache_dir=cache_dir, leak_free_tags=True)
     return {"seconds": time.perf_counter() - t0, "status": status, "peak_rss_gb": peak_rss_gb()}
 
 
@@ -335,8 +335,8 @@ def run(out: Path, scale: str = "full", batches: int = 20, batch_size: int | Non
     result["feature_bases"] = {"seconds": time.perf_counter() - t0, "kept": exp.feats.kept}
     result["train"] = {v: train_throughput(exp, v, cfg, batches) for v in VARIANTS}
     if full_epoch_of_main:
-        result["train_full_epoch"], model = (lambda r: ({main: r[0]}, r[1]))(
-            full_epoch(exp, main, cfg))
+        epoch, model = full_epoch(exp, main, cfg)
+        result["train_full_epoch"] = {main: epoch}
     else:
         model = _build(exp, main, cfg)[0]
     result["profile"] = profile_steps(exp, main, cfg)

@@ -111,6 +111,9 @@ def full_results(metrics: dict) -> str:
         notes.append(f"`make full` took {run['wall_seconds'] / 60:.0f} min end to end "
                      f"({run['cpu_count']} cores of an {run['cpu']}, "
                      f"{run['memory_gb']:.0f} GiB).")
+        if run.get("status", "ok") != "ok":
+            notes.append(f"**The run ended with a failed closing check** ({run['status']}; "
+                         "the report shows which).")
     return results_table(metrics, ("rmse", "recall", "ndcg", "coverage")) + "\n\n" + " ".join(
         notes)
 
@@ -127,7 +130,7 @@ def speed_table(bench: dict) -> str:
             (f"feature bases (tag rank {ts['ranks']['tag']}, genome rank "
              f"{ts['ranks']['genome']})", f"{bench['feature_bases']['seconds']:.1f} s")]
     exact = bench["train_exact_features"][main]
-    rows.append((f"{main}, exact features (the encoder before this change)",
+    rows.append((f"{main}, whole tag bags and genome rows (ranks 0, as before the bases)",
                  f"{exact['samples_per_second']:,.0f} samples/s ({exact['epoch_seconds']:.0f} "
                  "s/epoch)"))
     rows += [(name + (" (the main model; goal: >= 400,000 samples/s, <= 60 s/epoch)"

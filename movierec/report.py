@@ -93,23 +93,39 @@ def run_report(notebook: str | os.PathLike, output_dir: str | os.PathLike, param
     check_writable(out)
     executed = out / notebook.name
     start = time.perf_counter()
-    papermill.execute_notebook(str(notebook), str(executed), parameters=params,
-                               kernel_name=KERNEL, cwd=str(notebook.parent),
-                               progress_bar=False, log_output=False)
+    try:
+        papermill.execute_notebook(str(notebook), str(executed), parameters=params,
+                                   kernel_name=KERNEL, cwd=str(notebook.parent),
+                                   progress_bar=False, log_output=False)
+    except papermill.PapermillExecutionError as exc:  # keep what ran, readable, then fail
+        if html:
+            render_html(executed)
+        write_run_record(out / "run.json", time.perf_counter() - start, params,
+                         status=f"failed: {exc.ename}: {exc.evalue}")
+        raise
     if html:
-        from nbconvert import HTMLExporter
-
-        body, _ = HTMLExporter().from_filename(str(executed))
-        executed.with_suffix(".html").write_text(body, encoding="utf-8")
+        render_html(executed)
     write_run_record(out / "run.json", time.perf_counter() - start, params)
     return executed
 
 
-def write_run_record(path: Path, seconds: float, params: dict) -> None:
-    """The report's wall time (kernel start to rendered HTML) and the machine it ran on."""
+def render_html(executed: Path) -> Path:
+    """The executed notebook as HTML beside it."""
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_filename(str(executed))
+    path = executed.with_suffix(".html")
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+def write_run_record(path: Path, seconds: float, params: dict, status: str = "ok") -> None:
+    """The report's wall time (kernel start to rendered HTML), whether it passed, and the
+    machine it ran on."""
     from movierec.provenance import cpu_name, write_json
 
-    write_json(path, {"wall_seconds": seconds, "cpu": cpu_name(), "cpu_count": os.cpu_count(),
+    write_json(path, {"wall_seconds": seconds, "status": status, "cpu": cpu_name(),
+                      "cpu_count": os.cpu_count(),
                       "memory_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
                       / 2**30, "dataset": params.get("DATASET"),
                       "finished": datetime.now(UTC).isoformat(timespec="seconds")})

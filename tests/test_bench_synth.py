@@ -69,6 +69,7 @@ def test_bench_runs_end_to_end_on_tiny_data(tmp_path, monkeypatch):
                   quality_scale="tiny")
     saved = json.loads((tmp_path / "out" / "bench.json").read_text())
     assert saved["sizes"]["ratings"] == 6000
+    assert saved["cache_load"]["status"] == "hit"  # the cache the timed preparation wrote
     assert set(saved["train"]) == {"seed", "hybrid", "hybrid_rank", "mf"}
     full = bench.full_config()
     assert saved["train_settings"]["ranks"] == {"tag": full["TAG_RANK"],

@@ -163,3 +163,22 @@ def test_committed_small_report_is_the_current_notebook_with_the_small_parameter
     for name, value in small.items():
         assert f"{name} = {json.dumps(value)}" in said
     assert set(re.findall(r"^(\w+) = ", said, re.M)) == {*small, "OUTPUT_DIR"}
+
+
+def test_a_failing_report_keeps_its_html_and_a_failed_run_record(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("X = 1")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("assert X == 2, 'X is not 2'")]
+    nb.metadata["kernelspec"] = {"name": report.KERNEL, "display_name": "movierec",
+                                 "language": "python"}
+    path = tmp_path / "fails.ipynb"
+    nbformat.write(nb, path)
+    out = tmp_path / "out"
+    with pytest.raises(Exception, match="X is not 2"):
+        report.run_report(path, out, {"X": 1})
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "failed: AssertionError: X is not 2" and run["wall_seconds"] > 0
+    assert (out / "fails.html").exists()

@@ -212,22 +212,33 @@ def _batches(exp: Experiment, tcfg: TrainConfig, n: int) -> tuple[list[Ratings],
                     data.ratings[i * b:(i + 1) * b]) for i in range(n)], seconds
 
 
+def _warmed_up(exp: Experiment, variant: str, cfg: TrainConfig, warmup: int, n: int):
+    """A fresh model of ``variant`` after ``warmup`` training steps: (a function taking one
+    step on a batch, the next ``n`` batches, the shuffle's seconds)."""
+    model, tcfg = _build(exp, variant, cfg)
+    opts, gen = make_optimizers(model, tcfg), torch.Generator().manual_seed(tcfg.seed)
+    model.train()
+    data, shuffle = _batches(exp, tcfg, warmup + n)
+
+    def step_on(batch: Ratings) -> float:
+        return train_step(model, exp.feats, batch, tcfg, opts, gen)
+
+    for batch in data[:warmup]:
+        step_on(batch)
+    return step_on, data[warmup:], shuffle
+
+
 def train_throughput(exp: Experiment, variant: str, cfg: TrainConfig, batches: int,
                      warmup: int = 3) -> dict:
     """Steady-state samples per second of the variant's training step (``batches`` steps after
     ``warmup``); the epoch time adds the once-per-epoch shuffle, timed apart."""
-    model, tcfg = _build(exp, variant, cfg)
-    opts, gen = make_optimizers(model, tcfg), torch.Generator().manual_seed(tcfg.seed)
-    model.train()
-    data, shuffle = _batches(exp, tcfg, warmup + batches)
-    for batch in data[:warmup]:
-        train_step(model, exp.feats, batch, tcfg, opts, gen)
+    step_on, data, shuffle = _warmed_up(exp, variant, cfg, warmup, batches)
     t0 = time.perf_counter()
-    for batch in data[warmup:]:
-        train_step(model, exp.feats, batch, tcfg, opts, gen)
+    for batch in data:
+        step_on(batch)
     step = (time.perf_counter() - t0) / batches
-    steps = math.ceil(len(exp.train) / tcfg.batch_size)
-    return {"samples_per_second": tcfg.batch_size / step, "ms_per_step": 1000 * step,
+    steps = math.ceil(len(exp.train) / cfg.batch_size)
+    return {"samples_per_second": cfg.batch_size / step, "ms_per_step": 1000 * step,
             "shuffle_seconds": shuffle, "epoch_seconds": shuffle + steps * step,
             "measured": f"{batches} batches"}
 
@@ -245,15 +256,10 @@ def profile_steps(exp: Experiment, variant: str, cfg: TrainConfig, steps: int = 
     """torch.profiler's top operators (self CPU time) over ``steps`` training steps."""
     from torch.profiler import ProfilerActivity, profile
 
-    model, tcfg = _build(exp, variant, cfg)
-    opts, gen = make_optimizers(model, tcfg), torch.Generator().manual_seed(tcfg.seed)
-    model.train()
-    data, _ = _batches(exp, tcfg, warmup + steps)
-    for batch in data[:warmup]:
-        train_step(model, exp.feats, batch, tcfg, opts, gen)
+    step_on, data, _ = _warmed_up(exp, variant, cfg, warmup, steps)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for batch in data[warmup:]:
-            train_step(model, exp.feats, batch, tcfg, opts, gen)
+        for batch in data:
+            step_on(batch)
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
     return [{"op": e.key, "ms_per_step": e.self_cpu_time_total / 1000 / steps,

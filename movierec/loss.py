@@ -25,7 +25,8 @@ def sampled_softmax(pos: torch.Tensor, neg: torch.Tensor,
                     keep: torch.Tensor | None = None, bound: float | torch.Tensor | None = None
                     ) -> torch.Tensor:
     """Mean over rows of -log softmax of the positive logit among it and the row's negatives
-    (``pos``: (n,), ``neg``: (n, n_neg)); ``keep`` (0/1 per row) restricts the mean.
+    (``pos``: (n,), ``neg``: (n, n_neg)); ``keep`` (0/1 per row) restricts the mean (0 when no
+    row is kept).
 
     ``bound``: ``neg`` is given less a constant upper bound of its entries (``neg - bound`` <=
     0), so the log-sum-exp needs no per-row maximum: one exp and one sum over the (n, n_neg)
@@ -34,7 +35,7 @@ def sampled_softmax(pos: torch.Tensor, neg: torch.Tensor,
            else bound + torch.log(torch.exp(neg).sum(1)))
     nll = torch.logaddexp(pos, lse) - pos
     if keep is None:
-        return nll.mean()
+        return nll.sum() / max(len(nll), 1)
     return (nll * keep).sum() / keep.sum().clamp_min(1.0)
 
 
@@ -45,7 +46,8 @@ def batch_loss(model: MovieRecModel, feats: FeatureTensors, users: torch.Tensor,
 
     RMSE term: predicted vs true ratings. Softmax term (when ``negatives`` is given): each
     (user, rated movie) against catalogue negatives shared by the batch; with
-    ``cfg.min_positive``, only ratings at or above it are positives.
+    ``cfg.min_positive``, only ratings at or above it are positives (only their rows are
+    scored against the negatives).
     """
     wanted = movies if negatives is None else torch.cat([movies, negatives])
     uniq, inverse = torch.unique(wanted, return_inverse=True)
@@ -54,34 +56,42 @@ def batch_loss(model: MovieRecModel, feats: FeatureTensors, users: torch.Tensor,
     # threads in a varying order: not bit-reproducible); the penalty reuses these reads
     vecs, ids = model.movie_parts(uniq, feats)
     pos_rows, neg_rows = inverse[: len(movies)], inverse[len(movies):]
-    m = vecs.index_select(0, pos_rows)
     user_ids = model.user(users)
     u = user_ids if model.history_items is None else model.user_vectors(users)
     head = model.head
     user_bias = None if head is None else head.user_bias(users).squeeze(1)
     movie_bias = (None if head is None
                   else head.movie_bias(uniq).squeeze(1).index_select(0, pos_rows))
+    cosine = model.config.score != "dot_bias"
+    un = mn = None
+    if cosine or negatives is not None:  # unit vectors: each distinct movie normalised once
+        un = nn.functional.normalize(u, dim=1)
+        mn = nn.functional.normalize(vecs, dim=1)
     loss = torch.zeros((), device=users.device)
     if cfg.loss in ("rmse", "rmse+softmax"):
-        pred = model.rating_from_vectors(u, m, movies, user_bias, movie_bias)
+        inter = ((un * mn.index_select(0, pos_rows)).sum(1) if cosine
+                 else (u * vecs.index_select(0, pos_rows)).sum(1))
+        pred = model.rating_from_interaction(inter, movies, user_bias, movie_bias)
         loss = loss + rmse(pred, ratings)
     if negatives is not None:
         prior = None if model.movie_prior is None else model.prior(uniq)
-        un = nn.functional.normalize(u, dim=1)
-        pos = model.retrieval_logits(un, nn.functional.normalize(m, dim=1), movies,
-                                     prior=None if prior is None else prior.index_select(
-                                         0, pos_rows))
-        neg_vecs = nn.functional.normalize(vecs.index_select(0, neg_rows), dim=1)
-        neg, bound = model.negative_logits(un, neg_vecs, negatives,
-                                           None if prior is None else prior.index_select(
-                                               0, neg_rows))
-        keep = (ratings >= cfg.min_positive).float() if cfg.min_positive > 0 else None
-        softmax = sampled_softmax(pos, neg, keep, bound)
+        rows = pos_rows
+        un_pos = un
+        if cfg.min_positive > 0:  # only the positives' rows enter the softmax
+            kept = (ratings >= cfg.min_positive).nonzero().squeeze(1)
+            rows, un_pos = pos_rows.index_select(0, kept), un.index_select(0, kept)
+        pos = model.retrieval_from_cosine(
+            (un_pos * mn.index_select(0, rows)).sum(1),
+            None if prior is None else prior.index_select(0, rows))
+        neg, bound = model.negative_logits(
+            un_pos, mn.index_select(0, neg_rows), negatives,
+            None if prior is None else prior.index_select(0, neg_rows))
+        softmax = sampled_softmax(pos, neg, None, bound)
         loss = loss + (cfg.rank_weight if cfg.loss == "rmse+softmax" else 1.0) * softmax
     if cfg.reg:
         terms = [user_ids.pow(2).sum(1)]
         if ids is not None:
-            terms.append(ids.index_select(0, pos_rows).pow(2).sum(1))
+            terms.append(ids.pow(2).sum(1).index_select(0, pos_rows))
         if head is not None:
             terms += [user_bias**2, movie_bias**2]
         loss = loss + cfg.reg * torch.stack(terms).sum(0).mean()

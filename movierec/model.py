@@ -438,6 +438,13 @@ class MovieRecModel(nn.Module):
             inter = (u * m).sum(1)
         else:
             inter = nn.functional.cosine_similarity(u, m, dim=1, eps=1e-8)
+        return self.rating_from_interaction(inter, movies, user_bias, movie_bias)
+
+    def rating_from_interaction(self, inter: torch.Tensor, movies: torch.Tensor,
+                                user_bias: torch.Tensor | None = None,
+                                movie_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """The rating from the interaction term (the cosine, or for ``dot_bias`` the dot
+        product) of each (user, movie) pair: :meth:`rating_from_vectors` after the product."""
         if self.head is None:
             return RATING_MID + RATING_HALF_RANGE * inter
         return self.head(inter, movies, user_bias, movie_bias)
@@ -459,22 +466,28 @@ class MovieRecModel(nn.Module):
             logits = logits + (self.prior(movies) if prior is None else prior)
         return logits
 
+    def retrieval_from_cosine(self, cos: torch.Tensor, prior: torch.Tensor | None
+                              ) -> torch.Tensor:
+        """:meth:`retrieval_logits` of paired rows from their cosines (and the movies'
+        priors, for a model with a retrieval prior)."""
+        logits = cos / self.config.temperature
+        return logits if self.movie_prior is None else logits + prior
+
     def negative_logits(self, un: torch.Tensor, mn: torch.Tensor, movies: torch.Tensor,
                         prior: torch.Tensor | None = None
                         ) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`retrieval_logits` of every user row against the negatives ``movies`` (unit
         vectors ``mn``) less ``bound``, an upper bound of every entry (1 / temperature + the
-        largest prior: |cos| <= 1), as one matrix product (the prior is one more column);
-        returns (logits - bound, bound) for :func:`~movierec.loss.sampled_softmax`."""
+        largest prior: |cos| <= 1), as one matrix product with the prior added as a row
+        (the temperature divides the few negatives, not the many users); returns
+        (logits - bound, bound) for :func:`~movierec.loss.sampled_softmax`."""
         t = self.config.temperature
         if self.movie_prior is None:
             bound = torch.tensor(1.0 / t, device=un.device)
-            return (un / t) @ mn.T - bound, bound
+            return un @ (mn / t).T - bound, bound
         prior = self.prior(movies) if prior is None else prior
         bound = 1.0 / t + prior.detach().max()
-        ones = torch.ones(len(un), 1, dtype=un.dtype, device=un.device)
-        shifted = torch.cat([mn, (prior - bound)[:, None]], 1)
-        return torch.cat([un / t, ones], 1) @ shifted.T, bound
+        return torch.addmm((prior - bound).unsqueeze(0), un, (mn / t).T), bound
 
     def prior(self, movies: torch.Tensor | None = None) -> torch.Tensor:
         """The retrieval prior of ``movies`` (None: every movie); an unseen movie's is its

@@ -308,7 +308,8 @@ class BaselineResult:
         return out
 
 
-def _val_score(exp: Experiment, fitted: Fitted, kind: Kind) -> dict[str, float]:
+def val_score(exp: Experiment, fitted: Fitted, kind: Kind) -> dict[str, float]:
+    """Val RMSE and MAE of a rating model, or val recall and NDCG@10 of a ranking one."""
     if kind == "rating":
         u, m, r = exp.prep.part(VAL)
         return {f"val_{k}": v for k, v in rmse_mae(fitted.predict(u, m), r).items()}
@@ -328,7 +329,7 @@ def run_baseline(exp: Experiment, name: str, *, seed: int = 0, threads: int = 1,
     grid = b.grid_for(len(train[0]))
     for setting in grid:
         fitted = b.fit(exp.prep, *train, seed=seed, threads=threads, **setting)
-        sweep.append({**setting, **_val_score(exp, fitted, b.kind)})
+        sweep.append({**setting, **val_score(exp, fitted, b.kind)})
     key, best = ("val_rmse", min) if b.kind == "rating" else ("val_ndcg@10", max)
     chosen = best(sweep, key=lambda row: row[key])
     setting = {k: chosen[k] for k in grid[0]}

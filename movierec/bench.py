@@ -35,6 +35,7 @@ from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
 from movierec import synth
+from movierec.baselines import baseline, val_score
 from movierec.data import data_root, load_movielens
 from movierec.experiment import VARIANTS, Experiment, train_variant
 from movierec.features import GENRES, build_features, stem_tags
@@ -271,9 +272,13 @@ def quality(folder: Path, variant: str, cfg: TrainConfig, ranks: dict[str, int],
             device: torch.device) -> dict:
     """Val RMSE, NDCG@10 and recall@10 of ``variant`` tuned on generated data (early-stopped
     on val, test never read) with the exact encoder and with the fixed feature bases
-    ``ranks``, everything else equal: what the bases cost in quality."""
+    ``ranks``, everything else equal: what the bases cost in quality; most-popular's val
+    recall and NDCG@10 beside them (the reference the main model must beat)."""
     prep, _ = prepare_cached(folder, cache_dir=cache_root(), leak_free_tags=True)
     out = {"dataset": str(folder), "train_ratings": int(prep.split.sizes()["train"])}
+    popular = baseline("most_popular")
+    out["most_popular"] = val_score(Experiment(prep, device),
+                                    popular.fit(prep, *prep.part(TRAIN)), popular.kind)
     for name, r in (("exact", {}), ("projected", ranks)):
         exp = Experiment(prep, device, tag_rank=r.get("tag", 0), genome_rank=r.get("genome", 0))
         res = train_variant(exp, variant, cfg, test=False)
@@ -446,6 +451,8 @@ def markdown(r: dict) -> str:
             *[f"| {k} | {q[k]['val_rmse']:.4f} | {q[k]['val_ndcg@10']:.4f} | "
               f"{q[k]['val_recall@10']:.4f} | {q[k]['epochs']} ({q[k]['best_epoch']}) | "
               f"{q[k]['samples_per_second']:,.0f} |" for k in ("exact", "projected")],
+            *([f"| most popular (reference) | | {q['most_popular']['val_ndcg@10']:.4f} | "
+               f"{q['most_popular']['val_recall@10']:.4f} | | |"] if "most_popular" in q else []),
             "",
         ]
     sp = r["seed_pipeline"]

@@ -32,7 +32,7 @@ class Variant:
     about: str
     encoder: Encoder
     score: Score
-    prior: bool = False  # a learned popularity prior in the retrieval score
+    prior: bool = False  # a fixed popularity prior (log count) in the retrieval score
     loss: str = "rmse"
     reg: float | None = None
     min_positive: float | None = None

@@ -177,11 +177,13 @@ def test_fold_in_leaves_the_model_untouched(trained):
     before = {k: v.clone() for k, v in rec.model.state_dict().items()}
     grads = [None if p.grad is None else p.grad.to_dense().clone()
              for p in rec.model.parameters()]
+    trainable = [p.requires_grad for p in rec.model.parameters()]
+    assert sum(trainable) == len(trainable) - 1  # all but the fixed prior
     rec.fold_in(user_ratings(prep, 1))
     after = rec.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+    assert [p.requires_grad for p in rec.model.parameters()] == trainable
     for p, g in zip(rec.model.parameters(), grads, strict=True):  # no gradient written
-        assert p.requires_grad
         assert p.grad is None if g is None else torch.equal(p.grad.to_dense(), g)
 
 

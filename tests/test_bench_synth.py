@@ -78,9 +78,11 @@ def test_bench_runs_end_to_end_on_tiny_data(tmp_path, monkeypatch):
     assert 0 < sum(p["share"] for p in saved["profile"]) <= 1 + 1e-9
     q = saved["quality"]
     assert set(q["exact"]["kept"]) == set() and set(q["projected"]["kept"]) == {"tag", "genome"}
+    assert 0 < q["most_popular"]["val_ndcg@10"] <= 1  # the reference beside them
     assert r["seed_pipeline"]["samples"] == 128 and r["speedup_vs_seed"] > 0
     assert r["seed_pipeline"]["threads"] == saved["train_settings"]["threads"]
     assert r["retrieval"]["users"] == saved["sizes"]["users"]
     assert r["retrieval"]["recommend_ms_median"] > 0
     md = (tmp_path / "out" / "bench.md").read_text()
     assert "Speed-up" in md and "exact vs projected" in md and "| operator |" in md
+    assert "most popular (reference)" in md

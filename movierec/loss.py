@@ -63,33 +63,34 @@ def batch_loss(model: MovieRecModel, feats: FeatureTensors, users: torch.Tensor,
     movie_bias = (None if head is None
                   else head.movie_bias(uniq).squeeze(1).index_select(0, pos_rows))
     cosine = model.config.score != "dot_bias"
-    un = mn = None
+    un = mn = cos = u_norm = None
     if cosine or negatives is not None:  # unit vectors: each distinct movie normalised once
-        un = nn.functional.normalize(u, dim=1)
+        u_norm = torch.linalg.vector_norm(u, dim=1)
+        un = u / u_norm.clamp_min(1e-12).unsqueeze(1)  # nn.functional.normalize, norm kept
         mn = nn.functional.normalize(vecs, dim=1)
+        cos = (un * mn.index_select(0, pos_rows)).sum(1)  # shared by both terms
     loss = torch.zeros((), device=users.device)
     if cfg.loss in ("rmse", "rmse+softmax"):
-        inter = ((un * mn.index_select(0, pos_rows)).sum(1) if cosine
-                 else (u * vecs.index_select(0, pos_rows)).sum(1))
+        inter = cos if cosine else (u * vecs.index_select(0, pos_rows)).sum(1)
         pred = model.rating_from_interaction(inter, movies, user_bias, movie_bias)
         loss = loss + rmse(pred, ratings)
     if negatives is not None:
         prior = None if model.movie_prior is None else model.prior(uniq)
-        rows = pos_rows
-        un_pos = un
+        rows, un_pos, pos_cos = pos_rows, un, cos
         if cfg.min_positive > 0:  # only the positives' rows enter the softmax
             kept = (ratings >= cfg.min_positive).nonzero().squeeze(1)
             rows, un_pos = pos_rows.index_select(0, kept), un.index_select(0, kept)
+            pos_cos = cos.index_select(0, kept)
         pos = model.retrieval_from_cosine(
-            (un_pos * mn.index_select(0, rows)).sum(1),
-            None if prior is None else prior.index_select(0, rows))
+            pos_cos, None if prior is None else prior.index_select(0, rows))
         neg, bound = model.negative_logits(
             un_pos, mn.index_select(0, neg_rows), negatives,
             None if prior is None else prior.index_select(0, neg_rows))
         softmax = sampled_softmax(pos, neg, None, bound)
         loss = loss + (cfg.rank_weight if cfg.loss == "rmse+softmax" else 1.0) * softmax
     if cfg.reg:
-        terms = [user_ids.pow(2).sum(1)]
+        terms = [u_norm.square() if u_norm is not None and u is user_ids  # the same sum
+                 else user_ids.pow(2).sum(1)]
         if ids is not None:
             terms.append(ids.pow(2).sum(1).index_select(0, pos_rows))
         if head is not None:

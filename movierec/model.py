@@ -113,6 +113,16 @@ class FeatureTensors:
                 basis, self.kept[block] = low_rank_basis(x, min(rank, x.shape[1]))
             self.bases[block] = torch.as_tensor(basis, device=device)
             self.low[block] = torch.as_tensor(np.asarray(x @ basis, np.float32), device=device)
+        # every block projected: the encoder's inputs side by side, so that it is one matmul
+        self.inputs = self.genre_width = None
+        if "tag" in self.low and (self.genome is None or "genome" in self.low):
+            self.genre_width = int(features.genres.indices.max(initial=0)) + 1
+            genre = bag_matrix(features.genres, self.genre_width).toarray().astype(np.float32)
+            cols = [self.low["tag"], torch.as_tensor(genre, device=device)]
+            if self.genome is not None:
+                has = self.genome_mask.float().unsqueeze(1)
+                cols += [self.low["genome"] * has, 1.0 - has]
+            self.inputs = torch.cat(cols, 1)
 
     def rank(self, block: str) -> int:
         """Columns of ``block``'s projected features (0: the block is read whole)."""
@@ -209,7 +219,29 @@ class ContentEncoder(nn.Module):
             return getattr(self, f"{block}_basis") @ getattr(self, f"{block}_coef")
         return self.tag.weight if block == "tag" else self.genome_tag
 
+    def input_map(self, genre_width: int) -> torch.Tensor:
+        """The encoder as one (k, dim) matrix on :attr:`FeatureTensors.inputs` (projected tag
+        bag, the first ``genre_width`` genres' weights[, projected genome row, no-genome flag]):
+        each block's learned table composed with its slice of the projection."""
+        p = self.proj.weight.split(self.dim, dim=1)
+        genres = self.genre.weight[:genre_width]  # rows past the features' genres: no movie
+        maps = [self.tag_coef @ p[0].T, genres @ p[1].T]
+        if self.no_genome is not None:
+            maps += [self.genome_coef @ p[2].T, self.no_genome.unsqueeze(0) @ p[2].T]
+        return torch.cat(maps)
+
+    def fused(self, feats: FeatureTensors) -> bool:
+        """Whether ``feats`` holds inputs that :meth:`input_map` reads (every block projected,
+        no more genres than the model's)."""
+        return (feats.inputs is not None and self.tag is None
+                and (self.no_genome is None or self.genome_tag is None)
+                and feats.genre_width <= self.genre.num_embeddings
+                and (self.no_genome is None) == (feats.genome is None))
+
     def forward(self, rows: torch.Tensor, feats: FeatureTensors) -> torch.Tensor:
+        if self.fused(feats):  # one gather and one matmul: the same map, fewer operations
+            return torch.addmm(self.proj.bias, feats.inputs.index_select(0, rows),
+                               self.input_map(feats.genre_width))
         if self.tag is None:
             tag = feats.low["tag"].index_select(0, rows) @ self.tag_coef
         else:

@@ -527,22 +527,72 @@ def test_low_rank_encoder_is_its_basis_times_coefficients():
         model.content.set_bases(FeatureTensors(f))
 
 
-def test_row_adam_equals_sparse_adam_bit_for_bit():
-    from movierec.train import RowAdam
+def test_fused_encoder_equals_the_block_wise_one():
+    """With every block projected the encoder is one matmul on the side-by-side inputs: the
+    same vectors and gradients as the block-wise forward (with and without a genome)."""
+    for genome in (True, False):
+        f = toy_features()
+        if not genome:
+            f.genome = f.genome_mask = f.genome_tags = None
+        low = FeatureTensors(f, tag_rank=2, genome_rank=3 if genome else 0)
+        assert low.inputs is not None and low.inputs.shape[1] == 2 + low.genre_width + 4 * genome
+        cfg = ModelConfig(n_users=3, n_movies=4, n_tags=4, n_genres=20,
+                          n_genome_tags=6 if genome else 0, dim=8, tag_rank=2,
+                          genome_rank=3 if genome else 0)
+        model = MovieRecModel(cfg, torch.Generator().manual_seed(0))
+        assert model.content.fused(low)
+        rows = torch.tensor([3, 0, 2, 0])
+        fused = model.encode_movies(rows, low)
+        fused.pow(2).sum().backward()
+        grads = [p.grad.clone() for p in model.content.parameters()]
+        model.zero_grad()
+        low.inputs = None  # the block-wise forward
+        assert not model.content.fused(low)
+        blocks = model.encode_movies(rows, low)
+        blocks.pow(2).sum().backward()
+        torch.testing.assert_close(fused, blocks, atol=1e-6, rtol=1e-5)
+        for g, p in zip(grads, model.content.parameters(), strict=True):
+            torch.testing.assert_close(g, p.grad, atol=1e-6, rtol=1e-5)
+
+
+def test_row_adam_equals_sparse_adam():
+    """RowAdam is SparseAdam's arithmetic on gathered rows: equal up to the order in which a
+    row's repeated gradients are summed; two tables read by the same rows (a user's vector and
+    bias) share one sort and update exactly as with an optimiser each."""
+    from movierec.train import RowAdam, summed_rows
 
     torch.manual_seed(0)
-    a, b = (torch.nn.Embedding(500, 8, sparse=True) for _ in range(2))
+    a, b, c = (torch.nn.Embedding(500, 8, sparse=True) for _ in range(3))
+    bias, bias_alone = (torch.nn.Embedding(500, 1, sparse=True) for _ in range(2))
     b.weight.data.copy_(a.weight.data)
-    oa, ob = torch.optim.SparseAdam([a.weight], lr=0.01), RowAdam([b.weight], lr=0.01)
+    c.weight.data.copy_(a.weight.data)
+    bias_alone.weight.data.copy_(bias.weight.data)
+    oa = torch.optim.SparseAdam([a.weight], lr=0.01)
+    ob = RowAdam([b.weight, bias.weight], lr=0.01)
+    oc = [RowAdam([c.weight], lr=0.01), RowAdam([bias_alone.weight], lr=0.01)]
     for _ in range(30):
-        idx = torch.randint(500, (200,))  # repeated rows: the gradient is coalesced
-        for emb, opt in ((a, oa), (b, ob)):
-            opt.zero_grad()
-            (emb(idx).pow(3).sum() + emb(idx[:40]).sum()).backward()
-            opt.step()
-    assert torch.equal(a.weight, b.weight)
-    assert torch.equal(oa.state[a.weight]["exp_avg_sq"], ob.state[b.weight]["exp_avg_sq"])
-    ob.load_state_dict(oa.state_dict())  # a SparseAdam checkpoint resumes with RowAdam
+        idx = torch.randint(500, (200,))  # repeated rows: the gradient is summed per row
+        for emb, b_emb, opts in ((a, None, [oa]), (b, bias, [ob]), (c, bias_alone, oc)):
+            for opt in opts:
+                opt.zero_grad()
+            loss = emb(idx).pow(3).sum() + emb(idx[:40]).sum()
+            if b_emb is not None:
+                loss = loss + b_emb(idx).pow(2).sum() + b_emb(idx[:40]).sum()
+            loss.backward()
+            for opt in opts:
+                opt.step()
+    torch.testing.assert_close(b.weight, a.weight, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ob.state[b.weight]["exp_avg_sq"], oa.state[a.weight]["exp_avg_sq"],
+                               rtol=1e-5, atol=1e-9)
+    assert torch.equal(b.weight, c.weight) and torch.equal(bias.weight, bias_alone.weight)
+    assert not torch.equal(bias.weight, torch.zeros_like(bias.weight))
+    RowAdam([c.weight], lr=0.01).load_state_dict(oa.state_dict())  # SparseAdam resumes
+    seen = []  # the vector's and the bias's gradients: one sort
+    rows, summed = summed_rows(b.weight.grad, seen)
+    rows_b, summed_b = summed_rows(bias.weight.grad, seen)
+    assert len(seen) == 1 and torch.equal(rows, rows_b) and torch.equal(rows, idx.unique())
+    torch.testing.assert_close(summed, b.weight.grad.coalesce()._values())
+    torch.testing.assert_close(summed_b, bias.weight.grad.coalesce()._values())
 
 
 def test_test_users_sample_is_seeded_and_consistent(tiny_dir):

@@ -76,7 +76,9 @@ class FeatureTensors:
     weights) projected on a fixed basis of that many columns, at most the feature count
     (:func:`~movierec.features.low_rank_basis`, computed here once, or taken from ``bases``, a
     trained model's), so that the encoder reads ``rank`` numbers per movie instead of its whole
-    bag or genome row."""
+    bag or genome row. With every block projected, ``inputs`` holds them side by side with the
+    genre weights (and the no-genome flag), for the encoder as one product
+    (:meth:`ContentEncoder.input_map`)."""
 
     def __init__(self, features: MovieFeatures, device: torch.device | str = "cpu",
                  tag_rank: int = 0, genome_rank: int = 0,

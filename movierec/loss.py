@@ -7,9 +7,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
 
-from movierec.model import FeatureTensors, MovieRecModel
+from movierec.model import FeatureTensors, MovieRecModel, unique_indices, unit_rows
 
 if TYPE_CHECKING:
     from movierec.train import TrainConfig
@@ -21,22 +20,47 @@ def rmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred - target).pow(2).mean().sqrt()
 
 
-def sampled_softmax(pos: torch.Tensor, neg: torch.Tensor,
-                    keep: torch.Tensor | None = None, bound: float | torch.Tensor | None = None
+def sampled_softmax(pos: torch.Tensor, neg: torch.Tensor, keep: torch.Tensor | None = None
                     ) -> torch.Tensor:
     """Mean over rows of -log softmax of the positive logit among it and the row's negatives
     (``pos``: (n,), ``neg``: (n, n_neg)); ``keep`` (0/1 per row) restricts the mean (0 when no
-    row is kept).
-
-    ``bound``: ``neg`` is given less a constant upper bound of its entries (``neg - bound`` <=
-    0), so the log-sum-exp needs no per-row maximum: one exp and one sum over the (n, n_neg)
-    logits, and one product in the backward pass (the step's largest cost otherwise)."""
-    lse = (torch.logsumexp(neg, 1) if bound is None
-           else bound + torch.log(torch.exp(neg).sum(1)))
-    nll = torch.logaddexp(pos, lse) - pos
+    row is kept). The plain form, which :func:`bounded_softmax` computes faster."""
+    nll = torch.logaddexp(pos, torch.logsumexp(neg, 1)) - pos
     if keep is None:
         return nll.sum() / max(len(nll), 1)
     return (nll * keep).sum() / keep.sum().clamp_min(1.0)
+
+
+class ExpRowSums(torch.autograd.Function):
+    """``exp(a @ b.T + offset).sum(1)`` (``offset``: one entry per row of ``b``) without the
+    (n, n_neg) gradient matrix: the backward pass scales the products' small operands by the
+    incoming gradient instead of the large exponentials (whose broadcast product was the
+    step's slowest elementwise operation), and the exponentials are taken in place."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        e = torch.addmm(offset.unsqueeze(0), a, b.T).exp_()
+        ctx.save_for_backward(a, b, e)
+        return e.sum(1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        a, b, e = ctx.saved_tensors
+        col = grad.unsqueeze(1)
+        grad_a = (e @ b).mul_(col) if ctx.needs_input_grad[0] else None
+        grad_b = e.T @ (a * col) if ctx.needs_input_grad[1] else None
+        grad_offset = e.T @ grad if ctx.needs_input_grad[2] else None
+        return grad_a, grad_b, grad_offset
+
+
+def bounded_softmax(pos: torch.Tensor, un: torch.Tensor, mt: torch.Tensor,
+                    offset: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
+    """:func:`sampled_softmax` of ``pos`` against the negatives' logits
+    ``un @ mt.T + offset + bound``, given less ``bound``, a constant upper bound of every
+    logit (see :meth:`~movierec.model.MovieRecModel.negative_factors`): their log-sum-exp needs
+    no per-row maximum, so it is one product, one exp and one sum (:class:`ExpRowSums`)."""
+    lse = bound + torch.log(ExpRowSums.apply(un, mt, offset))
+    return (torch.logaddexp(pos, lse) - pos).sum() / max(len(pos), 1)
 
 
 def batch_loss(model: MovieRecModel, feats: FeatureTensors, users: torch.Tensor,
@@ -50,7 +74,7 @@ def batch_loss(model: MovieRecModel, feats: FeatureTensors, users: torch.Tensor,
     scored against the negatives).
     """
     wanted = movies if negatives is None else torch.cat([movies, negatives])
-    uniq, inverse = torch.unique(wanted, return_inverse=True)
+    uniq, inverse = unique_indices(wanted, feats.n_movies)
     # every movie-side table is read once per distinct movie, then spread to the rows with
     # index_select (not advanced indexing, whose CPU backward adds duplicate rows from several
     # threads in a varying order: not bit-reproducible); the penalty reuses these reads
@@ -65,9 +89,8 @@ def batch_loss(model: MovieRecModel, feats: FeatureTensors, users: torch.Tensor,
     cosine = model.config.score != "dot_bias"
     un = mn = cos = u_norm = None
     if cosine or negatives is not None:  # unit vectors: each distinct movie normalised once
-        u_norm = torch.linalg.vector_norm(u, dim=1)
-        un = u / u_norm.clamp_min(1e-12).unsqueeze(1)  # nn.functional.normalize, norm kept
-        mn = nn.functional.normalize(vecs, dim=1)
+        un, u_norm = unit_rows(u)  # the norm kept for the penalty
+        mn = unit_rows(vecs)[0]
         cos = (un * mn.index_select(0, pos_rows)).sum(1)  # shared by both terms
     loss = torch.zeros((), device=users.device)
     if cfg.loss in ("rmse", "rmse+softmax"):
@@ -83,10 +106,10 @@ def batch_loss(model: MovieRecModel, feats: FeatureTensors, users: torch.Tensor,
             pos_cos = cos.index_select(0, kept)
         pos = model.retrieval_from_cosine(
             pos_cos, None if prior is None else prior.index_select(0, rows))
-        neg, bound = model.negative_logits(
-            un_pos, mn.index_select(0, neg_rows), negatives,
+        mt, offset, bound = model.negative_factors(
+            mn.index_select(0, neg_rows), negatives,
             None if prior is None else prior.index_select(0, neg_rows))
-        softmax = sampled_softmax(pos, neg, None, bound)
+        softmax = bounded_softmax(pos, un_pos, mt, offset, bound)
         loss = loss + (cfg.rank_weight if cfg.loss == "rmse+softmax" else 1.0) * softmax
     if cfg.reg:
         terms = [u_norm.square() if u_norm is not None and u is user_ids  # the same sum

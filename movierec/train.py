@@ -24,7 +24,7 @@ from tqdm import tqdm
 from movierec.atomic import write_atomically
 from movierec.evaluate import rmse_mae
 from movierec.loss import LOSSES, batch_loss
-from movierec.model import FeatureTensors, ModelConfig, MovieRecModel
+from movierec.model import FeatureTensors, ModelConfig, MovieRecModel, unique_indices
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -123,14 +123,15 @@ def rating_errors(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
 def summed_rows(grad: torch.Tensor, seen: list[tuple[torch.Tensor, ...]]
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """A sparse gradient's distinct rows and the sum of its values per row (what ``coalesce``
-    gives); the sort of its indices is shared with any earlier gradient in ``seen`` read by the
-    same indices (a user's vector and bias: one sort instead of two)."""
+    gives): as they are when the indices are already distinct and sorted (a table read once
+    per distinct movie); else the distinct indices are found once for any gradients in
+    ``seen`` read by the same indices (a user's vector and bias: one pass instead of two)."""
     indices, values = grad._indices()[0], grad._values()
-    if grad.is_coalesced():
+    if grad.is_coalesced() or bool((indices[1:] > indices[:-1]).all()):
         return indices, values
     same = [s for s in seen if s[0].shape == indices.shape and torch.equal(s[0], indices)]
     if not same:
-        same = [(indices, *torch.unique(indices, return_inverse=True))]
+        same = [(indices, *unique_indices(indices, grad.shape[0]))]
         seen.append(same[0])
     _, rows, inverse = same[0]
     return rows, values.new_zeros((len(rows), *values.shape[1:])).index_add_(0, inverse, values)
@@ -142,13 +143,15 @@ class RowAdam(torch.optim.SparseAdam):
     fraction of the time (``sparse_mask`` and sparse additions dominated the training step;
     see the benchmark's profile). A row's repeated gradients are summed in batch order
     (:func:`summed_rows`, deterministic), so results equal SparseAdam's up to that rounding
-    (tested); tables read by the same rows share one sort."""
+    (tested); tables read by the same rows share one search for distinct rows. A row's two
+    moments lie side by side (state ``moments``: (rows, 2, ...), SparseAdam's ``exp_avg`` and
+    ``exp_avg_sq``; a SparseAdam state loads), so one gather and one scatter move both."""
 
     @torch.no_grad()
     def step(self, closure=None):
         if closure is not None:
             raise ValueError("RowAdam takes no closure")
-        seen: list[tuple[torch.Tensor, ...]] = []  # tables read by the same rows sort once
+        seen: list[tuple[torch.Tensor, ...]] = []  # tables read by the same rows search once
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             for p in group["params"]:
@@ -158,24 +161,24 @@ class RowAdam(torch.optim.SparseAdam):
                     raise RuntimeError("RowAdam needs sparse gradients (Embedding(sparse=True))")
                 state = self.state[p]
                 if not state:
-                    state.update(step=0, exp_avg=torch.zeros_like(p),
-                                 exp_avg_sq=torch.zeros_like(p))
+                    state.update(step=0, moments=p.new_zeros((p.shape[0], 2, *p.shape[1:])))
+                elif "exp_avg" in state:  # SparseAdam's layout
+                    state["moments"] = torch.stack([state.pop("exp_avg"),
+                                                    state.pop("exp_avg_sq")], 1)
                 state["step"] += 1
                 rows, values = summed_rows(p.grad, seen)  # the update is non-linear
                 if values.numel() == 0:
                     continue
                 if group.get("maximize", False):
                     values = -values
-                old_m = state["exp_avg"].index_select(0, rows)
-                numer = values.sub(old_m).mul_(1 - beta1).add_(old_m)
-                state["exp_avg"].index_copy_(0, rows, numer)
-                old_v = state["exp_avg_sq"].index_select(0, rows)
-                second = values.pow(2).sub_(old_v).mul_(1 - beta2).add_(old_v)
-                state["exp_avg_sq"].index_copy_(0, rows, second)
-                denom = second.sqrt_().add_(group["eps"])  # in place: no new buffers
+                moments = state["moments"].index_select(0, rows)  # updated in place, put back
+                m, v = moments.unbind(1)
+                m.lerp_(values, 1 - beta1)
+                v.lerp_(values.square(), 1 - beta2)
+                state["moments"].index_copy_(0, rows, moments)
                 step = state["step"]
                 step_size = group["lr"] * math.sqrt(1 - beta2**step) / (1 - beta1**step)
-                p.index_add_(0, rows, numer.div_(denom).mul_(-step_size))
+                p.index_add_(0, rows, m.div(v.sqrt().add_(group["eps"])).mul_(-step_size))
 
 
 def make_optimizers(model: MovieRecModel, cfg: TrainConfig) -> list[torch.optim.Optimizer]:

@@ -583,17 +583,49 @@ def test_row_adam_equals_sparse_adam():
             for opt in opts:
                 opt.step()
     torch.testing.assert_close(b.weight, a.weight, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(ob.state[b.weight]["exp_avg_sq"], oa.state[a.weight]["exp_avg_sq"],
-                               rtol=1e-5, atol=1e-9)
+    for i, key in enumerate(("exp_avg", "exp_avg_sq")):
+        torch.testing.assert_close(ob.state[b.weight]["moments"][:, i], oa.state[a.weight][key],
+                                   rtol=1e-5, atol=1e-9)
     assert torch.equal(b.weight, c.weight) and torch.equal(bias.weight, bias_alone.weight)
     assert not torch.equal(bias.weight, bias_start)  # the bias trained
-    RowAdam([c.weight], lr=0.01).load_state_dict(oa.state_dict())  # SparseAdam resumes
+    resumed = RowAdam([c.weight], lr=0.01)  # from SparseAdam's state
+    resumed.load_state_dict(oa.state_dict())
+    a.weight.grad = c.weight.grad = None
+    a(idx).pow(3).sum().backward()
+    c.weight.data.copy_(a.weight.data)
+    c.weight.grad = a.weight.grad.clone()
+    resumed.step()  # first: the loaded state may share SparseAdam's tensors
+    oa.step()
+    torch.testing.assert_close(c.weight, a.weight, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(resumed.state[c.weight]["moments"][:, 1],
+                               oa.state[a.weight]["exp_avg_sq"], rtol=1e-5, atol=1e-9)
     seen = []  # the vector's and the bias's gradients: one sort
     rows, summed = summed_rows(b.weight.grad, seen)
     rows_b, summed_b = summed_rows(bias.weight.grad, seen)
     assert len(seen) == 1 and torch.equal(rows, rows_b) and torch.equal(rows, idx.unique())
     torch.testing.assert_close(summed, b.weight.grad.coalesce()._values())
     torch.testing.assert_close(summed_b, bias.weight.grad.coalesce()._values())
+    distinct = idx.unique()  # a table read once per distinct row: its gradient as it is
+    b.weight.grad = None
+    b(distinct).pow(2).sum().backward()
+    rows, summed = summed_rows(b.weight.grad, seen := [])
+    assert not seen and torch.equal(rows, distinct)  # no search for distinct rows
+    assert summed.data_ptr() == b.weight.grad._values().data_ptr()  # no copy
+    assert torch.equal(summed, b.weight.grad.coalesce()._values())
+
+
+@pytest.mark.parametrize("size", [1, 7, 1000])
+def test_unique_indices_equals_torch_unique(size):
+    from movierec.model import unique_indices
+
+    g = torch.Generator().manual_seed(size)
+    for n in (0, 1, 5, 300):
+        index = torch.randint(size, (n,), generator=g)
+        for got, expected in zip(unique_indices(index, size),
+                                 torch.unique(index, return_inverse=True), strict=True):
+            assert torch.equal(got, expected)
+    with pytest.raises(IndexError):
+        unique_indices(torch.tensor([0, size]), size)
 
 
 def test_test_users_sample_is_seeded_and_consistent(tiny_dir):
@@ -618,9 +650,10 @@ def test_unknown_names_list_the_known_ones():
 
 @pytest.mark.parametrize("prior", [False, True])
 def test_bounded_softmax_equals_the_plain_one(prior):
-    """The training step's softmax (logits less a constant bound, prior as a product column)
-    is the sampled softmax of retrieval_logits, and the bound bounds every logit."""
-    from movierec.loss import sampled_softmax
+    """The training step's softmax (logits in factors, less a constant bound, the prior as a
+    row) is the sampled softmax of retrieval_logits, values and gradients, and the bound
+    bounds every logit."""
+    from movierec.loss import bounded_softmax, sampled_softmax
 
     cfg = ModelConfig(n_users=5, n_movies=30, n_tags=4, n_genres=20, dim=8, encoder="id",
                       score="cosine_bias", prior=prior)
@@ -630,15 +663,33 @@ def test_bounded_softmax_equals_the_plain_one(prior):
     g = torch.Generator().manual_seed(1)
     un = torch.nn.functional.normalize(torch.randn(6, 8, generator=g), dim=1)
     mn = torch.nn.functional.normalize(torch.randn(10, 8, generator=g), dim=1)
+    un.requires_grad_(True)
+    mn.requires_grad_(True)
     negs = torch.randint(30, (10,), generator=g)
+    pos = torch.randn(6, generator=g)
+    mt, offset, bound = model.negative_factors(mn, negs)
+    shifted = un @ mt.T + offset
     plain = model.retrieval_logits(un, mn, negs, pairwise=False)
-    shifted, bound = model.negative_logits(un, mn, negs)
     torch.testing.assert_close(shifted + bound, plain, atol=1e-5, rtol=1e-5)
     assert (shifted <= 1e-6).all()
-    pos = torch.randn(6, generator=g)
-    keep = torch.tensor([1.0, 0, 1, 1, 0, 1])
-    torch.testing.assert_close(sampled_softmax(pos, shifted, keep, bound),
-                               sampled_softmax(pos, plain, keep), atol=1e-5, rtol=1e-5)
+    fast = bounded_softmax(pos, un, mt, offset, bound)
+    reference = sampled_softmax(pos, plain)
+    torch.testing.assert_close(fast, reference, atol=1e-5, rtol=1e-5)
+    for a, b in zip(torch.autograd.grad(fast, (un, mn)),
+                    torch.autograd.grad(reference, (un, mn)), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_exp_row_sums_gradients():
+    """ExpRowSums' hand-written backward pass: gradcheck in double precision, every input."""
+    from movierec.loss import ExpRowSums
+
+    g = torch.Generator().manual_seed(0)
+    a, b, offset = (torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+                    for shape in ((7, 4), (5, 4), (5,)))
+    assert torch.autograd.gradcheck(ExpRowSums.apply, (a, b, offset))
+    torch.testing.assert_close(ExpRowSums.apply(a, b, offset),
+                               torch.exp(a @ b.T + offset).sum(1))
 
 
 @pytest.mark.parametrize("variant", ["seed", "mf", "hybrid_rank"])

@@ -25,7 +25,14 @@ def sampled_softmax(pos: torch.Tensor, neg: torch.Tensor, keep: torch.Tensor | N
     """Mean over rows of -log softmax of the positive logit among it and the row's negatives
     (``pos``: (n,), ``neg``: (n, n_neg)); ``keep`` (0/1 per row) restricts the mean (0 when no
     row is kept). The plain form, which :func:`bounded_softmax` computes faster."""
-    nll = torch.logaddexp(pos, torch.logsumexp(neg, 1)) - pos
+    return mean_nll(pos, torch.logsumexp(neg, 1), keep)
+
+
+def mean_nll(pos: torch.Tensor, lse: torch.Tensor, keep: torch.Tensor | None = None
+             ) -> torch.Tensor:
+    """Mean over rows of -log softmax of ``pos`` among it and negatives whose log-sum-exp is
+    ``lse``; ``keep`` (0/1 per row) restricts the mean."""
+    nll = torch.logaddexp(pos, lse) - pos
     if keep is None:
         return nll.sum() / max(len(nll), 1)
     return (nll * keep).sum() / keep.sum().clamp_min(1.0)
@@ -59,8 +66,7 @@ def bounded_softmax(pos: torch.Tensor, un: torch.Tensor, mt: torch.Tensor,
     ``un @ mt.T + offset + bound``, given less ``bound``, a constant upper bound of every
     logit (see :meth:`~movierec.model.MovieRecModel.negative_factors`): their log-sum-exp needs
     no per-row maximum, so it is one product, one exp and one sum (:class:`ExpRowSums`)."""
-    lse = bound + torch.log(ExpRowSums.apply(un, mt, offset))
-    return (torch.logaddexp(pos, lse) - pos).sum() / max(len(pos), 1)
+    return mean_nll(pos, bound + torch.log(ExpRowSums.apply(un, mt, offset)))
 
 
 def batch_loss(model: MovieRecModel, feats: FeatureTensors, users: torch.Tensor,

@@ -4,9 +4,9 @@ loadable without the dataset.
 A model folder holds ``model.pt`` (config + state dict, loadable with ``weights_only=True``),
 ``arrays.npz`` (movie features, user ids, each user's train + val history), ``movies.parquet``
 (movieId, title, genres) and ``manifest.json`` (format, variant, the SHA-256 of the data it was
-trained on, vocabularies, fold-in settings, example recommendations, and the SHA-256 and size
-of every other file, so that a partial or edited folder is detected). It is written to a
-temporary folder and renamed into place.
+trained on, vocabularies, example recommendations, and the SHA-256 and size of every other
+file, so that a partial or edited folder is detected). It is written to a temporary folder and
+renamed into place. :meth:`movierec.recommend.Recommender.load` reads one.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ import torch
 
 from movierec.csr import Csr
 from movierec.features import MovieFeatures
-from movierec.model import FeatureTensors, ModelConfig, MovieRecModel
+from movierec.model import ModelConfig, MovieRecModel
+from movierec.tensors import FeatureTensors
+from movierec.train import resolve_device
 
-FORMAT = 1
+FORMAT = 2  # 2: the model's config holds its objective (the loss a new user is folded in with)
 DATA_FILES = ("model.pt", "arrays.npz", "movies.parquet")
 MANIFEST = "manifest.json"
 
@@ -41,19 +43,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def feature_arrays(feats: FeatureTensors) -> dict[str, np.ndarray]:
-    """A model's movie features as numpy arrays (genome rows only where a movie has scores)."""
-    out = {}
-    for name in ("tags", "genres"):
-        for part, t in zip(("offsets", "indices", "weights"), getattr(feats, name), strict=True):
-            out[f"{name}_{part}"] = t.cpu().numpy()
-    if feats.genome is not None:
-        mask = feats.genome_mask.cpu().numpy()
-        out["genome_rows"] = np.flatnonzero(mask)
-        out["genome"] = feats.genome.cpu().numpy()[mask]
-    return out
 
 
 def features_from_arrays(a: dict[str, np.ndarray], movie_ids: np.ndarray,
@@ -91,14 +80,12 @@ def save_artifact(folder: str | os.PathLike, rec, *, variant: str, dataset: str,
         np.savez(tmp / "arrays.npz", movie_ids=rec.movies["movieId"].to_numpy(np.int64),
                  user_ids=rec.user_ids.astype(np.int64),
                  history_offsets=rec.history.offsets, history_items=rec.history.indices,
-                 **feature_arrays(rec.feats))
+                 **rec.feats.arrays())
         rec.movies[["movieId", "title", "genres"]].to_parquet(tmp / "movies.parquet",
                                                               index=False)
         manifest = {
             "format": FORMAT, "variant": variant, "dataset": dataset,
             "data_checksums": data_checksums, "by": rec.by,
-            "fold_in": {k: v for k, v in rec.fold_in_config.items()  # the training loss; steps
-                        if k not in ("steps", "lr")},                  # and lr: this version's
             "tag_vocab": rec.tag_vocab, "genome_tags": rec.genome_tags,
             "genres": list(rec.genres) if rec.genres else None,
             "examples": {str(k): [int(x) for x in v] for k, v in (examples or {}).items()},
@@ -144,15 +131,13 @@ def read_manifest(folder: str | os.PathLike) -> dict:
     return manifest
 
 
-def load_artifact(folder: str | os.PathLike, device: str | torch.device = "auto", *,
-                  expect_checksums: dict[str, str] | None = None):
-    """The :class:`~movierec.recommend.Recommender` saved in ``folder``, on ``device``.
+def read_artifact(folder: str | os.PathLike, device: str | torch.device = "auto", *,
+                  expect_checksums: dict[str, str] | None = None) -> dict:
+    """The parts of the recommender saved in ``folder``, on ``device``: the keyword arguments
+    of :class:`~movierec.recommend.Recommender` and the ``manifest``.
 
     ``expect_checksums`` (a dataset's file SHA-256s, e.g. ``Prepared.checksums``) must equal the
     data the model was trained on, else :class:`ArtifactError`."""
-    from movierec.recommend import Recommender
-    from movierec.train import resolve_device
-
     folder, device = Path(folder), resolve_device(device)
     manifest = read_manifest(folder)
     if expect_checksums is not None and expect_checksums != manifest["data_checksums"]:
@@ -161,20 +146,16 @@ def load_artifact(folder: str | os.PathLike, device: str | torch.device = "auto"
         raise ArtifactError(f"{folder}: trained on {manifest['dataset']!r}, whose files differ "
                             f"from the data given ({differ})")
     state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
-    model = MovieRecModel(ModelConfig(**state["model_config"]))
+    model = MovieRecModel(ModelConfig.from_dict(state["model_config"]))
     model.load_state_dict(state["state"])
     model.to(device).eval()
     with np.load(folder / "arrays.npz") as npz:
         a = {k: npz[k] for k in npz.files}
     features = features_from_arrays(a, a["movie_ids"], manifest)
-    movies = pd.read_parquet(folder / "movies.parquet")
-    history = Csr(a["history_offsets"], a["history_items"])
     bases = model.content.bases() if model.content is not None else None
-    rec = Recommender(model, FeatureTensors(features, device, bases=bases), movies,
-                      a["user_ids"], history,
-                      by=manifest["by"], tag_vocab=manifest["tag_vocab"],
-                      genome_tags=manifest["genome_tags"],
-                      genres=tuple(manifest["genres"]) if manifest["genres"] else None,
-                      fold_in=manifest["fold_in"])
-    rec.manifest = manifest
-    return rec
+    return {"model": model, "feats": FeatureTensors(features, device, bases=bases),
+            "movies": pd.read_parquet(folder / "movies.parquet"), "user_ids": a["user_ids"],
+            "history": Csr(a["history_offsets"], a["history_items"]), "by": manifest["by"],
+            "tag_vocab": manifest["tag_vocab"], "genome_tags": manifest["genome_tags"],
+            "genres": tuple(manifest["genres"]) if manifest["genres"] else None,
+            "manifest": manifest}

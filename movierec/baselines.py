@@ -12,11 +12,9 @@ the rating models that factor into vectors (SVD, SVD++) are also ranked by their
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -24,45 +22,43 @@ import scipy.sparse as sp
 import torch
 
 from movierec.evaluate import BiasBaseline, GlobalMean, rmse_mae
-from movierec.experiment import Experiment, per_user_sse
+from movierec.experiment import Experiment
 from movierec.prepare import Prepared
-from movierec.recommend import RankingVectors
-from movierec.split import TEST, TRAIN, VAL
-from movierec.train import Ratings
+from movierec.protocol import Fitted, Kind, Trial, grid
+from movierec.split import TRAIN, VAL
+from movierec.tensors import RankingVectors
 
-Kind = Literal["rating", "ranking"]
 RATING_SCALE = (0.5, 5.0)
-
-
-@dataclass
-class Fitted:
-    """A fitted baseline: ``predict`` (rating models) and/or ``vectors`` (a ranking)."""
-
-    predict: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
-    vectors: RankingVectors | None = None
 
 
 @dataclass(frozen=True)
 class Baseline:
-    """A library model, its val grid and where it stops scaling."""
+    """A library model as a :class:`~movierec.protocol.Spec`: its val grid, how it is fitted
+    and where it stops scaling."""
 
     name: str
     about: str
     kind: Kind
     fit: Callable[..., Fitted]  # fit(prep, users, movies, ratings, seed=, threads=, **setting)
-    grid: tuple[dict, ...]
+    settings: tuple[dict, ...]
     seeded: bool = True  # False: deterministic, so extra seeds would repeat the same numbers
     max_ratings: int | None = None  # skipped above this many training ratings (too slow)
     max_movies: int | None = None  # skipped above this many movies (memory)
     # above ``large_above`` training ratings, ``large_grid`` (a few settings, each fit taking
-    # minutes) replaces ``grid``
+    # minutes) replaces ``settings``
     large_grid: tuple[dict, ...] | None = None
     large_above: int = 5_000_000
+    baseline = True
+    retune = False  # a seed refits the chosen setting; nothing else is tuned per seed
 
-    def grid_for(self, n_ratings: int) -> tuple[dict, ...]:
+    @property
+    def target(self) -> str:
+        return "val_rmse" if self.kind == "rating" else "val_ndcg@10"
+
+    def grid(self, n_ratings: int) -> tuple[dict, ...]:
         """The val grid tried with ``n_ratings`` training ratings."""
         return (self.large_grid if self.large_grid is not None and n_ratings > self.large_above
-                else self.grid)
+                else self.settings)
 
     def skip_reason(self, prep: Prepared, n_ratings: int) -> str | None:
         """Why this baseline does not run on ``prep`` (None: it runs)."""
@@ -73,6 +69,23 @@ class Baseline:
             return (f"{prep.n_movies:,} movies > {self.max_movies:,}: the dense movie-movie "
                     "matrix does not fit")
         return None
+
+    def tune(self, exp: Experiment, setting: dict, seed: int, threads: int) -> Trial:
+        """``setting`` fitted on train and read on val (RMSE and MAE of a rating model, recall
+        and NDCG@10 of a ranking one)."""
+        fitted = self.fit(exp.prep, *exp.prep.part(TRAIN), seed=seed, threads=threads,
+                          **setting)
+        if self.kind == "rating":
+            u, m, r = exp.prep.part(VAL)
+            val = {f"val_{k}": v for k, v in rmse_mae(fitted.predict(u, m), r).items()}
+        else:
+            val = exp.val_ranking(next(iter(fitted.rankings.values())))
+        return Trial(setting, {**setting, **val}, val if self.kind == "rating" else {}, fitted,
+                     by=next(iter(fitted.rankings), None))
+
+    def refit(self, exp: Experiment, trial: Trial, seed: int, threads: int) -> Fitted:
+        return self.fit(exp.prep, *exp.prep.part(TRAIN, VAL), seed=seed, threads=threads,
+                        **trial.setting)
 
 
 def interactions(prep: Prepared, users: np.ndarray, movies: np.ndarray) -> sp.csr_matrix:
@@ -87,7 +100,7 @@ def interactions(prep: Prepared, users: np.ndarray, movies: np.ndarray) -> sp.cs
 
 def fit_global_mean(prep, users, movies, ratings, *, seed: int = 0, threads: int = 1) -> Fitted:
     model = GlobalMean().fit(users, movies, ratings)
-    return Fitted(model.predict, None)
+    return Fitted(model.predict)
 
 
 def fit_bias(prep, users, movies, ratings, *, seed: int = 0, threads: int = 1,
@@ -97,15 +110,15 @@ def fit_bias(prep, users, movies, ratings, *, seed: int = 0, threads: int = 1,
                          reg_movie=damping).fit(users, movies, ratings)
     vectors = RankingVectors(torch.zeros(prep.n_users, 1), torch.zeros(prep.n_movies, 1),
                              torch.as_tensor(model.movie_bias, dtype=torch.float32))
-    return Fitted(model.predict, vectors)
+    return Fitted(model.predict, {"rating": vectors})
 
 
 def fit_most_popular(prep, users, movies, ratings, *, seed: int = 0, threads: int = 1
                      ) -> Fitted:
     """Every user gets the movies with the most ratings in the fitted data."""
     counts = np.bincount(movies, minlength=prep.n_movies).astype(np.float32)
-    return Fitted(None, RankingVectors(torch.zeros(prep.n_users, 1),
-                                       torch.zeros(prep.n_movies, 1), torch.as_tensor(counts)))
+    return Fitted(None, {"popularity": RankingVectors(
+        torch.zeros(prep.n_users, 1), torch.zeros(prep.n_movies, 1), torch.as_tensor(counts))})
 
 
 # ---- rating models (scikit-surprise) ----
@@ -146,7 +159,7 @@ def _factorised(prep: Prepared, algo, users, movies, ratings, implicit_items: bo
     vectors = RankingVectors(torch.as_tensor(pu, dtype=torch.float32),
                              torch.as_tensor(qi, dtype=torch.float32),
                              torch.as_tensor(bi, dtype=torch.float32))
-    return Fitted(predict, vectors)
+    return Fitted(predict, {"rating": vectors})
 
 
 def fit_svd(prep, users, movies, ratings, *, seed: int = 0, threads: int = 1,
@@ -176,7 +189,7 @@ def fit_knn_baseline(prep, users, movies, ratings, *, seed: int = 0, threads: in
         return np.array([algo.predict(a, b, clip=True).est for a, b in zip(u.tolist(),
                                                                            m.tolist(),
                                                                            strict=True)])
-    return Fitted(predict, None)
+    return Fitted(predict)
 
 
 # ---- ranking models ----
@@ -191,7 +204,7 @@ def fit_ease(prep, users, movies, ratings, *, seed: int = 0, threads: int = 1,
     p = torch.cholesky_inverse(torch.linalg.cholesky(gram))
     b = -p / p.diagonal()
     b.fill_diagonal_(0.0)
-    return Fitted(None, RankingVectors(x, b.T.contiguous(), None))
+    return Fitted(None, {"score": RankingVectors(x, b.T.contiguous(), None)})
 
 
 def _quiet_implicit() -> None:
@@ -204,9 +217,10 @@ def _quiet_implicit() -> None:
         import implicit.cpu.bpr  # noqa: F401
 
 
-def _implicit_vectors(model) -> RankingVectors:
-    return RankingVectors(torch.as_tensor(np.asarray(model.user_factors)),
-                          torch.as_tensor(np.asarray(model.item_factors)), None)
+def _implicit_fitted(model) -> Fitted:
+    return Fitted(None, {"score": RankingVectors(torch.as_tensor(np.asarray(model.user_factors)),
+                                                 torch.as_tensor(np.asarray(model.item_factors)),
+                                                 None)})
 
 
 def fit_als(prep, users, movies, ratings, *, seed: int = 0, threads: int = 1,
@@ -220,7 +234,7 @@ def fit_als(prep, users, movies, ratings, *, seed: int = 0, threads: int = 1,
                                         alpha=alpha, iterations=iterations,
                                         num_threads=threads, random_state=seed)
         model.fit(interactions(prep, users, movies), show_progress=False)
-    return Fitted(None, _implicit_vectors(model))
+    return _implicit_fitted(model)
 
 
 def fit_bpr(prep, users, movies, ratings, *, seed: int = 0, threads: int = 1,
@@ -236,41 +250,33 @@ def fit_bpr(prep, users, movies, ratings, *, seed: int = 0, threads: int = 1,
                                             iterations=iterations, num_threads=1,
                                             random_state=seed)
         model.fit(interactions(prep, users, movies), show_progress=False)
-    return Fitted(None, _implicit_vectors(model))
-
-
-def _grid(**axes) -> tuple[dict, ...]:
-    keys = list(axes)
-    out = [{}]
-    for k in keys:
-        out = [{**o, k: v} for o in out for v in axes[k]]
-    return tuple(out)
+    return _implicit_fitted(model)
 
 
 BASELINES: dict[str, Baseline] = {b.name: b for b in (
     Baseline("global_mean", "global mean: the mean training rating for everyone", "rating",
              fit_global_mean, ({},), seeded=False),
     Baseline("bias", "bias: mu + b_user + b_movie, damped means", "rating", fit_bias,
-             _grid(damping=(1.0, 2.0, 5.0, 10.0, 25.0)), seeded=False),
+             grid(damping=(1.0, 2.0, 5.0, 10.0, 25.0)), seeded=False),
     Baseline("most_popular", "most popular: the most-rated movies", "ranking",
              fit_most_popular, ({},), seeded=False),
     Baseline("svd", "SVD (surprise): biased matrix factorisation by SGD", "rating", fit_svd,
-             _grid(n_factors=(10, 20, 50, 100), reg_all=(0.02, 0.05, 0.1)), max_ratings=5_000_000),
+             grid(n_factors=(10, 20, 50, 100), reg_all=(0.02, 0.05, 0.1)), max_ratings=5_000_000),
     Baseline("svdpp", "SVD++ (surprise): biased MF plus implicit feedback from rated movies",
-             "rating", fit_svdpp, _grid(reg_all=(0.02, 0.05, 0.1)), max_ratings=1_000_000),
+             "rating", fit_svdpp, grid(reg_all=(0.02, 0.05, 0.1)), max_ratings=1_000_000),
     Baseline("knn_baseline", "KNNBaseline (surprise): item-kNN on baseline residuals",
-             "rating", fit_knn_baseline, _grid(k=(40, 80, 160)), seeded=False,
+             "rating", fit_knn_baseline, grid(k=(40, 80, 160)), seeded=False,
              max_ratings=1_000_000),
     Baseline("ease", "EASE: closed-form item-item linear autoencoder", "ranking", fit_ease,
-             _grid(lam=(300.0, 1000.0, 3000.0)), seeded=False, max_movies=20_000),
+             grid(lam=(300.0, 1000.0, 3000.0)), seeded=False, max_movies=20_000),
     Baseline("als", "ALS (implicit): weighted matrix factorisation", "ranking", fit_als,
-             _grid(factors=(64, 128, 256), regularization=(1.0, 10.0, 100.0),
+             grid(factors=(64, 128, 256), regularization=(1.0, 10.0, 100.0),
                    alpha=(0.5, 1.0, 2.0)),
-             large_grid=_grid(factors=(64, 128), regularization=(10.0,), alpha=(1.0,))),
+             large_grid=grid(factors=(64, 128), regularization=(10.0,), alpha=(1.0,))),
     Baseline("bpr", "BPR (implicit): pairwise ranking matrix factorisation", "ranking", fit_bpr,
-             _grid(learning_rate=(0.001, 0.003, 0.01), regularization=(0.01, 0.1)),
+             grid(learning_rate=(0.001, 0.003, 0.01), regularization=(0.01, 0.1)),
              # 100 single-threaded epochs over 23.5M ratings take over 20 minutes a fit
-             large_grid=_grid(learning_rate=(0.003, 0.01), regularization=(0.01,),
+             large_grid=grid(learning_rate=(0.003, 0.01), regularization=(0.01,),
                               iterations=(15,))),
 )}
 
@@ -280,81 +286,3 @@ def baseline(name: str) -> Baseline:
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; known: {sorted(BASELINES)}")
     return BASELINES[name]
-
-
-@dataclass
-class BaselineResult:
-    """A baseline tuned on val and read on test once per seed."""
-
-    name: str
-    kind: Kind
-    sweep: list[dict]  # every grid setting with its val metric(s)
-    setting: dict  # the chosen one
-    rating: dict[str, float]  # val_/test_ rmse, mae (rating models)
-    ranking: dict[str, float]  # test ranking metrics (models with vectors)
-    cold_start: dict[str, float]
-    per_user: dict[str, np.ndarray]  # test recall/ndcg@k, sse, n: means over the seeds
-    seeds: dict[int, dict[str, float]]  # seed -> test headline metrics
-    seconds: float
-
-    @property
-    def at_edge(self) -> list[str]:
-        """Settings chosen at the end of their grid axis (the optimum may lie beyond it)."""
-        out = []
-        for key, value in self.setting.items():
-            axis = sorted({row[key] for row in self.sweep})
-            if len(axis) > 1 and value in (axis[0], axis[-1]):
-                out.append(key)
-        return out
-
-
-def val_score(exp: Experiment, fitted: Fitted, kind: Kind) -> dict[str, float]:
-    """Val RMSE and MAE of a rating model, or val recall and NDCG@10 of a ranking one."""
-    if kind == "rating":
-        u, m, r = exp.prep.part(VAL)
-        return {f"val_{k}": v for k, v in rmse_mae(fitted.predict(u, m), r).items()}
-    metrics = exp.ranking(fitted.vectors, VAL, ks=(10,))
-    return {f"val_{k}": metrics[k] for k in ("recall@10", "ndcg@10")}
-
-
-def run_baseline(exp: Experiment, name: str, *, seed: int = 0, threads: int = 1,
-                 ks: tuple[int, ...] = (10, 20, 50), seeds: tuple[int, ...] = ()
-                 ) -> BaselineResult:
-    """Tune baseline ``name`` on val (its grid, fitted on train), refit the best setting on
-    train + val and evaluate on test, with ``seed`` and each extra seed (seeded models only)."""
-    b = baseline(name)
-    start = time.perf_counter()
-    train, train_val = exp.prep.part(TRAIN), exp.prep.part(TRAIN, VAL)
-    sweep = []
-    grid = b.grid_for(len(train[0]))
-    for setting in grid:
-        fitted = b.fit(exp.prep, *train, seed=seed, threads=threads, **setting)
-        sweep.append({**setting, **val_score(exp, fitted, b.kind)})
-    key, best = ("val_rmse", min) if b.kind == "rating" else ("val_ndcg@10", max)
-    chosen = best(sweep, key=lambda row: row[key])
-    setting = {k: chosen[k] for k in grid[0]}
-    rating = ({k: chosen[k] for k in ("val_rmse", "val_mae")} if b.kind == "rating" else {})
-    runs, per_user, ranking, cold = {}, [], {}, {}
-    u, m, r = exp.prep.part(TEST)
-    test = Ratings.from_arrays(u, m, r, "cpu")
-    for s in (seed, *(x for x in seeds if b.seeded and x != seed)):
-        fitted = b.fit(exp.prep, *train_val, seed=s, threads=threads, **setting)
-        row, users = {}, {}
-        if fitted.predict is not None:
-            pred = fitted.predict(u, m)
-            errors = rmse_mae(pred, r)
-            row["test_rmse"] = errors["rmse"]
-            if s == seed:
-                rating.update({f"test_{k}": v for k, v in errors.items()})
-            users["sse"], users["n"] = per_user_sse(pred, test, exp.prep.n_users)
-        if fitted.vectors is not None:
-            metrics, ranked_users, cold_metrics = exp.test_ranking(fitted.vectors, ks)
-            row.update({k: metrics[k] for k in (f"recall@{ks[0]}", f"ndcg@{ks[0]}")})
-            users.update(ranked_users)
-            if s == seed:
-                ranking, cold = metrics, cold_metrics
-        runs[s] = row
-        per_user.append(users)
-    mean_users = {k: np.mean([p[k] for p in per_user], axis=0) for k in per_user[0]}
-    return BaselineResult(name, b.kind, sweep, setting, rating, ranking, cold, mean_users, runs,
-                          time.perf_counter() - start)

@@ -35,27 +35,22 @@ from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
 from movierec import synth
-from movierec.baselines import baseline, val_score
+from movierec.baselines import baseline
 from movierec.data import data_root, load_movielens
-from movierec.experiment import VARIANTS, Experiment, train_variant
+from movierec.experiment import Experiment
 from movierec.features import GENRES, build_features, stem_tags
 from movierec.model import MovieRecModel
 from movierec.prepare import cache_path, cache_root, prepare, prepare_cached, save_prepared
 from movierec.provenance import device_info, git_state, package_versions, write_json
 from movierec.recommend import Recommender
+from movierec.report import notebook_defaults
 from movierec.split import TRAIN, VAL, split_ratings
-from movierec.train import (
-    Ratings,
-    TrainConfig,
-    fit,
-    make_optimizers,
-    resolve_device,
-    shuffled,
-    train_step,
-)
+from movierec.tensors import Ratings
+from movierec.train import TrainConfig, fit, make_optimizers, resolve_device, shuffled, train_step
+from movierec.variants import VARIANTS, VariantSpec, variant
 
-FULL_YAML = Path(__file__).resolve().parent.parent / "notebooks" / "params" / "full.yaml"
-MAIN = "hybrid_rank"  # the notebook's RECOMMEND_WITH
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+FULL_YAML = NOTEBOOKS / "params" / "full.yaml"
 
 
 def peak_rss_gb(who: int = resource.RUSAGE_SELF) -> float:
@@ -191,16 +186,25 @@ def seed_pipeline(folder: Path, n_batches: int = 3, batch_size: int = 64, seed: 
 
 
 def full_config(path: Path = FULL_YAML) -> dict:
-    """The training settings of ``make full`` (notebooks/params/full.yaml)."""
-    return yaml.safe_load(path.read_text())
+    """The parameters of ``make full``: the notebook's defaults with full.yaml over them."""
+    return {**notebook_defaults(NOTEBOOKS / "movierec.ipynb"), **yaml.safe_load(path.read_text())}
 
 
-def _build(exp: Experiment, variant: str, cfg: TrainConfig) -> tuple[MovieRecModel, TrainConfig]:
-    """The variant's initial model and training settings, exactly as train_variant builds
-    them (prior, history, seen mask, feature bases included)."""
-    spec = VARIANTS[variant]
-    tcfg = replace(spec.train_config(cfg), epochs=1)
-    return spec.build(exp, spec.model_config(exp, 64), tcfg, exp.train, TRAIN), tcfg
+def full_spec(name: str, conf: dict) -> tuple[VariantSpec, dict]:
+    """The variant called ``name`` as ``make full`` trains it, and its setting (the first
+    retrieval weight, for a variant with a retrieval term)."""
+    spec = VariantSpec(variant(name), TrainConfig.from_parameters(conf, progress=False),
+                       conf["DIM"])
+    weight = spec.variant.objective.rank_weight and float(conf["RANK_WEIGHTS"][0])
+    return spec, ({"rank_weight": weight} if weight else {})
+
+
+def _build(exp: Experiment, name: str, conf: dict) -> tuple[MovieRecModel, TrainConfig]:
+    """The variant's initial model and training settings (one epoch), exactly as the protocol
+    builds them (prior, seen mask, feature bases included)."""
+    spec, setting = full_spec(name, conf)
+    mcfg, tcfg = spec.configs(exp, setting, conf["SEED"])
+    return spec.build(exp, mcfg, conf["SEED"], exp.train), replace(tcfg, epochs=1)
 
 
 def _batches(exp: Experiment, tcfg: TrainConfig, n: int) -> tuple[list[Ratings], float]:
@@ -209,14 +213,13 @@ def _batches(exp: Experiment, tcfg: TrainConfig, n: int) -> tuple[list[Ratings],
     data = shuffled(exp.train, torch.Generator().manual_seed(tcfg.seed))
     seconds = time.perf_counter() - t0
     b = tcfg.batch_size
-    return [Ratings(data.users[i * b:(i + 1) * b], data.movies[i * b:(i + 1) * b],
-                    data.ratings[i * b:(i + 1) * b]) for i in range(n)], seconds
+    return [data[i * b:(i + 1) * b] for i in range(n)], seconds
 
 
-def _warmed_up(exp: Experiment, variant: str, cfg: TrainConfig, warmup: int, n: int):
-    """A fresh model of ``variant`` after ``warmup`` training steps: (a function taking one
-    step on a batch, the next ``n`` batches, the shuffle's seconds)."""
-    model, tcfg = _build(exp, variant, cfg)
+def _warmed_up(exp: Experiment, name: str, conf: dict, warmup: int, n: int):
+    """A fresh model of variant ``name`` after ``warmup`` training steps: (a function taking
+    one step on a batch, the next ``n`` batches, the shuffle's seconds)."""
+    model, tcfg = _build(exp, name, conf)
     opts, gen = make_optimizers(model, tcfg), torch.Generator().manual_seed(tcfg.seed)
     model.train()
     data, shuffle = _batches(exp, tcfg, warmup + n)
@@ -229,35 +232,36 @@ def _warmed_up(exp: Experiment, variant: str, cfg: TrainConfig, warmup: int, n: 
     return step_on, data[warmup:], shuffle
 
 
-def train_throughput(exp: Experiment, variant: str, cfg: TrainConfig, batches: int,
+def train_throughput(exp: Experiment, name: str, conf: dict, batches: int,
                      warmup: int = 3) -> dict:
     """Steady-state samples per second of the variant's training step (``batches`` steps after
     ``warmup``); the epoch time adds the once-per-epoch shuffle, timed apart."""
-    step_on, data, shuffle = _warmed_up(exp, variant, cfg, warmup, batches)
+    step_on, data, shuffle = _warmed_up(exp, name, conf, warmup, batches)
     t0 = time.perf_counter()
     for batch in data:
         step_on(batch)
     step = (time.perf_counter() - t0) / batches
-    steps = math.ceil(len(exp.train) / cfg.batch_size)
-    return {"samples_per_second": cfg.batch_size / step, "ms_per_step": 1000 * step,
+    size = conf["BATCH_SIZE"]
+    steps = math.ceil(len(exp.train) / size)
+    return {"samples_per_second": size / step, "ms_per_step": 1000 * step,
             "shuffle_seconds": shuffle, "epoch_seconds": shuffle + steps * step,
             "measured": f"{batches} batches"}
 
 
-def full_epoch(exp: Experiment, variant: str, cfg: TrainConfig) -> tuple[dict, MovieRecModel]:
+def full_epoch(exp: Experiment, name: str, conf: dict) -> tuple[dict, MovieRecModel]:
     """One whole epoch of ``fit``, shuffle included."""
-    model, tcfg = _build(exp, variant, cfg)
+    model, tcfg = _build(exp, name, conf)
     res = fit(model, exp.feats, exp.train, tcfg, None, monitor=None)
     return {"samples_per_second": res.samples_per_second, "epoch_seconds": res.seconds,
             "measured": "full epoch"}, res.model
 
 
-def profile_steps(exp: Experiment, variant: str, cfg: TrainConfig, steps: int = 15,
+def profile_steps(exp: Experiment, name: str, conf: dict, steps: int = 15,
                   top: int = 12, warmup: int = 3) -> list[dict]:
     """torch.profiler's top operators (self CPU time) over ``steps`` training steps."""
     from torch.profiler import ProfilerActivity, profile
 
-    step_on, data, _ = _warmed_up(exp, variant, cfg, warmup, steps)
+    step_on, data, _ = _warmed_up(exp, name, conf, warmup, steps)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for batch in data:
             step_on(batch)
@@ -268,7 +272,7 @@ def profile_steps(exp: Experiment, variant: str, cfg: TrainConfig, steps: int = 
             for e in events[:top]]
 
 
-def quality(folder: Path, variant: str, cfg: TrainConfig, ranks: dict[str, int],
+def quality(folder: Path, name: str, conf: dict, ranks: dict[str, int],
             device: torch.device) -> dict:
     """Val RMSE, NDCG@10 and recall@10 of ``variant`` tuned on generated data (early-stopped
     on val, test never read) with the exact encoder and with the fixed feature bases
@@ -276,19 +280,16 @@ def quality(folder: Path, variant: str, cfg: TrainConfig, ranks: dict[str, int],
     recall and NDCG@10 beside them (the reference the main model must beat)."""
     prep, _ = prepare_cached(folder, cache_dir=cache_root(), leak_free_tags=True)
     out = {"dataset": str(folder), "train_ratings": int(prep.split.sizes()["train"])}
-    popular = baseline("most_popular")
-    out["most_popular"] = val_score(Experiment(prep, device),
-                                    popular.fit(prep, *prep.part(TRAIN)), popular.kind)
-    for name, r in (("exact", {}), ("projected", ranks)):
+    out["most_popular"] = baseline("most_popular").tune(Experiment(prep, device), {}, 0, 1).row
+    spec, setting = full_spec(name, conf)
+    for label, r in (("exact", {}), ("projected", ranks)):
         exp = Experiment(prep, device, tag_rank=r.get("tag", 0), genome_rank=r.get("genome", 0))
-        res = train_variant(exp, variant, cfg, test=False)
-        best = res.history.loc[res.history.epoch == res.fit.best_epoch].iloc[0]
-        out[name] = {"val_rmse": res.rating["val_rmse"], "val_ndcg@10": res.val_by[res.by],
-                     "val_recall@10": float(best["val_recall@10"]),
-                     "best_epoch": res.fit.best_epoch, "epochs": len(res.history),
-                     "train_seconds": res.timing["train_seconds"],
-                     "samples_per_second": res.timing["samples_per_second"],
-                     "kept": exp.feats.kept}
+        trial = spec.tune(exp, setting, conf["SEED"])
+        fitted = trial.tuned["fit"]
+        out[label] = {**{k: trial.row[k] for k in ("val_rmse", "val_ndcg@10", "val_recall@10",
+                                                   "best_epoch")},
+                      "epochs": len(fitted.history), "train_seconds": fitted.seconds,
+                      "samples_per_second": fitted.samples_per_second, "kept": exp.feats.kept}
     return out
 
 
@@ -312,11 +313,12 @@ def retrieval_latency(exp: Experiment, model: MovieRecModel, n_users: int = 200)
 
 def run(out: Path, scale: str = "full", batches: int = 20, batch_size: int | None = None,
         full_epoch_of_main: bool = True, seed_batches: int = 3, device: str = "auto",
-        quality_scale: str | None = "medium", main: str = MAIN) -> dict:
+        quality_scale: str | None = "medium", main: str | None = None) -> dict:
     """Every measurement on generated ``scale`` data, with ``make full``'s training settings
     (``batch_size`` None: full.yaml's); the quality check on ``quality_scale`` data."""
     conf = full_config()
-    batch_size = batch_size or conf["BATCH_SIZE"]
+    conf["BATCH_SIZE"] = batch_size = batch_size or conf["BATCH_SIZE"]
+    main = main or conf["RECOMMEND_WITH"]
     ranks = {"tag": conf["TAG_RANK"], "genome": conf["GENOME_RANK"]}
     before = json.loads((out / "bench.json").read_text()) if (out / "bench.json").exists() else {}
     folder = _generated(scale)
@@ -332,32 +334,29 @@ def run(out: Path, scale: str = "full", batches: int = 20, batch_size: int | Non
         shutil.rmtree(cache_dir, ignore_errors=True)
     result["sizes"] = {**prep.summary, **prep.split.sizes()}
     dev = resolve_device(device)
-    cfg = TrainConfig(batch_size=batch_size, n_negatives=conf["N_NEGATIVES"],
-                      rank_weight=float(conf["RANK_WEIGHTS"][0]), epochs=conf["EPOCHS"],
-                      patience=conf["PATIENCE"], progress=False)
-    result["train_settings"] = {"batch_size": batch_size, "n_negatives": cfg.n_negatives,
-                                "rank_weight": cfg.rank_weight, "ranks": ranks,
+    result["train_settings"] = {"batch_size": batch_size, "n_negatives": conf["N_NEGATIVES"],
+                                "rank_weight": float(conf["RANK_WEIGHTS"][0]), "ranks": ranks,
                                 "threads": torch.get_num_threads()}
     exact = Experiment(prep, dev)
-    result["train_exact_features"] = {main: train_throughput(exact, main, cfg, batches)}
+    result["train_exact_features"] = {main: train_throughput(exact, main, conf, batches)}
     del exact
     t0 = time.perf_counter()
     exp = Experiment(prep, dev, tag_rank=ranks["tag"], genome_rank=ranks["genome"])
     result["feature_bases"] = {"seconds": time.perf_counter() - t0, "kept": exp.feats.kept}
-    result["train"] = {v: train_throughput(exp, v, cfg, batches) for v in VARIANTS}
+    result["train"] = {v: train_throughput(exp, v, conf, batches) for v in VARIANTS}
     if full_epoch_of_main:
-        epoch, model = full_epoch(exp, main, cfg)
+        epoch, model = full_epoch(exp, main, conf)
         result["train_full_epoch"] = {main: epoch}
     else:
-        model = _build(exp, main, cfg)[0]
-    result["profile"] = profile_steps(exp, main, cfg)
+        model = _build(exp, main, conf)[0]
+    result["profile"] = profile_steps(exp, main, conf)
     result["retrieval"] = retrieval_latency(exp, model)
     result["train_batch_size"] = batch_size
     result["before"] = {k: before[k] for k in ("train", "train_batch_size", "git", "machine")
                         if k in before}
     del exp, prep, model
     if quality_scale:
-        result["quality"] = quality(_generated(quality_scale), main, cfg, ranks, dev)
+        result["quality"] = quality(_generated(quality_scale), main, conf, ranks, dev)
     # the seed's loop at this process's thread count, as our engine was measured
     result["seed_pipeline"] = seed_pipeline(folder, seed_batches)
     ours = (result["train_full_epoch"] if full_epoch_of_main else result["train"])[main]

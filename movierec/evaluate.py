@@ -7,11 +7,27 @@ Metrics are pure functions of a top-k matrix and the relevant sets.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from movierec.csr import Csr
+
+T = TypeVar("T")
+LOWER_IS_BETTER = ("rmse", "mae")  # error metrics; every other metric: higher is better
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of ``metric`` (e.g. ``val_rmse``, ``ndcg@10``) is better."""
+    return metric.removeprefix("val_").removeprefix("test_") in LOWER_IS_BETTER
+
+
+def best(items: Iterable[T], metric: str, value=lambda item, metric: item[metric]) -> T:
+    """The item with the best ``metric`` (the first of equals), read by ``value``."""
+    pick = min if lower_is_better(metric) else max
+    return pick(items, key=lambda item: value(item, metric))
 
 
 @dataclass

@@ -1,103 +1,31 @@
-"""Named model variants and the calls a notebook makes to train and evaluate them.
+"""A prepared dataset on a device, with the tensors and the evaluation every model shares.
 
-Every variant is trained on the train split, early-stopped on val and reported on test, with
-rating metrics (RMSE, MAE) and ranking metrics on the one protocol of :mod:`movierec.evaluate`.
+Rating metrics (RMSE, MAE) and ranking metrics on the one protocol of :mod:`movierec.evaluate`:
+history = what the model was fitted on, relevant = the user's movies of the part rated >= 4,
+candidates = every other movie. Val ranks a seeded sample of at most ``max_val_users`` users;
+test ranks every user with a relevant test movie (or a seeded sample of ``max_test_users``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
-from torch import nn
 
 from movierec.csr import Csr
-from movierec.evaluate import BiasBaseline, per_user_ranking, ranking_metrics, rmse_mae
-from movierec.model import BY, Encoder, FeatureTensors, ModelConfig, MovieRecModel, Score
+from movierec.evaluate import per_user_ranking, ranking_metrics
+from movierec.model import ModelConfig, MovieRecModel
 from movierec.prepare import Prepared
-from movierec.recommend import RankingVectors, ranking_vectors, topk_search
+from movierec.recommend import topk_search
 from movierec.split import TEST, TRAIN, VAL
-from movierec.train import FitResult, Ratings, TrainConfig, fit, predict, rating_errors
-
-
-@dataclass(frozen=True)
-class Variant:
-    """A named model design, how it is trained and which val metric tunes it. Training
-    settings left None keep the caller's :class:`~movierec.train.TrainConfig` value."""
-
-    name: str
-    about: str
-    encoder: Encoder
-    score: Score
-    prior: bool = False  # a fixed popularity prior (log count) in the retrieval score
-    loss: str = "rmse"
-    reg: float | None = None
-    min_positive: float | None = None
-    monitor: str = "val_rmse"  # early stopping on this val metric
-    # "learned": the rating head trained with the model; "calibrated": after training, damped
-    # biases + a scale on the cosine chosen on val (calibrate_readout), the vectors unchanged
-    readout: str = "learned"
-
-    @property
-    def mode(self) -> str:
-        return "min" if self.monitor == "val_rmse" else "max"
-
-    def model_config(self, exp: Experiment, dim: int, **overrides) -> ModelConfig:
-        return exp.model_config(dim=dim, **{"encoder": self.encoder, "score": self.score,
-                                            "prior": self.prior, **overrides})
-
-    def train_config(self, base: TrainConfig) -> TrainConfig:
-        extra = {k: v for k, v in (("reg", self.reg), ("min_positive", self.min_positive))
-                 if v is not None}
-        return replace(base, loss=self.loss, **extra)
-
-    def build(self, exp: Experiment, mcfg: ModelConfig, tcfg: TrainConfig, data: Ratings,
-              *parts: int) -> MovieRecModel:
-        """The initial model (seeded by ``tcfg.seed``) on ``exp.device``, its user history and
-        retrieval prior taken from the training data ``data`` (= the split ``parts``)."""
-        model = MovieRecModel(mcfg, torch.Generator().manual_seed(tcfg.seed)).to(exp.device)
-        if model.content is not None:
-            model.content.set_bases(exp.feats)
-        if mcfg.user_history:
-            model.set_history(exp.history_tensor(mcfg.user_history, *parts))
-        if mcfg.prior:
-            model.init_prior(exp.positive_counts(data, tcfg.min_positive))
-        if model.seen is not None:
-            model.set_seen(exp.positive_counts(data) > 0)
-        return model
-
-
-def variant(name: str) -> Variant:
-    """The variant called ``name``; an unknown name raises ValueError listing the known ones."""
-    if name not in VARIANTS:
-        raise ValueError(f"unknown model variant {name!r}; known: {sorted(VARIANTS)}")
-    return VARIANTS[name]
-
-
-VARIANTS: dict[str, Variant] = {v.name: v for v in (
-    Variant("seed", "the seed's design, bugs fixed: content encoder, cosine on the rating scale",
-            "content", "cosine"),
-    Variant("hybrid", "content + movie-id embedding, rating biases: the rating model",
-            "hybrid", "cosine_bias", reg=0.05),
-    Variant("hybrid_rank", "the main model: the hybrid trained with RMSE + w x sampled softmax, "
-            "its rating readout calibrated on val",
-            "hybrid", "cosine_bias", prior=True, loss="rmse+softmax", reg=0.05,
-            min_positive=3.5, monitor="val_ndcg@10", readout="calibrated"),
-    Variant("mf", "baseline: biased matrix factorisation, no content features",
-            "id", "dot_bias", reg=0.05),
-)}
-
-
-READOUT_DAMPINGS = (2.0, 5.0, 10.0)
-READOUT_SCALES = tuple(float(x) for x in np.arange(0.0, 2.01, 0.125))
+from movierec.tensors import FeatureTensors, RankingVectors, Ratings
+from movierec.train import predict, rating_errors
 
 
 @dataclass
 class Experiment:
-    """A prepared dataset on a device, with the tensors and ranking sets every variant uses."""
+    """A prepared dataset on a device, with the tensors and ranking sets every model uses."""
 
     prep: Prepared
     device: torch.device
@@ -132,22 +60,31 @@ class Experiment:
                 pick)
         self.test_history = self.prep.history(TRAIN, VAL).select(self.test_users)
 
+    def with_data(self, prep: Prepared) -> Experiment:
+        """The same experiment (device, seed, samples, feature ranks) on other prepared data
+        (e.g. the leaky-tags ablation's)."""
+        return replace(self, prep=prep)
+
+    def ratings(self, *parts: int) -> Ratings:
+        """The rating tensors of the split ``parts`` (train; val; test; train + val)."""
+        known = {(TRAIN,): self.train, (VAL,): self.val, (TEST,): self.test,
+                 (TRAIN, VAL): self.train_val}
+        return known[parts]
+
     def positive_counts(self, data: Ratings, min_rating: float = 0.0) -> torch.Tensor:
         """Per-movie count of the ratings >= ``min_rating`` in ``data``."""
         keep = data.ratings >= min_rating
         return torch.bincount(data.movies[keep], minlength=self.prep.n_movies)
 
-    def history_tensor(self, n: int, *parts: int) -> torch.Tensor:
-        return torch.as_tensor(self.prep.recent_items(n, *parts), device=self.device)
-
-    def model_config(self, **overrides) -> ModelConfig:
+    def model_config(self, **settings) -> ModelConfig:
+        """A model's configuration: this dataset's sizes and ``settings``."""
         f = self.prep.features
         return ModelConfig(
             n_users=self.prep.n_users, n_movies=self.prep.n_movies, n_tags=len(f.tag_vocab),
             n_genres=int(f.genres.indices.max()) + 1 if len(f.genres.indices) else 1,
             n_genome_tags=0 if f.genome is None else f.genome.shape[1],
             global_mean=float(self.train.ratings.mean()), tag_rank=self.feats.rank("tag"),
-            genome_rank=self.feats.rank("genome"), **overrides)
+            genome_rank=self.feats.rank("genome"), **settings)
 
     def rank(self, vectors: RankingVectors, part: int = TEST, k: int = 50
              ) -> np.ndarray:
@@ -167,6 +104,11 @@ class Experiment:
         """Ranking metrics (user means and standard errors, coverage) of ``part``."""
         return ranking_metrics(self.rank(vectors, part, max(ks)), self.relevant_of(part), ks,
                                n_items=self.prep.n_movies)
+
+    def val_ranking(self, vectors: RankingVectors) -> dict[str, float]:
+        """Val recall@10 and NDCG@10, as every model is tuned on."""
+        metrics = self.ranking(vectors, VAL, ks=(10,))
+        return {f"val_{k}": metrics[k] for k in ("recall@10", "ndcg@10")}
 
     def cold_relevant(self) -> tuple[np.ndarray, Csr]:
         """Test users with a relevant movie that nobody rated in train + val (positions in
@@ -203,8 +145,7 @@ class Experiment:
             out = {"val_rmse": rating_errors(predict(model, self.feats, self.val),
                                              self.val.ratings)["rmse"]}
             if "@" in monitor:
-                metrics = self.ranking(ranking_vectors(model, self.feats), VAL, ks=(10,))
-                out.update({f"val_{k}": metrics[k] for k in ("recall@10", "ndcg@10")})
+                out.update(self.val_ranking(model.ranking_vectors(self.feats)))
             return out
         return evaluate
 
@@ -217,160 +158,3 @@ def per_user_sse(pred: np.ndarray, data: Ratings, n_users: int
     err = np.asarray(pred, np.float64) - data.ratings.cpu().numpy().astype(np.float64)
     return (np.bincount(users, err**2, n_users),
             np.bincount(users, minlength=n_users).astype(np.float64))
-
-
-@torch.no_grad()
-def pair_cosines(model: MovieRecModel, feats: FeatureTensors, data: Ratings) -> np.ndarray:
-    """cos(user, movie) of every (user, movie) pair of ``data`` (float64)."""
-    model.eval()
-    movies = nn.functional.normalize(model.all_movie_vectors(feats), dim=1)
-    users = nn.functional.normalize(model.all_user_vectors(), dim=1)
-    return (users[data.users] * movies[data.movies]).sum(1).double().cpu().numpy()
-
-
-def calibrate_readout(exp: Experiment, model: MovieRecModel, parts: tuple[int, ...],
-                      setting: dict | None = None) -> dict:
-    """Set ``model``'s rating map to mu + b_user + b_movie + scale · cos(user, movie), biases
-    the damped means of the split ``parts`` (:class:`~movierec.evaluate.BiasBaseline`). With
-    ``setting`` None, the damping and scale are chosen on val (the grid READOUT_DAMPINGS x
-    READOUT_SCALES, lowest val RMSE; ``model`` is then the model fitted on train); else
-    ``setting`` is applied (to the model refit on train + val). Returns the setting."""
-    fit_data = exp.prep.part(*parts)
-    biases = {d: BiasBaseline(exp.prep.n_users, exp.prep.n_movies, reg_user=d,
-                              reg_movie=d).fit(*fit_data)
-              for d in ((setting["damping"],) if setting else READOUT_DAMPINGS)}
-    if setting is None:
-        cos = pair_cosines(model, exp.feats, exp.val)
-        u, m = exp.val.users.cpu().numpy(), exp.val.movies.cpu().numpy()
-        truth = exp.val.ratings.cpu().numpy()
-        scores = {(d, s): rmse_mae(b.mean + b.user_bias[u] + b.movie_bias[m] + s * cos,
-                                   truth)["rmse"]
-                  for d, b in biases.items() for s in READOUT_SCALES}
-        damping, scale = min(scores, key=scores.get)
-        setting = {"damping": damping, "scale": scale}
-    b = biases[setting["damping"]]
-    model.head.set_readout(b.mean, b.user_bias, b.movie_bias, setting["scale"])
-    return setting
-
-
-@dataclass
-class VariantResult:
-    """A trained and evaluated variant, in named parts."""
-
-    name: str
-    fit: FitResult  # the final model (refit on train + val if asked) and the tuning history
-    rating: dict[str, float]  # epochs, best_epoch, val_rmse, val_mae, test_rmse, test_mae
-    ranking: dict[str, float]  # test ranking metrics (recall@10, ...) scored the chosen way
-    timing: dict[str, float]  # train_seconds, samples_per_second
-    model_config: ModelConfig
-    train_config: TrainConfig
-    by: str = "cosine"  # the scoring chosen on val: "cosine" (retrieval) or "rating"
-    val_by: dict[str, float] = field(default_factory=dict)  # val NDCG@10 of each scoring
-    ranking_by: dict[str, dict] = field(default_factory=dict)  # test metrics of each scoring
-    per_user: dict[str, np.ndarray] = field(default_factory=dict)  # test recall/ndcg, sse, n
-    cold_start: dict[str, float] = field(default_factory=dict)  # see Experiment.test_ranking
-    readout: dict = field(default_factory=dict)  # a calibrated rating map's damping and scale
-
-    @property
-    def model(self) -> MovieRecModel:
-        return self.fit.model
-
-    @property
-    def history(self) -> pd.DataFrame:
-        return self.fit.history
-
-    def fold_in_settings(self) -> dict:
-        """The training loss a new user is folded in with (:class:`movierec.recommend.FoldIn`)."""
-        t = self.train_config
-        return {"loss": t.loss, "min_positive": t.min_positive, "rank_weight": t.rank_weight,
-                "reg": t.reg}
-
-
-def choose_scoring(exp: Experiment, model: MovieRecModel) -> tuple[str, dict[str, float]]:
-    """The one rule for how a model that can both rate and retrieve is ranked: by whichever of
-    its retrieval score ("cosine") and its predicted rating ("rating") has the higher val
-    NDCG@10 (ties: the model's default). Returns (choice, val NDCG@10 of each)."""
-    val = {by: exp.ranking(ranking_vectors(model, exp.feats, by), VAL, ks=(10,))["ndcg@10"]
-           for by in BY}
-    best = max(val.values())
-    choice = model.default_ranking if val[model.default_ranking] == best else max(val,
-                                                                                  key=val.get)
-    return choice, val
-
-
-def train_variant(exp: Experiment, name: str, train_config: TrainConfig, *, dim: int = 64,
-                  refit: bool = True, checkpoint_dir=None, ks: tuple[int, ...] = (10, 20, 50),
-                  test: bool = True, tuned: VariantResult | None = None,
-                  **model_overrides) -> VariantResult:
-    """Train a named variant (see :data:`VARIANTS`) and evaluate it.
-
-    Tuning: trained on train, early-stopped on val (val metrics, and the choice of scoring by
-    :func:`choose_scoring`, come from this model). ``test=False`` stops here (a sweep never
-    reads test). Then, with ``refit``, retrained from the same initialisation on train + val
-    for the best number of epochs, so that every user's most recent ratings inform the test
-    predictions; test metrics come from the refit model, read once, both scorings recorded.
-    With ``checkpoint_dir``, both trainings write a checkpoint after every epoch
-    (``<name>.pt``, ``<name>-refit.pt``) and resume from it. ``tuned``: the result of an
-    earlier ``test=False`` call with the same settings (a sweep's chosen run), whose tuning is
-    reused instead of repeated.
-    """
-    ckpt = refit_ckpt = None
-    if checkpoint_dir is not None:
-        ckpt = Path(checkpoint_dir) / f"{name}.pt"
-        refit_ckpt = Path(checkpoint_dir) / f"{name}-refit.pt"
-    spec = variant(name)
-    f = exp.prep.features
-    meta = {"variant": name, "dataset": exp.prep.name, "tag_vocab": f.tag_vocab,
-            "genome_tags": f.genome_tags, "movie_ids": torch.tensor(f.movie_ids),
-            "user_ids": torch.tensor(exp.prep.user_ids)}
-    mcfg = spec.model_config(exp, dim, **model_overrides)
-    tcfg = spec.train_config(train_config)
-    if tuned is not None:
-        if (tuned.name, tuned.model_config) != (name, mcfg) or replace(
-                tuned.train_config, progress=tcfg.progress) != tcfg:
-            raise ValueError(f"the tuned run of {tuned.name!r} has other settings than these")
-        out = replace(tuned, train_config=tcfg, rating=dict(tuned.rating),
-                      timing=dict(tuned.timing))
-        return _test_variant(exp, spec, out, refit, ks, refit_ckpt, meta) if test else out
-    result = fit(spec.build(exp, mcfg, tcfg, exp.train, TRAIN), exp.feats, exp.train, tcfg,
-                 exp.validation(spec.monitor), monitor=spec.monitor, mode=spec.mode,
-                 checkpoint=ckpt, resume=ckpt is not None, meta=meta)
-    readout = (calibrate_readout(exp, result.model, (TRAIN,))
-               if spec.readout == "calibrated" else {})
-    rating = {"epochs": len(result.history), "best_epoch": result.best_epoch}
-    rating.update({f"val_{k}": v for k, v in rating_errors(
-        predict(result.model, exp.feats, exp.val), exp.val.ratings).items()})
-    timing = {"train_seconds": result.seconds, "samples_per_second": result.samples_per_second}
-    by, val_by = choose_scoring(exp, result.model)
-    out = VariantResult(name, result, rating, {}, timing, mcfg, tcfg, by, val_by,
-                        readout=readout)
-    return _test_variant(exp, spec, out, refit, ks, refit_ckpt, meta) if test else out
-
-
-def _test_variant(exp: Experiment, spec: Variant, out: VariantResult, refit: bool,
-                  ks: tuple[int, ...], refit_ckpt, meta: dict) -> VariantResult:
-    """Refit a tuned variant on train + val (if asked) and read test once (train_variant)."""
-    result, mcfg, tcfg = out.fit, out.model_config, out.train_config
-    rating, timing, readout, by = out.rating, out.timing, out.readout, out.by
-    final = result
-    if mcfg.user_history and not refit:  # test users are represented by train + val
-        result.model.set_history(exp.history_tensor(mcfg.user_history, TRAIN, VAL))
-    if refit:
-        final = fit(spec.build(exp, mcfg, tcfg, exp.train_val, TRAIN, VAL), exp.feats,
-                    exp.train_val, replace(tcfg, epochs=result.best_epoch), None, monitor=None,
-                    checkpoint=refit_ckpt, resume=refit_ckpt is not None,
-                    meta={**meta, "refit": True})
-        timing["train_seconds"] += final.seconds
-        if readout:
-            calibrate_readout(exp, final.model, (TRAIN, VAL), readout)
-    pred = predict(final.model, exp.feats, exp.test)
-    rating.update({f"test_{k}": v for k, v in rating_errors(pred, exp.test.ratings).items()})
-    vectors = {b: ranking_vectors(final.model, exp.feats, b) for b in BY}
-    out.ranking_by = {b: exp.ranking(v, TEST, ks) for b, v in vectors.items() if b != by}
-    out.ranking, per_user, out.cold_start = exp.test_ranking(vectors[by], ks)
-    out.ranking_by[by] = out.ranking
-    out.ranking_by = {b: out.ranking_by[b] for b in BY}  # in BY's order
-    sse, n = per_user_sse(pred.cpu().numpy(), exp.test, exp.prep.n_users)
-    out.per_user = {**per_user, "sse": sse, "n": n}
-    out.fit = replace(final, history=result.history, best_epoch=result.best_epoch)
-    return out

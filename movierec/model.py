@@ -1,28 +1,33 @@
-"""The two-tower model: user-id embeddings and a movie encoder over the movie's features.
+"""The two-tower model, composed of parts: a user table, a movie tower (a content encoder over the
+movie's features, a movie-id table, or both), a rating head and a retrieval score. It owns its
+loss (:meth:`MovieRecModel.loss`), which training and a new user's fold-in both call.
 
 Movie encoder (the seed's design, bugs fixed): mean of the movie's tag embeddings, mean of its
 genre embeddings and (when the dataset has one) the relevance-weighted mean of the genome-tag
-embeddings, concatenated and projected by a Linear layer to the user-embedding size. Variants:
+embeddings, concatenated and projected by a Linear layer to the user-embedding size. The parts
+are chosen by :class:`ModelConfig` (:func:`build_parts`):
 
 - ``encoder``: ``"content"`` (the seed), ``"hybrid"`` (content plus a movie-id embedding that
   starts at zero, so a movie never seen in training is encoded by its content alone) or ``"id"``
   (a movie-id embedding only: plain matrix factorisation).
 - ``score``: ``"cosine"`` maps cos(user, movie) onto the rating scale, 2.75 + 2.25 cos, as the seed
-  intended; ``"cosine_bias"`` adds learned global, user and movie biases and a learned scale;
-  ``"dot_bias"`` is biased matrix factorisation, mu + b_u + b_m + <u, m>.
+  intended; ``"cosine_bias"`` adds global, user and movie biases and a scale; ``"dot_bias"`` is
+  biased matrix factorisation, mu + b_u + b_m + <u, m>.
+- the retrieval score (how a model recommends): interaction / temperature, plus a fixed
+  per-movie prior (log popularity) when ``prior`` is set.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Literal, get_args
 
 import numpy as np
 import torch
 from torch import nn
 
-from movierec.csr import Csr
-from movierec.features import MovieFeatures, bag_matrix, genome_weights, low_rank_basis
+from movierec.loss import Objective, bounded_softmax, rmse
+from movierec.tensors import FeatureTensors, RankingVectors
 
 RATING_MID, RATING_HALF_RANGE = 2.75, 2.25  # cos in [-1, 1] -> rating in [0.5, 5.0]
 Encoder = Literal["content", "hybrid", "id"]
@@ -31,13 +36,7 @@ RankBy = Literal["cosine", "rating"]
 ENCODERS: tuple[str, ...] = get_args(Encoder)
 SCORES: tuple[str, ...] = get_args(Score)
 BY: tuple[str, ...] = get_args(RankBy)
-# checkpoints written before the encoder and the rating head became modules
-LEGACY_KEYS = {"tag.weight": "content.tag.weight", "genre.weight": "content.genre.weight",
-               "genome_tag": "content.genome_tag", "no_genome": "content.no_genome",
-               "proj.weight": "content.proj.weight", "proj.bias": "content.proj.bias",
-               "user_bias.weight": "head.user_bias.weight",
-               "movie_bias.weight": "head.movie_bias.weight",
-               "global_bias": "head.global_bias", "scale": "head.scale"}
+INIT_STD = 0.1  # every embedding table starts as N(0, INIT_STD^2) (id tables of hybrids: 0)
 
 
 def unit_rows(x: torch.Tensor, eps: float = 1e-12) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,107 +59,46 @@ def unique_indices(index: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.
     return uniq, position.index_select(0, index)
 
 
-@dataclass
+def biased_rating(mean, user_bias, movie_bias, interaction, scale=None):
+    """The biased rating formula, mu + b_user + b_movie + (scale x) interaction, for tensors
+    or arrays alike: the rating head's (:class:`BiasedHead`) and the calibrated readout's
+    (:func:`movierec.variants.calibrate_readout`), in one place and one order of operations."""
+    return mean + user_bias + movie_bias + (interaction if scale is None else scale * interaction)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
-    """Sizes and design choices; saved with every checkpoint."""
+    """Sizes, the parts and the objective; saved with every checkpoint and saved model."""
 
     n_users: int
     n_movies: int
     n_tags: int
     n_genres: int
+    dim: int
     n_genome_tags: int = 0  # 0: no genome branch
-    dim: int = 64
     encoder: Encoder = "content"
     score: Score = "cosine"
     global_mean: float = 3.5
     prior: bool = False  # a fixed per-movie logit (log popularity) in the retrieval score
-    user_history: int = 0  # > 0: user vector += mean embedding of the user's last N rated movies
-    temperature: float = 0.1  # retrieval score = cos(user, movie) / temperature (+ prior)
+    temperature: float = 0.1  # retrieval score = interaction / temperature (+ prior)
     tag_rank: int = 0  # > 0: tag table = fixed basis (n_tags, tag_rank) @ learned coefficients
     genome_rank: int = 0  # > 0: the same for the genome-tag table
+    objective: Objective = field(default_factory=Objective)
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
         if self.score not in SCORES:
             raise ValueError(f"score must be one of {SCORES}, got {self.score!r}")
+        if self.objective.rank_weight and not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
-
-class FeatureTensors:
-    """A dataset's movie features as tensors on one device, with vectorised row gathering.
-
-    ``tag_rank`` / ``genome_rank`` > 0 also hold each movie's tag bag (genome relevance
-    weights) projected on a fixed basis of that many columns, at most the feature count
-    (:func:`~movierec.features.low_rank_basis`, computed here once, or taken from ``bases``, a
-    trained model's), so that the encoder reads ``rank`` numbers per movie instead of its whole
-    bag or genome row. With every block projected, ``inputs`` holds them side by side with the
-    genre weights (and the no-genome flag), for the encoder as one product
-    (:meth:`ContentEncoder.input_map`)."""
-
-    def __init__(self, features: MovieFeatures, device: torch.device | str = "cpu",
-                 tag_rank: int = 0, genome_rank: int = 0,
-                 bases: dict[str, np.ndarray] | None = None) -> None:
-        def bags(b: Csr) -> tuple[torch.Tensor, ...]:
-            return (torch.as_tensor(b.offsets, device=device),
-                    torch.as_tensor(b.indices, device=device),
-                    torch.as_tensor(b.weights, device=device))
-
-        self.n_movies = features.n_movies
-        self.tags = bags(features.tags)
-        self.genres = bags(features.genres)
-        self.genome = self.genome_mask = None
-        if features.genome is not None:
-            self.genome = torch.as_tensor(features.genome, device=device)
-            self.genome_mask = torch.as_tensor(features.genome_mask, device=device)
-        bases = dict(bases or {})
-        inputs = {"tag": (tag_rank, lambda: bag_matrix(features.tags, len(features.tag_vocab)))}
-        if features.genome is not None:
-            inputs["genome"] = (genome_rank, lambda: genome_weights(features.genome,
-                                                                    features.genome_mask))
-        elif genome_rank or "genome" in bases:
-            raise ValueError("genome_rank > 0 needs features with a genome")
-        self.bases: dict[str, torch.Tensor] = {}
-        self.low: dict[str, torch.Tensor] = {}  # block -> (n_movies, rank) projected features
-        self.kept: dict[str, float] = {}  # block -> share of the features' energy kept
-        for block, (rank, rows) in inputs.items():
-            if not rank and block not in bases:
-                continue
-            x = rows()
-            if block in bases:
-                basis = np.asarray(bases[block], np.float32)
-            else:  # a rank above the feature count keeps every feature (a rotation)
-                basis, self.kept[block] = low_rank_basis(x, min(rank, x.shape[1]))
-            self.bases[block] = torch.as_tensor(basis, device=device)
-            self.low[block] = torch.as_tensor(np.asarray(x @ basis, np.float32), device=device)
-        # every block projected: the encoder's inputs side by side, so that it is one matmul
-        self.inputs = self.genre_width = None
-        if "tag" in self.low and (self.genome is None or "genome" in self.low):
-            self.genre_width = int(features.genres.indices.max(initial=0)) + 1
-            genre = bag_matrix(features.genres, self.genre_width).toarray().astype(np.float32)
-            cols = [self.low["tag"], torch.as_tensor(genre, device=device)]
-            if self.genome is not None:
-                has = self.genome_mask.float().unsqueeze(1)
-                cols += [self.low["genome"] * has, 1.0 - has]
-            self.inputs = torch.cat(cols, 1)
-
-    def rank(self, block: str) -> int:
-        """Columns of ``block``'s projected features (0: the block is read whole)."""
-        return self.bases[block].shape[1] if block in self.bases else 0
-
-    @staticmethod
-    def gather(bags: tuple[torch.Tensor, ...], rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """(indices, offsets, weights) of the bags of ``rows``, for ``EmbeddingBag``."""
-        offsets, indices, weights = bags
-        starts = offsets[rows]
-        lengths = offsets[rows + 1] - starts
-        new_offsets = torch.cumsum(lengths, 0) - lengths
-        total = int(lengths.sum())
-        pos = torch.arange(total, device=rows.device) + torch.repeat_interleave(
-            starts - new_offsets, lengths, output_size=total)
-        return indices[pos], new_offsets, weights[pos]
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        return cls(**{**d, "objective": Objective(**d.get("objective", {}))})
 
 
 class ContentEncoder(nn.Module):
@@ -309,111 +247,253 @@ class ContentEncoder(nn.Module):
         return out
 
 
-class RatingHead(nn.Module):
-    """The rating from a user-movie interaction: mu + b_user + b_movie + (scale x) interaction
-    (``cosine_bias``: cosine scaled by a learned factor; ``dot_bias``: the dot product)."""
+
+# ---- the parts ----
+
+
+class MovieIds(nn.Module):
+    """A learned vector per movie (sparse gradients). ``masked`` (a hybrid's): the table
+    starts at zero and a movie not marked as rated (:meth:`set_seen`) adds nothing, so that the
+    catalogue negatives of the retrieval loss never train it and a movie never rated is
+    encoded by its content alone."""
+
+    def __init__(self, n_movies: int, dim: int, masked: bool) -> None:
+        super().__init__()
+        self.table = nn.Embedding(n_movies, dim, sparse=True)
+        self.register_buffer("seen", torch.ones(n_movies, dtype=torch.bool) if masked else None)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None) -> None:
+        if self.seen is not None:
+            nn.init.zeros_(self.table.weight)
+        else:
+            nn.init.normal_(self.table.weight, 0.0, INIT_STD, generator=generator)
+
+    @torch.no_grad()
+    def set_seen(self, seen: torch.Tensor) -> None:
+        """Mark the movies the training data rates; the others keep their zero vector."""
+        if self.seen is None:
+            raise ValueError("only a hybrid's movie-id table is masked")
+        self.seen.copy_(seen)
+
+    def forward(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the rows' contribution to the movie vectors, their raw vectors for the penalty)."""
+        ids = self.table(rows)
+        return (ids if self.seen is None else ids * self.seen[rows].unsqueeze(1)), ids
+
+
+class Cosine:
+    """The interaction of a user and a movie vector: their cosine. Recommends by it."""
+
+    default_ranking: RankBy = "cosine"
+    unit_vectors = True  # the training step reads unit vectors for it
+
+    @staticmethod
+    def unit(x: torch.Tensor) -> torch.Tensor:
+        """Vectors whose inner products are the interactions: the unit vectors."""
+        return nn.functional.normalize(x, dim=-1)
+
+    @staticmethod
+    def pair(u: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cosine_similarity(u, m, dim=1, eps=1e-8)
+
+    @staticmethod
+    def from_units(u: torch.Tensor, vecs: torch.Tensor, rows: torch.Tensor,
+                   cos: torch.Tensor | None) -> torch.Tensor:
+        """The interaction of user rows ``u`` and movies ``vecs[rows]`` whose cosine ``cos``
+        the training step has computed."""
+        return cos
+
+
+class Dot:
+    """The interaction of a user and a movie vector: their dot product (matrix
+    factorisation). Recommends by its predicted rating."""
+
+    default_ranking: RankBy = "rating"
+    unit_vectors = False
+
+    @staticmethod
+    def unit(x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    @staticmethod
+    def pair(u: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return (u * m).sum(1)
+
+    @staticmethod
+    def from_units(u: torch.Tensor, vecs: torch.Tensor, rows: torch.Tensor,
+                   cos: torch.Tensor | None) -> torch.Tensor:
+        return (u * vecs.index_select(0, rows)).sum(1)
+
+
+class FixedHead(nn.Module):
+    """The seed's rating: 2.75 + 2.25 x interaction, which spans 0.5-5 for a cosine; nothing
+    learned."""
+
+    biased = False  # no user or movie biases
+
+    def user_bias(self, users: torch.Tensor) -> None:
+        return None
+
+    def movie_bias(self, movies: torch.Tensor) -> None:
+        return None
+
+    def scale_users(self, users: torch.Tensor) -> torch.Tensor:
+        """User vectors of the rating's factored form (up to a positive factor)."""
+        return users
+
+    def movie_offset(self) -> None:
+        return None
+
+    def forward(self, inter: torch.Tensor, user_bias: None, movie_bias: None) -> torch.Tensor:
+        return RATING_MID + RATING_HALF_RANGE * inter
+
+
+class BiasedHead(nn.Module):
+    """The rating mu + b_user + b_movie + (scale x) interaction (:func:`biased_rating`); the
+    biases are tables with sparse gradients; ``scaled``: a learned scale (for a cosine)."""
+
+    biased = True
 
     def __init__(self, n_users: int, n_movies: int, global_mean: float, scaled: bool) -> None:
         super().__init__()
-        self.user_bias = nn.Embedding(n_users, 1, sparse=True)
-        self.movie_bias = nn.Embedding(n_movies, 1, sparse=True)
+        self.user_biases = nn.Embedding(n_users, 1, sparse=True)
+        self.movie_biases = nn.Embedding(n_movies, 1, sparse=True)
         self.global_bias = nn.Parameter(torch.tensor(float(global_mean)))
         self.scale = nn.Parameter(torch.tensor(RATING_HALF_RANGE)) if scaled else None
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        nn.init.zeros_(self.user_bias.weight)
-        nn.init.zeros_(self.movie_bias.weight)
+        nn.init.zeros_(self.user_biases.weight)
+        nn.init.zeros_(self.movie_biases.weight)
+
+    def user_bias(self, users: torch.Tensor) -> torch.Tensor:
+        return self.user_biases(users).squeeze(1)
+
+    def movie_bias(self, movies: torch.Tensor) -> torch.Tensor:
+        return self.movie_biases(movies).squeeze(1)
+
+    def scale_users(self, users: torch.Tensor) -> torch.Tensor:
+        return users if self.scale is None else users * self.scale
+
+    def movie_offset(self) -> torch.Tensor:
+        return self.movie_biases.weight.squeeze(1)
 
     @torch.no_grad()
     def set_readout(self, mean: float, user_bias: np.ndarray, movie_bias: np.ndarray,
                     scale: float) -> None:
         """Replace the learned rating map by a calibrated one: damped-mean biases and a scale
-        on the cosine chosen on val (see :func:`movierec.experiment.calibrate_readout`)."""
+        on the cosine chosen on val (see :func:`movierec.variants.calibrate_readout`)."""
         if self.scale is None:
-            raise ValueError("only a cosine_bias head has a scale to calibrate")
+            raise ValueError("only a scaled (cosine) head has a scale to calibrate")
         self.global_bias.fill_(float(mean))
-        for table, values in ((self.user_bias, user_bias), (self.movie_bias, movie_bias)):
+        for table, values in ((self.user_biases, user_bias), (self.movie_biases, movie_bias)):
             table.weight.copy_(torch.as_tensor(values, dtype=table.weight.dtype).unsqueeze(1))
         self.scale.fill_(float(scale))
 
-    def forward(self, inter: torch.Tensor, movies: torch.Tensor,
-                user_bias: torch.Tensor | None,
-                movie_bias: torch.Tensor | None = None) -> torch.Tensor:
-        """``movie_bias``: the biases of ``movies`` when already looked up (None: looked up)."""
-        bias = self.global_bias
-        if user_bias is not None:
-            bias = bias + user_bias
-        bias = bias + (self.movie_bias(movies).squeeze(1) if movie_bias is None else movie_bias)
-        return bias + (self.scale * inter if self.scale is not None else inter)
+    def forward(self, inter: torch.Tensor, user_bias: torch.Tensor,
+                movie_bias: torch.Tensor) -> torch.Tensor:
+        return biased_rating(self.global_bias, user_bias, movie_bias, inter, self.scale)
+
+
+class Retrieval(nn.Module):
+    """How the model recommends: the retrieval score of a user and a movie is
+    ``interaction / temperature + prior[movie]`` (:meth:`score`), the prior a fixed per-movie
+    logit (:meth:`MovieRecModel.init_prior`) or absent. Search (:meth:`scale_users`,
+    :meth:`offset`) and the sampled softmax (:meth:`bounded`) read it in factored forms."""
+
+    def __init__(self, n_movies: int, temperature: float, prior: bool) -> None:
+        super().__init__()
+        self.temperature = temperature
+        # fixed, not trained: see MovieRecModel.init_prior
+        self.register_buffer("prior", torch.zeros(n_movies) if prior else None)
+
+    def prior_of(self, movies: torch.Tensor) -> torch.Tensor | None:
+        return None if self.prior is None else self.prior.index_select(0, movies)
+
+    def score(self, inter: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
+        """The retrieval score of paired rows from their interactions and the movies' priors
+        (:meth:`prior_of`; None without a prior)."""
+        logits = inter / self.temperature
+        return logits if prior is None else logits + prior
+
+    def scale_users(self, users: torch.Tensor) -> torch.Tensor:
+        """User vectors of the score's factored form ``users @ movies.T + offset``: divided by
+        the temperature when a prior is added (without one, the order needs no scaling)."""
+        return users if self.prior is None else users / self.temperature
+
+    def offset(self) -> torch.Tensor | None:
+        return self.prior
+
+    def bounded(self, movies: torch.Tensor, prior: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The score of user rows ``un`` against the negatives' unit vectors ``movies`` (priors
+        ``prior``), less ``bound``, in factors: ``un @ mt.T + offset`` (the temperature divides
+        the few negatives, not the many users; the prior enters as a row); ``bound`` bounds
+        every score (1 / temperature + the largest prior: |cos| <= 1). Returns (mt, offset,
+        bound) for :func:`~movierec.loss.bounded_softmax`."""
+        t = self.temperature
+        if prior is None:
+            bound = torch.tensor(1.0 / t, device=movies.device)
+            return movies / t, (-bound).expand(len(movies)), bound
+        bound = 1.0 / t + prior.max()
+        return movies / t, prior - bound, bound
+
+
+@dataclass
+class MovieRows:
+    """The movie side of a loss: the movies read (indexes), their vectors and their raw
+    movie-id vectors (None: no id table, or not penalised)."""
+
+    index: torch.Tensor
+    vectors: torch.Tensor
+    ids: torch.Tensor | None = None
 
 
 class MovieRecModel(nn.Module):
-    """User embeddings and a movie encoder (content, movie id, or both); ``forward`` predicts
-    ratings, :meth:`rank_users`/:meth:`rank_movies` give the retrieval space."""
+    """User embeddings and a movie tower. :meth:`predict` rates, :meth:`ranking` gives the
+    vectors that recommend, :meth:`loss` is the training objective."""
 
     def __init__(self, config: ModelConfig, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.config = c = config
         self.user = nn.Embedding(c.n_users, c.dim, sparse=True)
-        self.history_items = None
-        if c.user_history:
-            # padding index n_movies: excluded from the mean; a user without history gets 0
-            self.history_items = nn.EmbeddingBag(c.n_movies + 1, c.dim, mode="mean",
-                                                 sparse=True, padding_idx=c.n_movies)
-            self.register_buffer("history", torch.full((c.n_users, c.user_history),
-                                                       c.n_movies, dtype=torch.long))
         self.content = (ContentEncoder(c.n_tags, c.n_genres, c.n_genome_tags, c.dim,
                                        c.tag_rank, c.genome_rank)
                         if c.encoder != "id" else None)
-        self.movie = (nn.Embedding(c.n_movies, c.dim, sparse=True)
-                      if c.encoder in ("hybrid", "id") else None)
-        self.head = (RatingHead(c.n_users, c.n_movies, c.global_mean, c.score == "cosine_bias")
-                     if c.score != "cosine" else None)
-        self.movie_prior = None
-        if c.prior:  # fixed, not trained: see init_prior
-            self.movie_prior = nn.Embedding(c.n_movies, 1)
-            self.movie_prior.weight.requires_grad_(False)
-        if c.encoder == "hybrid" or c.prior:
-            # movies rated in the training data; the others keep their initial id vector (zero)
-            # and prior, so they are scored by content alone (see set_seen)
-            self.register_buffer("seen", torch.ones(c.n_movies, dtype=torch.bool))
-        else:
-            self.seen = None
-        self._register_load_state_dict_pre_hook(_rename_legacy_keys, with_module=True)
+        self.movie = (MovieIds(c.n_movies, c.dim, masked=c.encoder == "hybrid")
+                      if c.encoder != "content" else None)
+        self.interaction = Dot() if c.score == "dot_bias" else Cosine()
+        self.head = (FixedHead() if c.score == "cosine" else
+                     BiasedHead(c.n_users, c.n_movies, c.global_mean, c.score == "cosine_bias"))
+        self.retrieval = Retrieval(c.n_movies, c.temperature, c.prior)
         self.reset_parameters(generator)
 
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Initialise every parameter from ``generator`` (no global RNG), always in the same
-        order (user, history, content, movie id), so a seed gives the same model."""
-        c = self.config
-        std = 0.1
-        nn.init.normal_(self.user.weight, 0.0, std, generator=generator)
-        if self.history_items is not None:
-            nn.init.normal_(self.history_items.weight, 0.0, std, generator=generator)
-            self.history_items.weight[c.n_movies] = 0.0
+        order (user, content, movie id), so a seed gives the same model."""
+        nn.init.normal_(self.user.weight, 0.0, INIT_STD, generator=generator)
         if self.content is not None:
-            self.content.reset_parameters(generator, std)
+            self.content.reset_parameters(generator, INIT_STD)
         if self.movie is not None:
-            if c.encoder == "hybrid":
-                nn.init.zeros_(self.movie.weight)  # unseen movies keep a zero id vector
-            else:
-                nn.init.normal_(self.movie.weight, 0.0, std, generator=generator)
-        if self.head is not None:
+            self.movie.reset_parameters(generator)
+        if isinstance(self.head, BiasedHead):
             self.head.reset_parameters()
-        if self.movie_prior is not None:
-            nn.init.zeros_(self.movie_prior.weight)
+        if self.retrieval.prior is not None:
+            self.retrieval.prior.zero_()
+
+    # ---- parameters, by optimiser ----
 
     def sparse_parameters(self) -> list[nn.Parameter]:
-        """Embedding tables with sparse gradients (optimised with SparseAdam, no decay): the
-        user and movie tables, of which a batch touches few rows. The tag table is dense: a
-        batch's tag bags touch hundreds of thousands of entries, which a dense gradient sums
-        faster than a sparse one coalesces (measured in the benchmark)."""
-        mods = [self.user, self.movie, self.history_items]
-        if self.head is not None:
-            mods += [self.head.user_bias, self.head.movie_bias]
-        return [m.weight for m in mods if m is not None]
+        """Embedding tables with sparse gradients (row-wise Adam, no decay): the user and
+        movie-id tables and the bias tables, of which a batch touches few rows. The tag table
+        is dense: a batch's tag bags touch hundreds of thousands of entries, which a dense
+        gradient sums faster than a sparse one coalesces (measured in the benchmark)."""
+        tables = [self.user, None if self.movie is None else self.movie.table]
+        if isinstance(self.head, BiasedHead):
+            tables += [self.head.user_biases, self.head.movie_biases]
+        return [t.weight for t in tables if t is not None]
 
     def dense_embedding_parameters(self) -> list[nn.Parameter]:
         """Dense embedding tables (tags, genres, genome tags): Adam, no weight decay."""
@@ -422,7 +502,9 @@ class MovieRecModel(nn.Module):
     def dense_parameters(self) -> list[nn.Parameter]:
         """Everything else that trains: the projection, global bias and scale (AdamW)."""
         other = {id(p) for p in self.sparse_parameters() + self.dense_embedding_parameters()}
-        return [p for p in self.parameters() if id(p) not in other and p.requires_grad]
+        return [p for p in self.parameters() if id(p) not in other]
+
+    # ---- state set from the training data ----
 
     @torch.no_grad()
     def init_prior(self, counts: torch.Tensor) -> None:
@@ -430,190 +512,154 @@ class MovieRecModel(nn.Module):
         (centred): ranking starts from popularity and training learns what is personal on top
         of it. The prior is fixed, not trained: trained with (row-wise) Adam, every movie in a
         batch moved by about the learning rate whatever its gradient's size, which scrambled
-        the popularity order (in a val probe on generated medium data the main model then
-        stayed below most-popular's val NDCG@10; fixed, it is above it from the first epoch, as
-        the bench report's quality table shows, and as good on ml-latest-small: README, Speed)."""
-        if self.movie_prior is None:
+        the popularity order (docs/performance.md, "Why the prior is fixed")."""
+        if self.retrieval.prior is None:
             raise ValueError("this model has no retrieval prior (prior=False)")
         logc = torch.log1p(counts.float())
-        self.movie_prior.weight.copy_((logc - logc.mean()).unsqueeze(1))
+        self.retrieval.prior.copy_(logc - logc.mean())
 
     def set_seen(self, seen: torch.Tensor) -> None:
-        """Mark the movies the training data rates. An unseen movie's id vector is masked in
-        every score (so catalogue negatives never train it): a movie never rated in training
-        is encoded by its content alone, with the prior of a movie never rated."""
-        if self.seen is None:
-            raise ValueError("this model has no movie-id vectors or prior to mask")
-        self.seen.copy_(seen)
+        """Mark the movies the training data rates (a hybrid's id table; see
+        :class:`MovieIds`)."""
+        if self.movie is None:
+            raise ValueError("this model has no movie-id vectors to mask")
+        self.movie.set_seen(seen)
 
-    def set_history(self, history: torch.Tensor) -> None:
-        """Each user's last ``user_history`` movies (n_users, N), padded with n_movies."""
-        if self.history_items is None:
-            raise ValueError("this model has no user-history term (user_history=0)")
-        self.history.copy_(history)
-
-    def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
-        """User embeddings: the id vector, plus the mean of recent movies' vectors if enabled."""
-        u = self.user(users)
-        if self.history_items is not None:
-            u = u + self.history_items(self.history[users])
-        return u
+    # ---- vectors ----
 
     @torch.no_grad()
-    def all_user_vectors(self, block: int = 65536) -> torch.Tensor:
-        rows = torch.arange(self.config.n_users, device=self.user.weight.device)
-        return torch.cat([self.user_vectors(rows[i:i + block])
-                          for i in range(0, len(rows), block)])
+    def all_user_vectors(self) -> torch.Tensor:
+        return self.user.weight.detach().clone()
+
+    def read_movies(self, rows: torch.Tensor, feats: FeatureTensors, use_id: bool = True
+                    ) -> MovieRows:
+        """The vectors of the movies ``rows`` (content + id; ``use_id=False``: by content
+        alone) and their raw id vectors."""
+        out = None if self.content is None else self.content(rows, feats)
+        ids = None
+        if self.movie is not None and use_id:
+            masked, ids = self.movie(rows)
+            out = masked if out is None else out + masked
+        return MovieRows(rows, out, ids)
 
     def encode_movies(self, rows: torch.Tensor, feats: FeatureTensors,
                       use_id: bool = True) -> torch.Tensor:
         """Movie vectors (len(rows), dim). ``use_id=False`` encodes by content alone."""
-        return self.movie_parts(rows, feats, use_id)[0]
-
-    def movie_parts(self, rows: torch.Tensor, feats: FeatureTensors, use_id: bool = True
-                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(movie vectors, their raw id vectors or None), the id vectors for the penalty."""
-        out = None if self.content is None else self.content(rows, feats)
-        ids = None
-        if self.movie is not None and use_id:
-            ids = self.movie(rows)
-            masked = ids if self.seen is None else ids * self.seen[rows].unsqueeze(1)
-            out = masked if out is None else out + masked
-        return out, ids
-
-    # ---- scores: the rating, and the retrieval score in its pairwise and factored forms ----
-
-    def predict_from_vectors(self, users: torch.Tensor, u: torch.Tensor, movies: torch.Tensor,
-                             m: torch.Tensor) -> torch.Tensor:
-        """Predicted ratings for paired rows of user vectors ``u`` and movie vectors ``m``."""
-        user_bias = None if self.head is None else self.head.user_bias(users).squeeze(1)
-        return self.rating_from_vectors(u, m, movies, user_bias)
-
-    def rating_from_vectors(self, u: torch.Tensor, m: torch.Tensor, movies: torch.Tensor,
-                            user_bias: torch.Tensor | None = None,
-                            movie_bias: torch.Tensor | None = None) -> torch.Tensor:
-        """The rating formula for paired rows of user vectors ``u``, movie vectors ``m`` (of the
-        movie indexes ``movies``) and user biases (ignored by ``score="cosine"``); also used
-        for a user folded in after training, who has no row in the user tables."""
-        if self.config.score == "dot_bias":
-            inter = (u * m).sum(1)
-        else:
-            inter = nn.functional.cosine_similarity(u, m, dim=1, eps=1e-8)
-        return self.rating_from_interaction(inter, movies, user_bias, movie_bias)
-
-    def rating_from_interaction(self, inter: torch.Tensor, movies: torch.Tensor,
-                                user_bias: torch.Tensor | None = None,
-                                movie_bias: torch.Tensor | None = None) -> torch.Tensor:
-        """The rating from the interaction term (the cosine, or for ``dot_bias`` the dot
-        product) of each (user, movie) pair: :meth:`rating_from_vectors` after the product."""
-        if self.head is None:
-            return RATING_MID + RATING_HALF_RANGE * inter
-        return self.head(inter, movies, user_bias, movie_bias)
-
-    def retrieval_logits(self, un: torch.Tensor, mn: torch.Tensor,
-                         movies: torch.Tensor | None, pairwise: bool = True,
-                         prior: torch.Tensor | None = None) -> torch.Tensor:
-        """The retrieval score cos(user, movie) / temperature (+ the movie's prior) from unit
-        vectors: of paired rows, or (``pairwise=False``) of every user row against every movie
-        row (a 1-D ``un``: one user, logits of shape (movies,)); ``movies`` None: ``mn`` is the
-        whole catalogue in index order. :meth:`rank_users` and :meth:`rank_movies` factor the
-        same score for search."""
-        t = self.config.temperature
-        if un.dim() == 1:  # one user (a fold-in): a matrix-vector product
-            logits = mn @ (un / t)
-        else:
-            logits = (un * mn).sum(1) / t if pairwise else (un @ mn.T) / t
-        if self.movie_prior is not None:
-            logits = logits + (self.prior(movies) if prior is None else prior)
-        return logits
-
-    def retrieval_from_cosine(self, cos: torch.Tensor, prior: torch.Tensor | None
-                              ) -> torch.Tensor:
-        """:meth:`retrieval_logits` of paired rows from their cosines (and the movies'
-        priors, for a model with a retrieval prior)."""
-        logits = cos / self.config.temperature
-        return logits if self.movie_prior is None else logits + prior
-
-    def negative_factors(self, mn: torch.Tensor, movies: torch.Tensor,
-                         prior: torch.Tensor | None = None
-                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """:meth:`retrieval_logits` of user rows ``un`` against the negatives ``movies`` (unit
-        vectors ``mn``), less ``bound``, in factors: ``un @ mt.T + offset`` (the temperature
-        divides the few negatives, not the many users; the prior enters as a row); ``bound``
-        is an upper bound of every logit (1 / temperature + the largest prior: |cos| <= 1).
-        Returns (mt, offset, bound) for :func:`~movierec.loss.bounded_softmax`."""
-        t = self.config.temperature
-        if self.movie_prior is None:
-            bound = torch.tensor(1.0 / t, device=mn.device)
-            return mn / t, (-bound).expand(len(mn)), bound
-        prior = self.prior(movies) if prior is None else prior
-        bound = 1.0 / t + prior.detach().max()
-        return mn / t, prior - bound, bound
-
-    def prior(self, movies: torch.Tensor | None = None) -> torch.Tensor:
-        """The (fixed) retrieval prior of ``movies`` (None: every movie)."""
-        rows = (torch.arange(self.config.n_movies, device=self.movie_prior.weight.device)
-                if movies is None else movies)
-        return self.movie_prior(rows).squeeze(1)
-
-    @property
-    def default_ranking(self) -> RankBy:
-        """How the model ranks by default: matrix factorisation by its predicted rating, the
-        cosine models by nearest-embedding search."""
-        return "rating" if self.config.score == "dot_bias" else "cosine"
-
-    def rank_users(self, u: torch.Tensor, by: RankBy = "cosine") -> torch.Tensor:
-        """User vectors in the ranking space: score = rank_users(u) . rank_movies(m) + offset.
-        ``by="cosine"``: the cosine (/ temperature, for a model with a retrieval prior);
-        ``by="rating"``: the predicted rating up to a per-user constant."""
-        if by not in BY:
-            raise ValueError(f"by must be 'cosine' or 'rating', got {by!r}")
-        if self.config.score == "dot_bias":
-            return u
-        un = nn.functional.normalize(u, dim=-1)
-        if by == "rating" and self.head is not None:
-            return un * self.head.scale
-        if by == "cosine" and self.movie_prior is not None:
-            return un / self.config.temperature
-        return un
-
-    def rank_movies(self, m: torch.Tensor, by: RankBy = "cosine"
-                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Movie vectors in the ranking space and the per-movie offset (None: no offset)."""
-        if by not in BY:
-            raise ValueError(f"by must be 'cosine' or 'rating', got {by!r}")
-        bias = None if self.head is None else self.head.movie_bias.weight.squeeze(1)
-        if self.config.score == "dot_bias":
-            return m, (bias if by == "rating" else None)
-        mn = nn.functional.normalize(m, dim=-1)
-        if by == "rating" and bias is not None:
-            return mn, bias
-        if by == "cosine" and self.movie_prior is not None:
-            return mn, self.prior()
-        return mn, None
-
-    def forward(self, users: torch.Tensor, movies: torch.Tensor,
-                feats: FeatureTensors) -> torch.Tensor:
-        """Predicted ratings for (user, movie) index pairs; each unique movie is encoded once."""
-        uniq, inverse = unique_indices(movies, feats.n_movies)
-        m = self.encode_movies(uniq, feats).index_select(0, inverse)
-        return self.predict_from_vectors(users, self.user_vectors(users), movies, m)
+        return self.read_movies(rows, feats, use_id).vectors
 
     @torch.no_grad()
     def all_movie_vectors(self, feats: FeatureTensors, block: int = 8192,
                           use_id: bool = True) -> torch.Tensor:
         """Vectors of every movie, encoded in blocks."""
-        dev = self.user.weight.device
-        rows = torch.arange(feats.n_movies, device=dev)
+        rows = torch.arange(feats.n_movies, device=self.user.weight.device)
         return torch.cat([self.encode_movies(rows[i:i + block], feats, use_id)
                           for i in range(0, feats.n_movies, block)])
 
+    # ---- the two jobs: rate, and rank (the factored forms of the scores) ----
 
-def _rename_legacy_keys(module, state_dict, prefix, *args) -> None:
-    """Load-state-dict hook: map a checkpoint's pre-module keys (``tag.weight``, ...) to the
-    current ones (``content.tag.weight``, ...)."""
-    for old, new in LEGACY_KEYS.items():
-        if prefix + old in state_dict and prefix + new not in state_dict:
-            state_dict[prefix + new] = state_dict.pop(prefix + old)
-    if module.seen is not None and prefix + "seen" not in state_dict:  # before set_seen existed
-        state_dict[prefix + "seen"] = torch.ones_like(module.seen)
+    def predict(self, users: torch.Tensor, u: torch.Tensor, movies: torch.Tensor,
+                m: torch.Tensor) -> torch.Tensor:
+        """Predicted ratings of paired rows: users (indexes ``users``, vectors ``u``) and
+        movies (indexes ``movies``, vectors ``m``)."""
+        return self.head(self.interaction.pair(u, m), self.head.user_bias(users),
+                         self.head.movie_bias(movies))
+
+    @property
+    def default_ranking(self) -> RankBy:
+        """How the model ranks by default: matrix factorisation by its predicted rating, the
+        cosine models by nearest-embedding search."""
+        return self.interaction.default_ranking
+
+    def rank_users(self, u: torch.Tensor, by: RankBy = "cosine") -> torch.Tensor:
+        """User vectors (rows, or one 1-D vector) in the ranking space: ``by="cosine"``, the
+        retrieval score; ``by="rating"``, the predicted rating up to a per-user constant."""
+        units = self.interaction.unit(u)
+        return (self.head.scale_users(units) if _check_by(by) == "rating"
+                else self.retrieval.scale_users(units))
+
+    def rank_movies(self, m: torch.Tensor, by: RankBy = "cosine"
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Movie vectors in the ranking space and the per-movie offset (None: no offset)."""
+        units = self.interaction.unit(m)
+        return units, (self.head.movie_offset() if _check_by(by) == "rating"
+                       else self.retrieval.offset())
+
+    def ranking(self, u: torch.Tensor, m: torch.Tensor, by: RankBy) -> RankingVectors:
+        """User vectors ``u`` and movie vectors ``m`` (every movie, in index order) in the
+        ranking space: ``score = users @ movies.T + offset``."""
+        movies, offset = self.rank_movies(m, by)
+        return RankingVectors(self.rank_users(u, by), movies, offset)
+
+    @torch.no_grad()
+    def ranking_vectors(self, feats: FeatureTensors, by: RankBy | None = None
+                        ) -> RankingVectors:
+        """Every user's and movie's vectors in the ranking space (``by``: see
+        :meth:`rank_users`; None: :attr:`default_ranking`)."""
+        self.eval()
+        return self.ranking(self.all_user_vectors(), self.all_movie_vectors(feats),
+                            by or self.default_ranking)
+
+    # ---- the training objective ----
+
+    def loss(self, feats: FeatureTensors, users: torch.Tensor, movies: torch.Tensor,
+             ratings: torch.Tensor, negatives: torch.Tensor | None = None) -> torch.Tensor:
+        """The training loss of a batch of (user, movie, rating) rows, ``negatives`` the
+        catalogue negatives of the retrieval term (:attr:`ModelConfig.objective`). Each
+        distinct movie (rated or negative) is read once (:meth:`objective`)."""
+        wanted = movies if negatives is None else torch.cat([movies, negatives])
+        uniq, inverse = unique_indices(wanted, feats.n_movies)
+        return self.loss_from(self.user(users), self.head.user_bias(users),
+                              self.read_movies(uniq, feats), inverse[: len(movies)],
+                              None if negatives is None else inverse[len(movies):], ratings)
+
+    def loss_from(self, u: torch.Tensor, user_bias: torch.Tensor | None, movies: MovieRows,
+                  pos: torch.Tensor, neg: torch.Tensor | None, ratings: torch.Tensor
+                  ) -> torch.Tensor:
+        """The loss of user rows ``u`` (biases ``user_bias``) and their ``ratings`` of the
+        movies at rows ``pos`` of ``movies``, against the negatives at rows ``neg``
+        (:attr:`ModelConfig.objective`): RMSE + rank_weight x sampled softmax (positives:
+        ratings >= min_positive) + reg x the rows' squared norms (users, movie ids, biases).
+        Training (:meth:`loss`) and a new user's fold-in
+        (:meth:`movierec.recommend.Recommender.fold_in`) both call it."""
+        obj = self.config.objective
+        vecs = movies.vectors
+        # every movie-side value is read once per distinct movie, then spread to the rows with
+        # index_select (not advanced indexing, whose CPU backward adds duplicate rows from
+        # several threads in a varying order: not bit-reproducible)
+        movie_bias = self.head.movie_bias(movies.index)
+        movie_bias = None if movie_bias is None else movie_bias.index_select(0, pos)
+        un = mn = cos = u_norm = None
+        if self.interaction.unit_vectors or neg is not None:  # each movie normalised once
+            un, u_norm = unit_rows(u)  # the norm kept for the penalty
+            mn = unit_rows(vecs)[0]
+            cos = (un * mn.index_select(0, pos)).sum(1)  # shared by both terms
+        loss = torch.zeros((), device=u.device)
+        if obj.rating:
+            inter = self.interaction.from_units(u, vecs, pos, cos)
+            loss = loss + rmse(self.head(inter, user_bias, movie_bias), ratings)
+        if neg is not None:
+            prior = self.retrieval.prior_of(movies.index)
+            rows, un_pos, pos_cos = pos, un, cos
+            if obj.min_positive > 0:  # only the positives' rows enter the softmax
+                kept = (ratings >= obj.min_positive).nonzero().squeeze(1)
+                rows, un_pos = pos.index_select(0, kept), un.index_select(0, kept)
+                pos_cos = cos.index_select(0, kept)
+            score = self.retrieval.score(
+                pos_cos, None if prior is None else prior.index_select(0, rows))
+            mt, offset, bound = self.retrieval.bounded(
+                mn.index_select(0, neg), None if prior is None else prior.index_select(0, neg))
+            loss = loss + obj.rank_weight * bounded_softmax(score, un_pos, mt, offset, bound)
+        if obj.reg:
+            terms = [u.pow(2).sum(1) if u_norm is None else u_norm.square()]
+            if movies.ids is not None:
+                terms.append(movies.ids.pow(2).sum(1).index_select(0, pos))
+            if user_bias is not None:
+                terms += [user_bias**2, movie_bias**2]
+            loss = loss + obj.reg * torch.stack(terms).sum(0).mean()
+        return loss
+
+
+def _check_by(by: str) -> str:
+    if by not in BY:
+        raise ValueError(f"by must be 'cosine' or 'rating', got {by!r}")
+    return by

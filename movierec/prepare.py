@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -64,20 +64,6 @@ class Prepared:
         """Each user's rated movies in ``parts`` (default train + val), for masking."""
         u, m, _ = self.part(*(parts or (TRAIN, VAL)))
         return Csr.from_pairs(u, m, self.n_users)
-
-    def recent_items(self, n: int, *parts: int) -> np.ndarray:
-        """(n_users, n): each user's last ``n`` rated movies in ``parts`` (default train + val),
-        oldest first, right-aligned and padded with ``n_movies``."""
-        rows = np.flatnonzero(np.isin(self.split.labels, parts or (TRAIN, VAL)))
-        rows = rows[np.argsort(self.timestamps[rows], kind="stable")]
-        rows = rows[np.argsort(self.users[rows], kind="stable")]
-        users = self.users[rows]
-        ends = np.searchsorted(users, np.arange(self.n_users), side="right")
-        from_end = ends[users] - np.arange(len(rows))  # 1 for the user's latest
-        keep = from_end <= n
-        out = np.full((self.n_users, n), self.n_movies, np.int64)
-        out[users[keep], n - from_end[keep]] = self.items[rows[keep]]
-        return out
 
     def relevant(self, part: int = TEST, threshold: float = RELEVANT_RATING
                  ) -> tuple[np.ndarray, Csr]:
@@ -283,3 +269,21 @@ def prepare_cached(name_or_path: str | os.PathLike, root: str | os.PathLike | No
                    use_genome=use_genome)
     save_prepared(prep, cache)
     return prep, status
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a dataset comes from and how it is prepared: the notebook's data parameters in
+    one place, so that a variant of the data (the leaky-tags ablation) changes one of them."""
+
+    dataset: str  # registry name or folder
+    root: str | os.PathLike | None = None  # data root (None: $MOVIEREC_DATA, else data/)
+    cache_dir: str | os.PathLike | None = None  # None: $MOVIEREC_CACHE, else ~/.cache/movierec
+    use_genome: bool = True
+    leak_free_tags: bool = True
+
+    def prepare(self, **changes) -> tuple[Prepared, str]:
+        """:func:`prepare_cached` with these options (``changes`` overriding some)."""
+        s = replace(self, **changes)
+        return prepare_cached(s.dataset, s.root, cache_dir=s.cache_dir,
+                              leak_free_tags=s.leak_free_tags, use_genome=s.use_genome)

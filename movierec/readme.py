@@ -1,10 +1,10 @@
-"""README's figures, generated from the committed reports (never copied by hand).
+"""README's and the docs' figures, generated from the committed reports (never by hand).
 
-README holds blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``; each
-is rendered from ``reports/small/metrics.json``, ``reports/full/metrics.json`` or
+The documents hold blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``;
+each is rendered from ``reports/small/metrics.json``, ``reports/full/metrics.json`` or
 ``reports/bench/bench.json``::
 
-    python -m movierec.readme          # rewrite README.md's generated blocks (make readme)
+    python -m movierec.readme          # rewrite the generated blocks (make readme)
     python -m movierec.readme --check  # exit 1 if any block is stale (a test runs this)
 """
 
@@ -173,11 +173,33 @@ BLOCKS: dict[str, tuple[str, Callable[[dict], str]]] = {
 }
 
 
-def render(readme: str, root: Path) -> str:
-    """``readme`` with every generated block re-rendered from the files under ``root``."""
-    for name, (source, build) in BLOCKS.items():
-        pattern = re.compile(rf"(<!-- generated:{name} -->\n).*?(<!-- /generated:{name} -->)",
-                             re.S)
+DOCUMENTS = ("README.md", "docs/performance.md", "docs/reproducibility.md")
+
+
+def _pattern(name: str) -> re.Pattern:
+    return re.compile(rf"(<!-- generated:{name} -->\n).*?(<!-- /generated:{name} -->)", re.S)
+
+
+def render_all(root: Path) -> dict[str, str]:
+    """Every document under ``root`` with its generated blocks re-rendered; each block must
+    stand in exactly one document."""
+    texts = {d: (root / d).read_text(encoding="utf-8") for d in DOCUMENTS}
+    homes = {name: [d for d, t in texts.items() if _pattern(name).search(t)] for name in BLOCKS}
+    for name, found in homes.items():
+        if len(found) != 1:
+            raise ValueError(f"the generated block {name!r} must stand in one document of "
+                             f"{list(DOCUMENTS)}, found in {found}")
+    for name, (doc,) in homes.items():
+        texts[doc] = render(texts[doc], root, names=(name,))
+    return texts
+
+
+def render(readme: str, root: Path, names: tuple[str, ...] | None = None) -> str:
+    """``readme`` with the generated blocks ``names`` (None: all) re-rendered from the files
+    under ``root``."""
+    for name in names or BLOCKS:
+        source, build = BLOCKS[name]
+        pattern = _pattern(name)
         if not pattern.search(readme):
             raise ValueError(f"README lacks the generated block {name!r}")
         data = json.loads((root / source).read_text())
@@ -197,16 +219,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--root", default=".", help="the checkout (default: here)")
     args = ap.parse_args(argv)
     root = Path(args.root)
-    path = root / "README.md"
-    current = path.read_text(encoding="utf-8")
-    fresh = render(current, root)
+    fresh = render_all(root)
+    stale = [d for d, text in fresh.items()
+             if text != (root / d).read_text(encoding="utf-8")]
     if args.check:
-        if fresh != current:
-            print(f"{path} is stale: run `make readme`")
+        if stale:
+            print(f"{', '.join(stale)} stale: run `make readme`")
             return 1
-        print(f"{path} agrees with the reports")
+        print(f"{', '.join(DOCUMENTS)} agree with the reports")
         return 0
-    path.write_text(fresh, encoding="utf-8")
+    for d in stale:
+        (root / d).write_text(fresh[d], encoding="utf-8")
     return 0
 
 

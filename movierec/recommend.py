@@ -7,18 +7,20 @@ MovieLens catalogue is under 100k movies, so no approximate index is needed.
 
 from __future__ import annotations
 
-import difflib
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from functools import cached_property
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
+from movierec import artifact
+from movierec.catalogue import Catalogue
 from movierec.csr import Csr
-from movierec.model import FeatureTensors, MovieRecModel
+from movierec.model import MovieRecModel, MovieRows
+from movierec.optim import adam_update
+from movierec.tensors import FeatureTensors
 
 
 def check_k(k: int, n_items: int) -> None:
@@ -58,66 +60,15 @@ def topk_search(user_vecs: torch.Tensor, movie_vecs: torch.Tensor, k: int, *,
     return idx_out, score_out
 
 
-@dataclass
-class RankingVectors:
-    """Vectors whose inner product (+ offset) is a model's ranking score."""
-
-    users: torch.Tensor
-    movies: torch.Tensor
-    offset: torch.Tensor | None = None
-
-    @classmethod
-    def of(cls, model: MovieRecModel, users: torch.Tensor, movies: torch.Tensor,
-           by: str) -> RankingVectors:
-        """Raw user and movie vectors mapped into ``model``'s ranking space."""
-        movie_rank, offset = model.rank_movies(movies, by)
-        return cls(model.rank_users(users, by), movie_rank, offset)
-
-
-@torch.no_grad()
-def ranking_vectors(model: MovieRecModel, feats: FeatureTensors,
-                    by: str | None = None) -> RankingVectors:
-    """Every user's and movie's vectors in the model's ranking space (``by``: see
-    :meth:`MovieRecModel.rank_users`; None: the model's default ranking)."""
-    model.eval()
-    return RankingVectors.of(model, model.all_user_vectors(), model.all_movie_vectors(feats),
-                             by or model.default_ranking)
-
-
 @dataclass(frozen=True)
 class FoldIn:
-    """How a new user is folded into a trained model: the training loss (``loss``,
-    ``min_positive``, ``rank_weight``, ``reg`` as in :class:`movierec.train.TrainConfig`), over the
-    user's own ratings and, for the softmax term, the whole catalogue, minimised over a new user
-    vector and bias with every movie frozen (``steps`` of Adam at ``lr``)."""
+    """How a new user is folded into a trained model: the model's own loss
+    (:meth:`~movierec.model.MovieRecModel.loss_from`) over the user's ratings and, for the
+    retrieval term, the whole catalogue as negatives, minimised over a new user vector and
+    bias with every movie frozen (``steps`` of Adam at ``lr``)."""
 
-    loss: str = "rmse"
-    min_positive: float = 0.0
-    rank_weight: float = 1.0
-    reg: float = 0.0
-    steps: int = 80  # measured on ml-latest-small: as close to a user as 150 steps at 0.05
+    steps: int = 80
     lr: float = 0.1
-
-    @classmethod
-    def for_model(cls, model: MovieRecModel, **settings) -> FoldIn:
-        """Settings given (e.g. from the training config), else: a model with a retrieval prior
-        folds in with the rating and retrieval losses (positives rated >= 3.5)."""
-        if model.movie_prior is not None:
-            settings = {"loss": "rmse+softmax", "min_positive": 3.5, **settings}
-        return cls(**settings)
-
-
-@torch.no_grad()
-def _adam_step(params: list[torch.Tensor], grads: tuple[torch.Tensor, ...],
-               moments: list[tuple[torch.Tensor, torch.Tensor]], lr: float, step: int,
-               betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
-    """One Adam update in place (for the two small tensors of a fold-in: torch.optim's first
-    use imports its compiler stack, about a second)."""
-    for p, g, (m, v) in zip(params, grads, moments, strict=True):
-        m.mul_(betas[0]).add_(g, alpha=1 - betas[0])
-        v.mul_(betas[1]).addcmul_(g, g, value=1 - betas[1])
-        m_hat, v_hat = m / (1 - betas[0] ** step), v / (1 - betas[1] ** step)
-        p.sub_(lr * m_hat / (v_hat.sqrt() + eps))
 
 
 @contextmanager
@@ -144,20 +95,19 @@ class Recommender:
     def __init__(self, model: MovieRecModel, feats: FeatureTensors, movies: pd.DataFrame,
                  user_ids: np.ndarray, history: Csr, *, by: str | None = None,
                  tag_vocab: list[str] | None = None, genome_tags: list[str] | None = None,
-                 genres: tuple[str, ...] | None = None, fold_in: dict | None = None) -> None:
+                 genres: tuple[str, ...] | None = None, fold_in: FoldIn = FoldIn()) -> None:
         self.model, self.feats, self.history = model, feats, history
         self.by = by or model.default_ranking  # see MovieRecModel.rank_users
-        self.movies = movies.reset_index(drop=True)
+        self.catalogue = Catalogue(movies, np.bincount(history.indices,
+                                                       minlength=len(movies)))
         self.user_ids = np.asarray(user_ids)
         self._user_index = pd.Index(self.user_ids)
-        self._movie_index = pd.Index(self.movies["movieId"].to_numpy())
         model.eval()
         with torch.no_grad():
             self.movie_vectors = model.all_movie_vectors(feats)  # raw (the model's own) vectors
             self.user_vectors = model.all_user_vectors()
-            self.vectors = RankingVectors.of(model, self.user_vectors, self.movie_vectors,
-                                             self.by)
-        self.fold_in_config = asdict(FoldIn.for_model(model, **(fold_in or {})))
+            self.vectors = model.ranking(self.user_vectors, self.movie_vectors, self.by)
+        self.fold_in_config = fold_in
         self.tag_vocab, self.genome_tags, self.genres = tag_vocab, genome_tags, genres
         self.manifest: dict | None = None
 
@@ -165,21 +115,41 @@ class Recommender:
     def load(cls, folder, device: str | torch.device = "auto", *,
              expect_checksums: dict[str, str] | None = None) -> Recommender:
         """The recommender saved in ``folder`` (see :mod:`movierec.artifact`)."""
-        from movierec.artifact import load_artifact
-
-        return load_artifact(folder, device, expect_checksums=expect_checksums)
+        parts = artifact.read_artifact(folder, device, expect_checksums=expect_checksums)
+        manifest = parts.pop("manifest")
+        rec = cls(**parts)
+        rec.manifest = manifest
+        return rec
 
     def save(self, folder, *, variant: str, dataset: str, data_checksums: dict[str, str],
              examples: dict | None = None):
         """Write this recommender to ``folder`` atomically (see :mod:`movierec.artifact`)."""
-        from movierec.artifact import save_artifact
+        return artifact.save_artifact(folder, self, variant=variant, dataset=dataset,
+                                      data_checksums=data_checksums, examples=examples)
 
-        return save_artifact(folder, self, variant=variant, dataset=dataset,
-                             data_checksums=data_checksums, examples=examples)
+    # ---- the catalogue and the users ----
+
+    @property
+    def movies(self) -> pd.DataFrame:
+        return self.catalogue.movies
 
     @property
     def n_movies(self) -> int:
-        return len(self.movies)
+        return len(self.catalogue)
+
+    @property
+    def popularity(self) -> np.ndarray:
+        """Per-movie count of users whose history holds it."""
+        return self.catalogue.popularity
+
+    def movie_row(self, movie_id: int) -> int:
+        return self.catalogue.row(movie_id)
+
+    def find_movies(self, query: str, n: int = 5) -> pd.DataFrame:
+        return self.catalogue.find(query, n)
+
+    def most_rated(self, n: int = 10, genre: str | None = None) -> np.ndarray:
+        return self.catalogue.most_rated(n, genre)
 
     def user_row(self, user_id: int) -> int:
         pos = self._user_index.get_indexer([user_id])[0]
@@ -187,17 +157,7 @@ class Recommender:
             raise KeyError(f"unknown userId {user_id}: not in the training data")
         return int(pos)
 
-    def movie_row(self, movie_id: int) -> int:
-        pos = self._movie_index.get_indexer([movie_id])[0]
-        if pos < 0:
-            raise KeyError(f"unknown movieId {movie_id}: not in movies.csv")
-        return int(pos)
-
-    def _frame(self, rows: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
-        keep = rows >= 0
-        out = self.movies.iloc[rows[keep]][["movieId", "title", "genres"]].copy()
-        out["score"] = scores[keep]
-        return out.reset_index(drop=True)
+    # ---- recommendations ----
 
     def recommend(self, user_id: int, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
         """The user's top-k movies: DataFrame(movieId, title, genres, score)."""
@@ -205,7 +165,7 @@ class Recommender:
         exclude = self.history.select(np.array([row])) if exclude_seen else None
         idx, scores = topk_search(self.vectors.users[row:row + 1], self.vectors.movies, k,
                                   exclude=exclude, movie_offset=self.vectors.offset)
-        return self._frame(idx[0], scores[0])
+        return self.catalogue.frame(idx[0], scores[0])
 
     def recommend_all(self, k: int = 10, exclude_seen: bool = True, block: int = 1024,
                       users: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -222,7 +182,9 @@ class Recommender:
         vecs = nn.functional.normalize(self.vectors.movies, dim=1)
         idx, scores = topk_search(vecs[row:row + 1], vecs, k,
                                   exclude=Csr(np.array([0, 1]), np.array([row])))
-        return self._frame(idx[0], scores[0])
+        return self.catalogue.frame(idx[0], scores[0])
+
+    # ---- cold start: a movie by its content ----
 
     @torch.no_grad()
     def content_vector(self, movie_id: int) -> torch.Tensor:
@@ -239,59 +201,20 @@ class Recommender:
         idx, scores = topk_search(vec[None], users, k)
         return pd.DataFrame({"userId": self.user_ids[idx[0]], "score": scores[0]})
 
-    @cached_property
-    def popularity(self) -> np.ndarray:
-        """Per-movie count of users whose history holds it (counted once)."""
-        return np.bincount(self.history.indices, minlength=self.n_movies)
+    def audience_hits(self, movie_id: int, actual: np.ndarray, k: int = 100) -> dict:
+        """How many of the movie's predicted top-``k`` audience (by content alone) are among
+        the ``actual`` userIds who rated it, and how many a random audience would hold."""
+        audience = self.audience(movie_id, k=k)
+        hits = int(audience["userId"].isin(np.asarray(actual)).sum())
+        return {"hits": hits, "k": k, "random": k * len(set(actual)) / len(self.user_ids),
+                "audience": audience}
 
-    def most_rated(self, n: int = 10, genre: str | None = None) -> np.ndarray:
-        """Model rows of the ``n`` movies most rated in the history (of ``genre`` if given)."""
-        rows = np.arange(self.n_movies)
-        if genre is not None:
-            rows = np.flatnonzero(self.movies["genres"].astype(str).str.split("|").apply(
-                lambda gs: genre in gs).to_numpy())
-            if len(rows) == 0:
-                raise ValueError(f"no movie of genre {genre!r}")
-        return rows[np.argsort(-self.popularity[rows], kind="stable")][:n]
-
-    def find_movies(self, query: str, n: int = 5) -> pd.DataFrame:
-        """Movies whose title contains ``query`` (case-insensitive), else the closest titles;
-        most-rated first. DataFrame(movieId, title, genres)."""
-        titles = self.movies["title"].astype(str)
-        hits = np.flatnonzero(titles.str.contains(query, case=False, regex=False).to_numpy())
-        if len(hits) == 0:
-            lower = titles.str.lower()
-            close = difflib.get_close_matches(query.lower(), lower.tolist(), n=n, cutoff=0.5)
-            hits = np.flatnonzero(lower.isin(close).to_numpy())
-        hits = hits[np.argsort(-self.popularity[hits], kind="stable")][:n]
-        return self.movies.iloc[hits][["movieId", "title", "genres"]].reset_index(drop=True)
-
-    def _movie_rows(self, keys: list) -> np.ndarray:
-        """Model rows of movieIds (ints) or titles (strings, resolved by :meth:`find_movies`:
-        an exact title, else the single or most-rated match). Every unknown key is named."""
-        rows, unknown = [], []
-        for key in keys:
-            if isinstance(key, str):
-                found = self.find_movies(key, n=50)
-                exact = found[found["title"].str.lower() == key.lower()]
-                found = exact if len(exact) else found
-                if len(found) == 0:
-                    unknown.append(key)
-                    continue
-                rows.append(self.movie_row(int(found["movieId"].iloc[0])))
-            else:
-                pos = self._movie_index.get_indexer([key])[0]
-                if pos < 0:
-                    unknown.append(key)
-                rows.append(int(pos))
-        if unknown:
-            raise KeyError(f"unknown movie(s) {unknown}: not in this model's catalogue")
-        return np.asarray(rows, np.int64)
+    # ---- a new user ----
 
     def _check_ratings(self, ratings: dict) -> tuple[np.ndarray, torch.Tensor]:
         if not ratings:
             raise ValueError("ratings is empty: give at least one {movieId or title: rating}")
-        rows = self._movie_rows(list(ratings))
+        rows = self.catalogue.rows(list(ratings))
         if len(np.unique(rows)) != len(rows):
             raise ValueError("two keys of ratings name the same movie")
         values = np.asarray(list(ratings.values()), np.float64)
@@ -310,37 +233,27 @@ class Recommender:
     def _fold_in(self, rows: np.ndarray, r: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """:meth:`fold_in` for ratings ``r`` of the movie rows ``rows`` (already checked)."""
-        cfg, model = FoldIn(**self.fold_in_config), self.model
+        cfg, model = self.fold_in_config, self.model
         dev = self.movie_vectors.device
-        movies = torch.as_tensor(rows, device=dev)
-        m = self.movie_vectors.index_select(0, movies)
-        u = self.user_vectors.mean(0).clone().requires_grad_(True)
-        params = [u]
-        bias = None
-        if model.config.score != "cosine":
-            bias = torch.zeros((), device=dev, requires_grad=True)
-            params.append(bias)
-        keep = r >= cfg.min_positive
-        use_rank = "softmax" in cfg.loss and bool(keep.any())
-        with torch.no_grad():
-            cos_movies = model.rank_movies(self.movie_vectors, "cosine")[0]
-        moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
+        movies = MovieRows(torch.arange(self.n_movies, device=dev), self.movie_vectors)
+        pos = torch.as_tensor(rows, device=dev)
+        neg = movies.index if model.config.objective.rank_weight else None
+        params = [self.user_vectors.mean(0).clone()]
+        if model.head.biased:
+            params.append(torch.zeros((), device=dev))
+        moments = [p.new_zeros((1, 2, *p.shape)) for p in params]
+        n = len(rows)
         with _frozen(model), torch.enable_grad():
+            for p in params:
+                p.requires_grad_(True)
             for step in range(1, cfg.steps + 1):
-                loss = torch.zeros((), device=dev)
-                if "rmse" in cfg.loss:
-                    ub = None if bias is None else bias.expand(len(rows))
-                    pred = model.rating_from_vectors(u.expand(len(rows), -1), m, movies, ub)
-                    loss = loss + (pred - r).pow(2).mean().sqrt()
-                if use_rank:  # the retrieval score the model was trained with
-                    un = torch.nn.functional.normalize(u, dim=0)
-                    scores = model.retrieval_logits(un, cos_movies, None, pairwise=False)
-                    nll = torch.logsumexp(scores, 0) - scores[movies[keep]]
-                    loss = loss + (cfg.rank_weight if "rmse" in cfg.loss else 1.0) * nll.mean()
-                if cfg.reg:
-                    loss = loss + cfg.reg * (u.pow(2).sum() + (0 if bias is None else bias ** 2))
-                _adam_step(params, torch.autograd.grad(loss, params), moments, cfg.lr, step)
-        return u.detach(), (None if bias is None else bias.detach())
+                bias = params[1].expand(n) if len(params) > 1 else None
+                loss = model.loss_from(params[0].expand(n, -1), bias, movies, pos, neg, r)
+                grads = torch.autograd.grad(loss, params)
+                with torch.no_grad():
+                    for p, g, m in zip(params, grads, moments, strict=True):
+                        p.add_(adam_update(m, g.unsqueeze(0), step, cfg.lr)[0])
+        return params[0].detach(), (params[1].detach() if len(params) > 1 else None)
 
     @torch.no_grad()
     def recommend_for_ratings(self, ratings: dict, k: int = 10) -> pd.DataFrame:
@@ -352,7 +265,7 @@ class Recommender:
         exclude = Csr(np.array([0, len(rows)]), np.sort(rows))
         idx, scores = topk_search(self.model.rank_users(u, self.by)[None], self.vectors.movies,
                                   k, exclude=exclude, movie_offset=self.vectors.offset)
-        out = self._frame(idx[0], scores[0])
+        out = self.catalogue.frame(idx[0], scores[0])
         liked = rows[(r >= r.mean()).cpu().numpy()]
         unit = nn.functional.normalize(self.movie_vectors, dim=1)
         picks = torch.as_tensor(idx[0][idx[0] >= 0], device=unit.device)
@@ -361,13 +274,7 @@ class Recommender:
         out["because"] = self.movies["title"].to_numpy()[best]
         return out
 
-    def audience_hits(self, movie_id: int, actual: np.ndarray, k: int = 100) -> dict:
-        """How many of the movie's predicted top-``k`` audience (by content alone) are among
-        the ``actual`` userIds who rated it, and how many a random audience would hold."""
-        audience = self.audience(movie_id, k=k)
-        hits = int(audience["userId"].isin(np.asarray(actual)).sum())
-        return {"hits": hits, "k": k, "random": k * len(set(actual)) / len(self.user_ids),
-                "audience": audience}
+    # ---- explanations ----
 
     @torch.no_grad()
     def explain(self, user_id: int, movie_id: int, top: int = 5) -> pd.DataFrame:
@@ -375,14 +282,14 @@ class Recommender:
 
         The movie vector is linear in its features: m = sum_f w_f P_b e_f + bias (+ id vector),
         so cos = sum_f w_f (P_b e_f . u/|u|) / |m| + rest, an exact additive split
-        (:meth:`ContentEncoder.contributions`).
+        (:meth:`~movierec.model.ContentEncoder.contributions`).
         """
         model = self.model
         if model.content is None:
             raise ValueError("an id-only model has no features to explain")
         urow, mrow = self.user_row(user_id), self.movie_row(movie_id)
         dev = self.vectors.movies.device
-        u = nn.functional.normalize(model.user_vectors(torch.tensor([urow], device=dev))[0], dim=0)
+        u = nn.functional.normalize(self.user_vectors[urow], dim=0)
         norm = model.encode_movies(torch.tensor([mrow], device=dev), self.feats)[0].norm()
         names = {"tag": self.tag_vocab, "genre": self.genres, "genome": self.genome_tags}
         frame = pd.DataFrame(

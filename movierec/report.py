@@ -32,6 +32,16 @@ def notebook_parameters(notebook: str | os.PathLike) -> set[str]:
     return set(params)
 
 
+def notebook_defaults(notebook: str | os.PathLike) -> dict:
+    """The parameters cell's default values (its literals), by name."""
+    import ast
+
+    import papermill
+
+    return {name: ast.literal_eval(p["default"])
+            for name, p in papermill.inspect_notebook(str(notebook)).items()}
+
+
 def check_parameters(notebook: str | os.PathLike, params: dict) -> None:
     """Raise ValueError naming any parameter the notebook does not define."""
     known = notebook_parameters(notebook)

@@ -1,60 +1,76 @@
-"""The report's comparison: the main model's rank-weight sweep (val only), seeds, the tables of
-every model and baseline, paired bootstraps against the best baselines, and ``metrics.json``.
-"""
+"""The report's comparison, over the one result type of :mod:`movierec.protocol`: the tables of
+every model, seed spreads, paired bootstraps of the main model against the strongest baselines,
+and ``metrics.json``."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
-from movierec.baselines import BaselineResult
-from movierec.experiment import Experiment, VariantResult, train_variant
+from movierec import plots
+from movierec.evaluate import best
+from movierec.experiment import Experiment
+from movierec.protocol import Result
 from movierec.stats import paired_bootstrap, rmse_bootstrap
-from movierec.train import TrainConfig
 
 RANKING_COLUMNS = ("recall", "ndcg", "hit_rate", "map", "coverage")
 
 
-def sweep_rank_weight(exp: Experiment, name: str, train_config: TrainConfig,
-                      weights: list[float], **kwargs
-                      ) -> tuple[pd.DataFrame, float, dict[float, VariantResult]]:
-    """Train ``name`` with each retrieval-loss weight on train, early-stopped on val, and read
-    val only: (one row per weight: best epoch, val RMSE, val NDCG@10 and recall@10 of the
-    chosen scoring; the weight chosen; each weight's tuned run, for ``train_variant(...,
-    tuned=)``). The rule: the highest val NDCG@10 (the main model's job is to recommend); val
-    RMSE is the price, shown in the frontier plot."""
-    rows, runs = [], {}
-    for w in weights:
-        r = runs[w] = train_variant(exp, name, replace(train_config, rank_weight=w,
-                                                       progress=False), test=False, **kwargs)
-        best = r.history.loc[r.history.epoch == r.fit.best_epoch].iloc[0]
-        rows.append({"rank_weight": w, "best_epoch": r.fit.best_epoch,
-                     "val_rmse": r.rating["val_rmse"], "val_ndcg@10": r.val_by[r.by],
-                     "val_recall@10": float(best["val_recall@10"]), "by": r.by,
-                     "seconds": r.timing["train_seconds"]})
-    table = pd.DataFrame(rows)
-    chosen = float(table.rank_weight[table["val_ndcg@10"].idxmax()])
-    return table, chosen, runs
+def baselines_of(results: dict[str, Result]) -> dict[str, Result]:
+    return {n: r for n, r in results.items() if r.baseline}
 
 
-def seed_runs(exp: Experiment, name: str, train_config: TrainConfig, seeds: list[int],
-              first: VariantResult, **kwargs) -> dict[int, VariantResult]:
-    """``first`` (the run with ``train_config.seed``) and the variant retrained (tuned, refit,
-    tested) with each other seed, everything else equal."""
-    runs = {train_config.seed: first}
-    for s in seeds:
-        if s not in runs:
-            runs[s] = train_variant(exp, name, replace(train_config, seed=s, progress=False),
-                                    **kwargs)
-    return runs
+def rating_table(results: dict[str, Result]) -> pd.DataFrame:
+    """Every model that rates: val and test RMSE and MAE."""
+    rows = {n: r.rating for n, r in results.items() if r.rating}
+    cols = ["val_rmse", "val_mae", "test_rmse", "test_mae"]
+    return pd.DataFrame.from_dict(rows, orient="index")[cols]
 
 
-def headline(run: VariantResult, k: int) -> dict[str, float]:
-    """The test figures a seed table shows."""
-    return {"test_rmse": run.rating["test_rmse"], f"recall@{k}": run.ranking[f"recall@{k}"],
-            f"ndcg@{k}": run.ranking[f"ndcg@{k}"]}
+def ranking_table(results: dict[str, Result], k: int) -> pd.DataFrame:
+    """Every model that ranks: test metrics at ``k`` with standard errors over users."""
+    rows = {n: r.ranking for n, r in results.items() if r.ranking}
+    cols = [c for m in RANKING_COLUMNS for c in (f"{m}@{k}", f"{m}@{k}_se")]
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    return frame[[c for c in cols if c in frame]]
+
+
+def recall_curves(results: dict[str, Result], ks: list[int]) -> dict[str, dict[int, float]]:
+    """Each ranking model's test recall at every cut-off, for :func:`movierec.plots.recall_at_k`."""
+    return {n: {k: r.ranking[f"recall@{k}"] for k in ks} for n, r in results.items()
+            if r.ranking}
+
+
+def cold_table(results: dict[str, Result], k: int) -> pd.DataFrame:
+    """Cold-start ranking of every model that ranks (see Experiment.test_ranking)."""
+    frame = pd.DataFrame({n: r.cold_start for n, r in results.items() if r.cold_start}).T
+    return frame[[f"recall@{k}", f"ndcg@{k}", "recall@50", "users", "relevant_pairs"]]
+
+
+def best_baseline(results: dict[str, Result], metric: str) -> str:
+    """The baseline with the best test ``metric``: the strongest competitor as measured, a
+    conservative choice for the comparison."""
+    table = "rating" if metric.startswith("test_") else "ranking"
+    have = {n: getattr(r, table)[metric] for n, r in baselines_of(results).items()
+            if metric in getattr(r, table)}
+    return best(have, metric, lambda n, _: have[n])
+
+
+def uncertainty(results: dict[str, Result], main: str, k: int, seed: int = 0,
+                n_boot: int = 2000) -> dict:
+    """Paired bootstraps (users as units, per-user values averaged over seeds) of the main
+    model against the best ranking baseline on recall@k and NDCG@k, and against the best
+    rating baseline on RMSE (positive: the main model is better)."""
+    out, mine = {}, results[main].per_user
+    for metric in (f"recall@{k}", f"ndcg@{k}"):
+        name = best_baseline(results, metric)
+        m = metric.split("@")[0]
+        out[metric] = {"against": name, **paired_bootstrap(
+            mine[m], results[name].per_user[m], n_boot, seed)}
+    name = best_baseline(results, "test_rmse")
+    out["rmse"] = {"against": name, **rmse_bootstrap(
+        mine["sse"], results[name].per_user["sse"], mine["n"], n_boot, seed)}
+    return out
 
 
 def seed_summary(per_seed: dict[int, dict[str, float]]) -> dict:
@@ -65,133 +81,9 @@ def seed_summary(per_seed: dict[int, dict[str, float]]) -> dict:
             "sd": frame.std(ddof=1).fillna(0.0).to_dict(), "seeds": len(frame)}
 
 
-def mean_per_user(runs: dict[int, VariantResult]) -> dict[str, np.ndarray]:
-    """Per-user test values averaged over seeds."""
-    keys = next(iter(runs.values())).per_user
-    return {k: np.mean([r.per_user[k] for r in runs.values()], axis=0) for k in keys}
-
-
-def rating_table(baselines: dict[str, BaselineResult], results: dict[str, VariantResult]
-                 ) -> pd.DataFrame:
-    """Every model that rates: val and test RMSE and MAE."""
-    rows = {n: b.rating for n, b in baselines.items() if b.kind == "rating"}
-    rows.update({n: r.rating for n, r in results.items()})
-    cols = ["val_rmse", "val_mae", "test_rmse", "test_mae"]
-    return pd.DataFrame.from_dict(rows, orient="index")[cols]
-
-
-def ranking_table(baselines: dict[str, BaselineResult], results: dict[str, VariantResult],
-                  k: int) -> pd.DataFrame:
-    """Every model that ranks: test metrics at ``k`` with standard errors over users."""
-    rows = {n: b.ranking for n, b in baselines.items() if b.ranking}
-    rows.update({n: r.ranking for n, r in results.items()})
-    cols = [c for m in RANKING_COLUMNS for c in (f"{m}@{k}", f"{m}@{k}_se")]
-    frame = pd.DataFrame.from_dict(rows, orient="index")
-    return frame[[c for c in cols if c in frame]]
-
-
-def best_baseline(baselines: dict[str, BaselineResult], metric: str) -> str:
-    """The baseline with the best test ``metric`` (lowest RMSE, else highest): the strongest
-    competitor as measured, a conservative choice for the comparison."""
-    if metric == "test_rmse":
-        have = {n: b.rating[metric] for n, b in baselines.items() if metric in b.rating}
-        return min(have, key=have.get)
-    have = {n: b.ranking[metric] for n, b in baselines.items() if b.ranking}
-    return max(have, key=have.get)
-
-
-def uncertainty(main: dict[str, np.ndarray], baselines: dict[str, BaselineResult], k: int,
-                seed: int = 0, n_boot: int = 2000) -> dict:
-    """Paired bootstraps (users as units, per-user values averaged over seeds) of the main
-    model against the best ranking baseline on recall@k and NDCG@k, and against the best
-    rating baseline on RMSE (positive: the main model is better)."""
-    out = {}
-    for metric in (f"recall@{k}", f"ndcg@{k}"):
-        name = best_baseline(baselines, metric)
-        m = metric.split("@")[0]
-        out[metric] = {"against": name, **paired_bootstrap(
-            main[m], baselines[name].per_user[m], n_boot, seed)}
-    name = best_baseline(baselines, "test_rmse")
-    out["rmse"] = {"against": name, **rmse_bootstrap(
-        main["sse"], baselines[name].per_user["sse"], main["n"], n_boot, seed)}
-    return out
-
-
-def metrics_record(exp: Experiment, *, parameters: dict, baselines: dict[str, BaselineResult],
-                   skipped: dict[str, str], results: dict[str, VariantResult],
-                   main: str, sweep: pd.DataFrame, seeds: dict, uncertainty: dict,
-                   ablations: dict, stage_seconds: dict, provenance: dict) -> dict:
-    """Everything ``metrics.json`` holds: dataset, split, every model's and baseline's rating,
-    ranking and cold-start metrics, sweeps, seeds, bootstraps, parameters, timings and
-    provenance."""
-    prep = exp.prep
-    models = {**baselines, **results}
-    n_configs = len(sweep) + sum(len(b.sweep) for b in baselines.values())
-    return {
-        "dataset": prep.name,
-        "features": prep.features.blocks(),
-        "summary": prep.summary,
-        "split_sizes": prep.split.sizes(),
-        "evaluated_users": {"val": len(exp.val_users), "test": len(exp.test_users)},
-        "main_model": {"name": main, "rank_weight": results[main].train_config.rank_weight,
-                       "scored_by": results[main].by, "readout": results[main].readout},
-        "rating": {n: m.rating for n, m in models.items() if m.rating},
-        "ranking": {n: m.ranking for n, m in models.items() if m.ranking},
-        "ranking_by": {n: {**r.ranking_by, "chosen": r.by, "val_ndcg@10": r.val_by}
-                       for n, r in results.items()},
-        "cold_start": {n: m.cold_start for n, m in models.items() if m.cold_start},
-        "seeds": seeds,
-        "uncertainty": uncertainty,
-        "ablations": ablations,
-        "sweeps": {"rank_weight": sweep.drop(columns="seconds").to_dict(orient="records"),
-                   **{n: b.sweep for n, b in baselines.items()}},
-        "baseline_settings": {n: {**b.setting, "at_grid_edge": b.at_edge}
-                              for n, b in baselines.items()},
-        "configurations_tried": n_configs,
-        "skipped": skipped,
-        "history": {n: r.history.drop(columns="seconds").to_dict(orient="list")
-                    for n, r in results.items()},
-        "dropped": prep.dropped,
-        "parameters": parameters,
-        "timings": {"stage_seconds": stage_seconds,
-                    **{n: r.timing for n, r in results.items()},
-                    **{n: {"seconds": b.seconds} for n, b in baselines.items()}},
-        "provenance": provenance,
-    }
-
-
-def frontier_references(baselines: dict[str, BaselineResult]) -> dict[str, tuple[str, float]]:
-    """The best rating baseline's val RMSE and the best ranking baseline's val NDCG@10, as
-    :func:`movierec.plots.frontier` draws them."""
-    out = {}
-    rating = {n: b.rating["val_rmse"] for n, b in baselines.items() if b.kind == "rating"}
-    ranking = {n: max(row["val_ndcg@10"] for row in b.sweep)
-               for n, b in baselines.items() if b.kind == "ranking"}
-    if rating:
-        name = min(rating, key=rating.get)
-        out[f"{name} (val RMSE)"] = ("rmse", rating[name])
-    if ranking:
-        name = max(ranking, key=ranking.get)
-        out[f"{name} (val NDCG@10)"] = ("ndcg", ranking[name])
-    return out
-
-
-def both_ways(results: dict[str, VariantResult], k: int) -> pd.DataFrame:
-    """Each of our models scored by its retrieval cosine and by its predicted rating: test
-    NDCG@k both ways, the val NDCG@10 that chose, and the choice."""
-    return pd.DataFrame({n: {"chosen on val": r.by,
-                             **{f"test ndcg@{k} ({b})": m[f"ndcg@{k}"]
-                                for b, m in r.ranking_by.items()},
-                             **{f"val ndcg@10 ({b})": v for b, v in r.val_by.items()}}
-                         for n, r in results.items()}).T
-
-
-def all_seeds(main: str, runs: dict[int, VariantResult], baselines: dict[str, BaselineResult],
-              k: int) -> dict[str, dict]:
-    """Seed summaries of the main model and of every baseline run with several seeds."""
-    out = {main: seed_summary({s: headline(r, k) for s, r in runs.items()})}
-    out.update({n: seed_summary(b.seeds) for n, b in baselines.items() if len(b.seeds) > 1})
-    return out
+def all_seeds(results: dict[str, Result]) -> dict[str, dict]:
+    """Seed summaries of every model run with several seeds."""
+    return {n: seed_summary(r.seeds) for n, r in results.items() if len(r.seeds) > 1}
 
 
 def seed_table(seeds: dict[str, dict]) -> pd.DataFrame:
@@ -201,7 +93,104 @@ def seed_table(seeds: dict[str, dict]) -> pd.DataFrame:
                          for n, s in seeds.items()}).T
 
 
-def summary_table(ratings: pd.DataFrame, ranks: pd.DataFrame, k: int) -> pd.DataFrame:
+def summary_table(results: dict[str, Result], k: int) -> pd.DataFrame:
     """Test RMSE, MAE and the ranking metrics at ``k`` of every model, side by side."""
+    ratings, ranks = rating_table(results), ranking_table(results, k)
     cols = [f"{m}@{k}" for m in RANKING_COLUMNS if f"{m}@{k}" in ranks]
     return pd.concat([ratings[["test_rmse", "test_mae"]], ranks[cols]], axis=1)
+
+
+def both_ways(results: dict[str, Result], k: int) -> pd.DataFrame:
+    """Each model that ranks in several ways (ours: by its retrieval score and by its
+    predicted rating): test NDCG@k each way, the val NDCG@10 that chose, and the choice."""
+    return pd.DataFrame({n: {"chosen on val": r.by,
+                             **{f"test ndcg@{k} ({b})": m[f"ndcg@{k}"]
+                                for b, m in r.ranking_by.items()},
+                             **{f"val ndcg@10 ({b})": v for b, v in r.trial.val_by.items()}}
+                         for n, r in results.items() if r.ranking_by}).T
+
+
+def search_table(result: Result) -> pd.DataFrame:
+    """A model's settings tried on val, with their val figures (the chosen one marked)."""
+    frame = pd.DataFrame(result.sweep)
+    frame["chosen"] = [all(row.get(k) == v for k, v in result.setting.items())
+                       for row in result.sweep]
+    return frame
+
+
+def frontier_references(results: dict[str, Result]) -> dict[str, tuple[str, float]]:
+    """The best rating baseline's val RMSE and the best ranking baseline's val NDCG@10, as
+    :func:`movierec.plots.frontier` draws them."""
+    out = {}
+    base = baselines_of(results)
+    rating = {n: r.rating["val_rmse"] for n, r in base.items() if r.kind == "rating"}
+    ranking = {n: max(row["val_ndcg@10"] for row in r.sweep)
+               for n, r in base.items() if r.kind == "ranking"}
+    if rating:
+        name = min(rating, key=rating.get)
+        out[f"{name} (val RMSE)"] = ("rmse", rating[name])
+    if ranking:
+        name = max(ranking, key=ranking.get)
+        out[f"{name} (val NDCG@10)"] = ("ndcg", ranking[name])
+    return out
+
+
+def frontier(results: dict[str, Result], main: str, rating_only: str = "hybrid") -> Figure:
+    """The main model's search on val (RMSE against NDCG@10, by retrieval weight) with the
+    best baselines' val figures and, if it ran, the same design trained for RMSE alone."""
+    r, end = results[main], results.get(rating_only)
+    endpoint = end and (f"{rating_only} (w = 0)", end.rating["val_rmse"],
+                        end.trial.val_by[end.by])
+    return plots.frontier(pd.DataFrame(r.sweep), r.setting["rank_weight"],
+                          frontier_references(results), endpoint)
+
+
+def histories(results: dict[str, Result]) -> dict[str, pd.DataFrame]:
+    """The per-epoch training log of each of our models (its chosen setting's tuning)."""
+    return {n: r.trial.tuned["fit"].history for n, r in results.items() if not r.baseline}
+
+
+def configurations_tried(results: dict[str, Result]) -> int:
+    """Settings read on val over every model (the count a reader weighs a winner against)."""
+    return sum(len(r.sweep) for r in results.values())
+
+
+def metrics_record(exp: Experiment, *, parameters: dict, results: dict[str, Result],
+                   skipped: dict[str, str], main: str, uncertainty: dict, ablations: dict,
+                   stage_seconds: dict, provenance: dict) -> dict:
+    """Everything ``metrics.json`` holds: dataset, split, every model's rating, ranking and
+    cold-start metrics, searches, seeds, bootstraps, parameters, timings and provenance."""
+    prep, chosen = exp.prep, results[main]
+    return {
+        "dataset": prep.name,
+        "features": prep.features.blocks(),
+        "summary": prep.summary,
+        "split_sizes": prep.split.sizes(),
+        "evaluated_users": {"val": len(exp.val_users), "test": len(exp.test_users)},
+        "main_model": {"name": main,
+                       "rank_weight": chosen.trial.tuned["configs"][0].objective.rank_weight,
+                       "scored_by": chosen.by, "readout": chosen.trial.tuned["readout"]},
+        "rating": {n: r.rating for n, r in results.items() if r.rating},
+        "ranking": {n: r.ranking for n, r in results.items() if r.ranking},
+        "ranking_by": {n: {**r.ranking_by, "chosen": r.by, "val_ndcg@10": r.trial.val_by}
+                       for n, r in results.items() if r.ranking_by},
+        "cold_start": {n: r.cold_start for n, r in results.items() if r.cold_start},
+        "seeds": all_seeds(results),
+        "uncertainty": uncertainty,
+        "ablations": ablations,
+        # the main model's search under the name of its axis, and each baseline's grid
+        "sweeps": {"rank_weight": [{k: v for k, v in row.items() if k != "seconds"}
+                                   for row in chosen.sweep],
+                   **{n: r.sweep for n, r in baselines_of(results).items()}},
+        "baseline_settings": {n: {**r.setting, "at_grid_edge": r.at_edge}
+                              for n, r in baselines_of(results).items()},
+        "configurations_tried": configurations_tried(results),
+        "skipped": skipped,
+        "history": {n: h.drop(columns="seconds").to_dict(orient="list")
+                    for n, h in histories(results).items()},
+        "dropped": prep.dropped,
+        "parameters": parameters,
+        "timings": {"stage_seconds": stage_seconds,
+                    **{n: {"seconds": r.seconds} for n, r in results.items()}},
+        "provenance": provenance,
+    }

@@ -1,9 +1,10 @@
 """Training engine: whole prepared dataset on the device, index-slice batches, early stopping,
 atomic checkpoints and resume.
 
-A batch is a slice of a seeded permutation of the training rows; each unique movie in the batch
-is encoded once. Embedding tables get sparse gradients and SparseAdam (Adam without weight decay,
-updating only the rows a batch touches); the dense encoder weights use AdamW.
+A batch is a slice of a seeded permutation of the training rows; its loss is the model's own
+(:meth:`~movierec.model.MovieRecModel.loss`). Embedding tables get sparse gradients and
+row-wise Adam (:class:`~movierec.optim.RowAdam`: Adam without weight decay, updating only the
+rows a batch touches); the dense encoder weights use AdamW.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,9 @@ from tqdm import tqdm
 
 from movierec.atomic import write_atomically
 from movierec.evaluate import rmse_mae
-from movierec.loss import LOSSES, batch_loss
-from movierec.model import FeatureTensors, ModelConfig, MovieRecModel, unique_indices
+from movierec.model import ModelConfig, MovieRecModel
+from movierec.optim import RowAdam
+from movierec.tensors import FeatureTensors, Ratings
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -58,45 +60,26 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings; saved with every checkpoint."""
+    """Optimisation settings; saved with every checkpoint. The settings a report chooses have
+    no default here: their one home is the notebook's parameters cell (``EPOCHS``, ...)."""
 
-    epochs: int = 30
-    batch_size: int = 1024
-    lr: float = 0.01  # Adam on every embedding table (SparseAdam on user/movie tables)
-    dense_lr: float = 0.003  # AdamW on the projection, biases and scale
+    epochs: int
+    batch_size: int
+    lr: float  # row-wise Adam on the embedding tables (dense Adam on the feature tables)
+    dense_lr: float  # AdamW on the projection, biases and scale
+    patience: int  # early stopping: epochs without improvement of the monitored metric
+    n_negatives: int  # uniform catalogue negatives per batch, shared by its rows
+    seed: int
     weight_decay: float = 0.01  # AdamW, the projection matrix only (never the embeddings)
-    reg: float = 0.0  # L2 on the batch's user/movie-id vectors and biases (loss.batch_loss)
-    loss: str = "rmse"  # "rmse", "softmax" (sampled softmax over the catalogue) or both
-    rank_weight: float = 1.0  # weight of the softmax term in "rmse+softmax"
-    min_positive: float = 0.0  # softmax positives: ratings >= this (0: every rated movie)
-    n_negatives: int = 1024  # uniform catalogue negatives per batch, shared by its rows
-    patience: int = 3  # early stopping: epochs without improvement of the monitored metric
-    seed: int = 42
     progress: bool = True
 
-    def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-
-
-@dataclass
-class Ratings:
-    """(user, movie, rating) index tensors on one device."""
-
-    users: torch.Tensor
-    movies: torch.Tensor
-    ratings: torch.Tensor
-
     @classmethod
-    def from_arrays(cls, users, movies, ratings, device) -> Ratings:
-        return cls(torch.as_tensor(np.asarray(users, np.int64), device=device),
-                   torch.as_tensor(np.asarray(movies, np.int64), device=device),
-                   torch.as_tensor(np.asarray(ratings, np.float32), device=device))
-
-    def __len__(self) -> int:
-        return len(self.users)
+    def from_parameters(cls, params: dict, **changes) -> TrainConfig:
+        """The settings of a notebook's parameters (upper-case field names: ``EPOCHS``, ...)."""
+        names = [f.name for f in fields(cls)]
+        return cls(**{**{n: params[n.upper()] for n in names if n.upper() in params}, **changes})
 
 
 @torch.no_grad()
@@ -109,8 +92,7 @@ def predict(model: MovieRecModel, feats: FeatureTensors, data: Ratings,
     out = torch.empty(len(data), device=data.ratings.device)
     for s in range(0, len(data), batch_size):
         u, m = data.users[s:s + batch_size], data.movies[s:s + batch_size]
-        out[s:s + batch_size] = model.predict_from_vectors(u, model.user_vectors(u), m,
-                                                           movie_vecs[m])
+        out[s:s + batch_size] = model.predict(u, model.user(u), m, movie_vecs[m])
     model.train(was_training)
     return out
 
@@ -118,67 +100,6 @@ def predict(model: MovieRecModel, feats: FeatureTensors, data: Ratings,
 def rating_errors(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
     """RMSE and MAE over all rows (not a mean of per-batch values), for tensors on any device."""
     return rmse_mae(pred.detach().cpu().numpy(), truth.detach().cpu().numpy())
-
-
-def summed_rows(grad: torch.Tensor, seen: list[tuple[torch.Tensor, ...]]
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A sparse gradient's distinct rows and the sum of its values per row (what ``coalesce``
-    gives): as they are when the indices are already distinct and sorted (a table read once
-    per distinct movie); else the distinct indices are found once for any gradients in
-    ``seen`` read by the same indices (a user's vector and bias: one pass instead of two)."""
-    indices, values = grad._indices()[0], grad._values()
-    if grad.is_coalesced() or bool((indices[1:] > indices[:-1]).all()):
-        return indices, values
-    same = [s for s in seen if s[0].shape == indices.shape and torch.equal(s[0], indices)]
-    if not same:
-        same = [(indices, *unique_indices(indices, grad.shape[0]))]
-        seen.append(same[0])
-    _, rows, inverse = same[0]
-    return rows, values.new_zeros((len(rows), *values.shape[1:])).index_add_(0, inverse, values)
-
-
-class RowAdam(torch.optim.SparseAdam):
-    """:class:`torch.optim.SparseAdam` (lazy Adam: only the rows a batch touches move) with the
-    same arithmetic done on dense rows gathered by index instead of sparse tensors, in a
-    fraction of the time (``sparse_mask`` and sparse additions dominated the training step;
-    see the benchmark's profile). A row's repeated gradients are summed in batch order
-    (:func:`summed_rows`, deterministic), so results equal SparseAdam's up to that rounding
-    (tested); tables read by the same rows share one search for distinct rows. A row's two
-    moments lie side by side (state ``moments``: (rows, 2, ...), SparseAdam's ``exp_avg`` and
-    ``exp_avg_sq``; a SparseAdam state loads), so one gather and one scatter move both."""
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        if closure is not None:
-            raise ValueError("RowAdam takes no closure")
-        seen: list[tuple[torch.Tensor, ...]] = []  # tables read by the same rows search once
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if not p.grad.is_sparse:
-                    raise RuntimeError("RowAdam needs sparse gradients (Embedding(sparse=True))")
-                state = self.state[p]
-                if not state:
-                    state.update(step=0, moments=p.new_zeros((p.shape[0], 2, *p.shape[1:])))
-                elif "exp_avg" in state:  # SparseAdam's layout
-                    state["moments"] = torch.stack([state.pop("exp_avg"),
-                                                    state.pop("exp_avg_sq")], 1)
-                state["step"] += 1
-                rows, values = summed_rows(p.grad, seen)  # the update is non-linear
-                if values.numel() == 0:
-                    continue
-                if group.get("maximize", False):
-                    values = -values
-                moments = state["moments"].index_select(0, rows)  # updated in place, put back
-                m, v = moments.unbind(1)
-                m.lerp_(values, 1 - beta1)
-                v.lerp_(values.square(), 1 - beta2)
-                state["moments"].index_copy_(0, rows, moments)
-                step = state["step"]
-                step_size = group["lr"] * math.sqrt(1 - beta2**step) / (1 - beta1**step)
-                p.index_add_(0, rows, m.div(v.sqrt().add_(group["eps"])).mul_(-step_size))
 
 
 def make_optimizers(model: MovieRecModel, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
@@ -207,7 +128,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 
 def model_from_checkpoint(state: dict, device: str | torch.device = "cpu") -> MovieRecModel:
-    model = MovieRecModel(ModelConfig(**state["model_config"])).to(device)
+    model = MovieRecModel(ModelConfig.from_dict(state["model_config"])).to(device)
     model.load_state_dict(state["model"])
     return model
 
@@ -226,9 +147,7 @@ class FitResult:
 def shuffled(train: Ratings, gen: torch.Generator) -> Ratings:
     """``train`` in the order of a permutation drawn from ``gen``, gathered once per epoch so
     that each batch is a plain slice."""
-    perm = torch.randperm(len(train), generator=gen).to(train.users.device)
-    return Ratings(*(t.index_select(0, perm) for t in (train.users, train.movies,
-                                                       train.ratings)))
+    return train[torch.randperm(len(train), generator=gen).to(train.users.device)]
 
 
 def train_step(model: MovieRecModel, feats: FeatureTensors, batch: Ratings, cfg: TrainConfig,
@@ -238,10 +157,10 @@ def train_step(model: MovieRecModel, feats: FeatureTensors, batch: Ratings, cfg:
     for opt in opts:
         opt.zero_grad(set_to_none=True)
     negs = None
-    if cfg.loss in ("softmax", "rmse+softmax"):
+    if model.config.objective.rank_weight:
         negs = torch.randint(feats.n_movies, (cfg.n_negatives,), generator=gen).to(
             batch.users.device)
-    loss = batch_loss(model, feats, batch.users, batch.movies, batch.ratings, cfg, negs)
+    loss = model.loss(feats, batch.users, batch.movies, batch.ratings, negs)
     loss.backward()
     for opt in opts:
         opt.step()
@@ -256,18 +175,28 @@ def train_epoch(model: MovieRecModel, feats: FeatureTensors, train: Ratings, cfg
     data = shuffled(train, gen)
     total, count = 0.0, 0
     for step in range(steps):
-        part = slice(step * cfg.batch_size, (step + 1) * cfg.batch_size)
-        batch = Ratings(data.users[part], data.movies[part], data.ratings[part])
+        batch = data[step * cfg.batch_size:(step + 1) * cfg.batch_size]
         total += train_step(model, feats, batch, cfg, opts, gen) * len(batch)
         count += len(batch)
     return total / max(count, 1)
 
 
-def resume_state(checkpoint: str | os.PathLike, model: MovieRecModel,
+RESUMABLE_CHANGES = ("epochs", "progress")  # settings a resumed training may change
+
+
+def resume_state(checkpoint: str | os.PathLike, model: MovieRecModel, cfg: TrainConfig,
                  opts: list[torch.optim.Optimizer], gen: torch.Generator) -> tuple:
-    """Restore model, optimisers and generator from ``checkpoint``; returns (history, best,
-    next epoch)."""
+    """Restore model, optimisers and generator from ``checkpoint``, which must have been
+    written with the same model and training settings (but the epoch count); returns
+    (history, best, next epoch)."""
     state = load_checkpoint(checkpoint, map_location=model.user.weight.device)
+    mine = {**model.config.to_dict(), **asdict(cfg)}
+    theirs = {**state["model_config"], **state["train_config"]}
+    differ = sorted(k for k in set(mine) | set(theirs)
+                    if k not in RESUMABLE_CHANGES and mine.get(k) != theirs.get(k))
+    if differ:
+        raise ValueError(f"{checkpoint} was written with other settings ({', '.join(differ)}): "
+                         "remove it, or point CHECKPOINT_DIR elsewhere")
     model.load_state_dict(state["model"])
     for opt, s in zip(opts, state["optimizers"], strict=True):
         opt.load_state_dict(s)
@@ -304,7 +233,7 @@ def fit(
     best = {"value": math.inf if mode == "min" else -math.inf, "epoch": -1, "state": None}
     start_epoch = 0
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        history, best, start_epoch = resume_state(checkpoint, model, opts, gen)
+        history, best, start_epoch = resume_state(checkpoint, model, cfg, opts, gen)
     steps = math.ceil(len(train) / cfg.batch_size)
     if max_batches is not None:
         steps = min(steps, max_batches)

@@ -35,3 +35,19 @@ def write_csv(folder: Path, name: str, text: str) -> Path:
     path = folder / name
     path.write_text(text)
     return path
+
+
+def train_config(**changes):
+    """A quick training configuration for tests (the notebook's settings are larger)."""
+    from movierec.train import TrainConfig
+
+    base = {"epochs": 4, "batch_size": 256, "lr": 0.01, "dense_lr": 0.003, "patience": 10,
+            "n_negatives": 1024, "seed": 3, "progress": False}
+    return TrainConfig(**{**base, **changes})
+
+
+def spec(name: str, dim: int = 8, axes: dict | None = None, **train):
+    """Our variant ``name`` as a protocol spec with :func:`train_config` settings."""
+    from movierec.variants import VariantSpec, variant
+
+    return VariantSpec(variant(name), train_config(**train), dim, axes=axes or {})

@@ -13,13 +13,15 @@ import torch
 from movierec import artifact, report
 from movierec.artifact import ArtifactError
 from movierec.data import load_movielens
-from movierec.experiment import Experiment, train_variant
+from movierec.experiment import Experiment
 from movierec.export import export_embeddings, read_embeddings
 from movierec.features import GENRES
 from movierec.prepare import prepare
+from movierec.protocol import run
 from movierec.recommend import Recommender
 from movierec.split import TRAIN, VAL
-from movierec.train import TrainConfig
+
+from .conftest import spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,12 +31,10 @@ def trained(tiny_dir):
     """The recommending variant (hybrid_rank: rating + retrieval loss, popularity prior)."""
     prep = prepare(load_movielens(tiny_dir))
     exp = Experiment(prep, torch.device("cpu"))
-    cfg = TrainConfig(epochs=6, batch_size=256, n_negatives=128, progress=False, seed=3)
-    res = train_variant(exp, "hybrid_rank", cfg, dim=16, ks=(5,))
-    rec = Recommender(res.fit.model, exp.feats, prep.movies, prep.user_ids,
+    res = run(exp, spec("hybrid_rank", dim=16, epochs=6, n_negatives=128), seed=3, ks=(5,))
+    rec = Recommender(res.model, exp.feats, prep.movies, prep.user_ids,
                       prep.history(TRAIN, VAL), tag_vocab=prep.features.tag_vocab,
-                      genome_tags=prep.features.genome_tags, genres=GENRES,
-                      fold_in=res.fold_in_settings())
+                      genome_tags=prep.features.genome_tags, genres=GENRES)
     return prep, rec
 
 
@@ -65,8 +65,8 @@ def test_loaded_model_answers_exactly_as_the_trained_one(trained, saved):
     assert loaded.manifest["variant"] == "hybrid_rank"
     for u, ids in loaded.manifest["examples"].items():
         assert loaded.recommend(int(u), k=10).movieId.tolist() == ids
-    assert loaded.fold_in_config == rec.fold_in_config
-    assert loaded.fold_in_config["loss"] == "rmse+softmax"
+    assert loaded.model.config == rec.model.config  # the objective a new user is folded in with
+    assert loaded.model.config.objective.rank_weight > 0
     # the weights alone load without unpickling arbitrary objects
     state = torch.load(saved / "model.pt", weights_only=True)
     assert state["model_config"]["encoder"] == "hybrid"
@@ -178,7 +178,7 @@ def test_fold_in_leaves_the_model_untouched(trained):
     grads = [None if p.grad is None else p.grad.to_dense().clone()
              for p in rec.model.parameters()]
     trainable = [p.requires_grad for p in rec.model.parameters()]
-    assert sum(trainable) == len(trainable) - 1  # all but the fixed prior
+    assert all(trainable)  # (the fixed prior is a buffer, not a parameter)
     rec.fold_in(user_ratings(prep, 1))
     after = rec.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)

@@ -1,15 +1,18 @@
 """Library baselines on the project's protocol, and the paired bootstrap."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from movierec import baselines
-from movierec.baselines import BASELINES, run_baseline
+from movierec.baselines import BASELINES, baseline
 from movierec.data import load_movielens
 from movierec.evaluate import per_user_ranking, ranking_metrics, standard_error
 from movierec.experiment import Experiment
 from movierec.prepare import prepare
+from movierec.protocol import at_edge, run
 from movierec.split import TEST, TRAIN, VAL
 from movierec.stats import paired_bootstrap, rmse_bootstrap
 
@@ -35,7 +38,8 @@ def test_factor_tables_predict_exactly_what_surprise_predicts(exp, name, implici
                                                             strict=True)])
     np.testing.assert_allclose(fitted.predict(vu, vm), want, rtol=1e-9, atol=1e-9)
     # the ranking vectors order movies as the predicted rating does, user by user
-    scores = (fitted.vectors.users[:3] @ fitted.vectors.movies.T + fitted.vectors.offset).numpy()
+    v = fitted.rankings["rating"]
+    scores = (v.users[:3] @ v.movies.T + v.offset).numpy()
     pred = np.stack([fitted.predict(np.full(prep.n_movies, i), np.arange(prep.n_movies))
                      for i in range(3)])
     inside = (pred > 0.5) & (pred < 5.0)  # clipping ties the extremes
@@ -57,37 +61,47 @@ def test_ease_matches_its_closed_form():
     x[users, movies] = 1
     p = np.linalg.inv(x.T @ x + 2.0 * np.eye(4))
     b = np.eye(4) - p / np.diag(p)
-    np.testing.assert_allclose(fitted.vectors.movies.T.numpy(), b, atol=1e-5)
-    assert np.allclose(np.diag(fitted.vectors.movies.numpy()), 0)
+    movies = fitted.rankings["score"].movies
+    np.testing.assert_allclose(movies.T.numpy(), b, atol=1e-5)
+    assert np.allclose(np.diag(movies.numpy()), 0)
     assert Prepared  # (the real type the fit functions take)
 
 
 def test_tuning_reads_val_picks_its_best_and_reads_test_once_per_seed(exp, monkeypatch):
-    parts = []
-    original = exp.prep.part
+    fits, tests = [], []
+    original_rank, original_fit = Experiment.rank, BASELINES["als"].fit
 
-    def spy(*p):
-        parts.append(p)
-        return original(*p)
+    def rank(self, vectors, part=TEST, k=50):
+        tests.extend([part] if part == TEST else [])
+        return original_rank(self, vectors, part, k)
 
-    monkeypatch.setattr(exp.prep, "part", spy)
-    res = run_baseline(exp, "bias", seed=0, seeds=(1, 2))
-    assert len(res.sweep) == len(BASELINES["bias"].grid)
+    def fit(prep, users, movies, ratings, **kw):
+        fits.append((len(users), kw["seed"]))
+        return original_fit(prep, users, movies, ratings, **kw)
+
+    monkeypatch.setattr(Experiment, "rank", rank)
+    res = run(exp, baseline("bias"), seed=0, seeds=(1, 2))
+    assert len(res.sweep) == len(BASELINES["bias"].settings)
     best = min(res.sweep, key=lambda row: row["val_rmse"])
     assert res.setting == {"damping": best["damping"]}
     assert res.rating["val_rmse"] == best["val_rmse"]
     assert list(res.seeds) == [0]  # deterministic: extra seeds would repeat it
-    assert parts.count((TEST,)) == 1 and (TRAIN,) in parts and (TRAIN, VAL) in parts
-    als = run_baseline(exp, "als", seed=0, seeds=(1,), ks=(5,))
-    assert set(als.seeds) == {0, 1} and als.kind == "ranking" and not als.rating
-    assert max(als.sweep, key=lambda row: row["val_ndcg@10"])["factors"] == als.setting["factors"]
-    assert als.per_user["ndcg"].shape == (len(exp.test_users),)
+    assert tests == [TEST]  # bias ranks: one test search
+    tests.clear()
+    als = dataclasses.replace(BASELINES["als"], fit=fit)
+    res = run(exp, als, seed=0, seeds=(1,), ks=(5,))
+    n_train, n_train_val = len(exp.train), len(exp.train_val)
+    assert fits == [(n_train, 0)] * len(als.settings) + [(n_train_val, 0), (n_train_val, 1)]
+    assert tests == [TEST, TEST]  # once per seed
+    assert set(res.seeds) == {0, 1} and res.kind == "ranking" and not res.rating
+    assert max(res.sweep, key=lambda row: row["val_ndcg@10"])["factors"] == res.setting["factors"]
+    assert res.per_user["ndcg"].shape == (len(exp.test_users),)
 
 
 def test_most_popular_ranks_by_training_counts(exp):
     u, m, r = exp.prep.part(TRAIN, VAL)
     fitted = baselines.fit_most_popular(exp.prep, u, m, r)
-    top = np.argsort(-fitted.vectors.offset.numpy(), kind="stable")[:5]
+    top = np.argsort(-fitted.rankings["popularity"].offset.numpy(), kind="stable")[:5]
     counts = np.bincount(m, minlength=exp.prep.n_movies)
     assert (counts[top] == np.sort(counts)[::-1][:5]).all()
 
@@ -144,18 +158,15 @@ def test_rmse_bootstrap_is_the_rmse_gap_over_users_with_ratings():
 
 
 def test_a_setting_on_the_end_of_its_grid_is_flagged():
-    from movierec.baselines import BaselineResult
-
     sweep = [{"a": 1, "b": x, "val_rmse": 0.0} for x in (1, 2, 3)]
-    res = BaselineResult("x", "rating", sweep, {"a": 1, "b": 3}, {}, {}, {}, {}, {}, 0.0)
-    assert res.at_edge == ["b"]  # a single-valued axis has no edge
-    assert BaselineResult("x", "rating", sweep, {"a": 1, "b": 2}, {}, {}, {}, {}, {},
-                          0.0).at_edge == []
+    assert at_edge({"a": 1, "b": 3}, sweep) == ["b"]  # a single-valued axis has no edge
+    assert at_edge({"a": 1, "b": 1}, sweep) == ["b"]
+    assert at_edge({"a": 1, "b": 2}, sweep) == []
 
 
 def test_large_data_gets_the_lean_grid():
     als = BASELINES["als"]
-    assert als.grid_for(1000) == als.grid and len(als.grid) == 27
-    lean = als.grid_for(als.large_above + 1)
-    assert 0 < len(lean) < len(als.grid) and all(s in als.grid for s in lean)
-    assert BASELINES["bias"].grid_for(10**9) == BASELINES["bias"].grid  # no lean grid: the same
+    assert als.grid(1000) == als.settings and len(als.settings) == 27
+    lean = als.grid(als.large_above + 1)
+    assert 0 < len(lean) < len(als.settings) and all(s in als.settings for s in lean)
+    assert BASELINES["bias"].grid(10**9) == BASELINES["bias"].settings  # no lean grid

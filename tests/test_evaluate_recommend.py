@@ -8,11 +8,13 @@ import torch
 from movierec.csr import Csr
 from movierec.data import load_movielens
 from movierec.evaluate import BiasBaseline, GlobalMean, hit_matrix, ranking_metrics, rmse_mae
-from movierec.experiment import Experiment, train_variant
+from movierec.experiment import Experiment
 from movierec.features import GENRES
 from movierec.prepare import prepare
+from movierec.protocol import run
 from movierec.recommend import Recommender, topk_search
-from movierec.train import TrainConfig
+
+from .conftest import spec
 
 
 def csr(rows: list[list[int]]) -> Csr:
@@ -108,9 +110,8 @@ def trained(tiny_dir):
     held = (prep.items == 7) & (prep.split.labels < 2)
     prep.split.labels[held] = 2
     exp = Experiment(prep, torch.device("cpu"))
-    cfg = TrainConfig(epochs=3, batch_size=512, progress=False, seed=1)
-    res = train_variant(exp, "hybrid", cfg, dim=16)
-    rec = Recommender(res.fit.model, exp.feats, prep.movies, prep.user_ids, prep.history(),
+    res = run(exp, spec("hybrid", dim=16, epochs=3, batch_size=512), seed=1)
+    rec = Recommender(res.model, exp.feats, prep.movies, prep.user_ids, prep.history(),
                       tag_vocab=prep.features.tag_vocab, genome_tags=prep.features.genome_tags,
                       genres=GENRES)
     return prep, rec
@@ -165,7 +166,7 @@ def test_cold_start_movie_encoded_by_content(trained):
     # never trained: its id vector stayed zero, so its embedding is its content embedding
     torch.testing.assert_close(rec.content_vector(mid),
                                rec.model.all_movie_vectors(rec.feats)[row])
-    assert rec.model.movie.weight[row].abs().sum() == 0
+    assert rec.model.movie.table.weight[row].abs().sum() == 0
     aud = rec.audience(mid, k=5)
     assert list(aud.columns) == ["userId", "score"] and len(aud) == 5
 

@@ -11,14 +11,14 @@ from movierec import readme
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_readme_agrees_with_committed_reports():
-    current = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert readme.render(current, ROOT) == current, "README is stale: run `make readme`"
+def test_readme_and_docs_agree_with_committed_reports():
+    for doc, text in readme.render_all(ROOT).items():
+        assert text == (ROOT / doc).read_text(encoding="utf-8"), f"{doc} is stale"
     assert readme.main(["--check", "--root", str(ROOT)]) == 0
 
 
 def test_a_changed_metric_makes_readme_stale(tmp_path):
-    for rel in ("README.md", *(src for src, _ in readme.BLOCKS.values())):
+    for rel in (*readme.DOCUMENTS, *(src for src, _ in readme.BLOCKS.values())):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes((ROOT / rel).read_bytes())
     metrics_path = tmp_path / "reports/small/metrics.json"
@@ -47,9 +47,17 @@ def test_results_table_rows_and_seed_spread():
     assert "RMSE of svdpp minus main's: -0.0100 [-0.0200, -0.0010]" in readme.uncertainty(m)
 
 
-def test_missing_block_is_an_error():
+def test_missing_or_doubled_block_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="small-results"):
         readme.render("no blocks here", ROOT)
+    for rel in readme.DOCUMENTS:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes((ROOT / rel).read_bytes())
+    speed = "<!-- generated:speed -->\n<!-- /generated:speed -->\n"
+    with (tmp_path / "README.md").open("a") as f:
+        f.write(speed)
+    with pytest.raises(ValueError, match=r"'speed' must stand in one document"):
+        readme.render_all(tmp_path)
 
 
 def test_full_block_quotes_the_recorded_wall_time():

@@ -1,0 +1,268 @@
+"""One protocol for every model, ours and the library baselines.
+
+A model is a :class:`Spec`: a val grid and how one setting is fitted. :func:`run` tunes it
+(every setting fitted on train and read on val; the best by the spec's ``target``), refits the
+chosen setting on train + val and reads test once per seed, keeping each user's test values for
+the paired bootstrap. Every model comes back as one :class:`Result`.
+
+A model that ranks can offer several scorings (ours: its retrieval score and its predicted
+rating); the one with the higher val NDCG@10 is chosen on the tuned model (:func:`choose_by`)
+and the refitted model is ranked by it; test reads every scoring for the report.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from movierec.evaluate import best, rmse_mae
+from movierec.experiment import Experiment, per_user_sse
+from movierec.prepare import Prepared
+from movierec.split import TEST
+from movierec.tensors import RankingVectors
+
+Kind = Literal["rating", "ranking", "both"]
+KS = (10, 20, 50)
+
+
+@dataclass
+class Fitted:
+    """A fitted model as the protocol reads it: ``predict(users, movies)`` -> ratings (models
+    that rate); ``rankings``: scoring name -> vectors (models that rank; the first is the
+    model's default); ``model``: the trained module, for the models that have one (ours)."""
+
+    predict: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    rankings: dict[str, RankingVectors] = field(default_factory=dict)
+    model: Any = None
+
+
+@dataclass
+class Trial:
+    """One setting fitted on train and read on val."""
+
+    setting: dict
+    row: dict  # the search table's row: the setting, its val figures (and training's)
+    rating: dict[str, float]  # val rating figures (and training's epochs) of a rating model
+    fitted: Fitted | None  # dropped once a better trial is found
+    by: str | None = None  # the scoring chosen on val (a model that ranks)
+    val_by: dict[str, float] = field(default_factory=dict)  # val NDCG@10 of each scoring
+    tuned: dict = field(default_factory=dict)  # what the refit reuses (epochs, readout, ...)
+
+
+class Spec(Protocol):
+    """A model the protocol can run."""
+
+    name: str
+    about: str
+    kind: Kind
+    target: str  # the val metric that chooses a setting: "val_rmse" or "val_ndcg@10"
+    baseline: bool  # a library baseline (the report compares our models with these)
+    seeded: bool  # False: deterministic, so extra seeds would repeat the same numbers
+    retune: bool  # each seed tunes the chosen setting again (early stopping, readout)
+
+    def grid(self, n_ratings: int) -> Sequence[dict]: ...
+
+    def skip_reason(self, prep: Prepared, n_ratings: int) -> str | None: ...
+
+    def tune(self, exp: Experiment, setting: dict, seed: int, threads: int) -> Trial: ...
+
+    def refit(self, exp: Experiment, trial: Trial, seed: int, threads: int) -> Fitted: ...
+
+
+def grid(**axes: Sequence) -> tuple[dict, ...]:
+    """Every combination of the axes' values, the last axis varying fastest."""
+    return tuple(dict(zip(axes, values, strict=True))
+                 for values in itertools.product(*axes.values()))
+
+
+def choose_by(exp: Experiment, fitted: Fitted) -> tuple[str | None, dict[str, float]]:
+    """The one rule for a model that ranks in several ways: the scoring with the highest val
+    NDCG@10 (ties: the first, the model's default). Returns (choice, val NDCG@10 of each;
+    empty for a model with one scoring, which needs no choice)."""
+    if len(fitted.rankings) < 2:
+        return next(iter(fitted.rankings), None), {}
+    val = {by: exp.val_ranking(v)["val_ndcg@10"] for by, v in fitted.rankings.items()}
+    return best(val, "val_ndcg@10", lambda by, _: val[by]), val
+
+
+@dataclass
+class Result:
+    """A model tuned on val and read on test once per seed."""
+
+    name: str
+    about: str
+    kind: Kind
+    baseline: bool
+    target: str  # the val metric that chose the setting
+    sweep: list[dict]  # one row per setting tried on val
+    setting: dict  # the chosen one
+    trial: Trial  # the chosen setting's tuning, first seed (its fitted model dropped)
+    rating: dict[str, float]  # val (tuning) and test (first seed) rating figures
+    ranking: dict[str, float]  # test ranking metrics of the chosen scoring, first seed
+    ranking_by: dict[str, dict]  # test ranking metrics of every scoring (several only)
+    cold_start: dict[str, float]
+    per_user: dict[str, np.ndarray]  # test recall/ndcg at k, sse, n: means over the seeds
+    seeds: dict[int, dict[str, float]]  # seed -> headline test figures
+    seconds: float
+    model: Any = None  # the final model of the first seed (ours: a MovieRecModel)
+
+    @property
+    def by(self) -> str | None:
+        return self.trial.by
+
+    @property
+    def at_edge(self) -> list[str]:
+        return at_edge(self.setting, self.sweep)
+
+    def headline(self, seed: int | None = None) -> dict[str, float]:
+        """The test figures a seed table shows (of the first seed by default)."""
+        return self.seeds[next(iter(self.seeds)) if seed is None else seed]
+
+
+def at_edge(setting: dict, sweep: list[dict]) -> list[str]:
+    """The settings chosen at an end of their grid axis (the optimum may lie beyond it)."""
+    out = []
+    for key, value in setting.items():
+        axis = sorted({row[key] for row in sweep})
+        if len(axis) > 1 and value in (axis[0], axis[-1]):
+            out.append(key)
+    return out
+
+
+@dataclass
+class Reading:
+    """One fitted model read on test."""
+
+    rating: dict[str, float]
+    ranking: dict[str, float]
+    ranking_by: dict[str, dict]
+    cold_start: dict[str, float]
+    per_user: dict[str, np.ndarray]
+    headline: dict[str, float]
+
+
+def read_test(exp: Experiment, fitted: Fitted, by: str | None, ks: tuple[int, ...]) -> Reading:
+    """Test rating figures, and the ranking metrics of every scoring (the chosen one ``by``
+    also per user and on cold-start movies), from one fitted model."""
+    rating, ranking, ranking_by, cold, users, head = {}, {}, {}, {}, {}, {}
+    if fitted.predict is not None:
+        u, m, r = exp.prep.part(TEST)
+        pred = fitted.predict(u, m)
+        rating = {f"test_{k}": v for k, v in rmse_mae(pred, r).items()}
+        head["test_rmse"] = rating["test_rmse"]
+        users["sse"], users["n"] = per_user_sse(pred, exp.test, exp.prep.n_users)
+    for name, vectors in fitted.rankings.items():
+        if name == by:
+            ranking, ranked_users, cold = exp.test_ranking(vectors, ks)
+            ranking_by[name] = ranking
+            users.update(ranked_users)
+            head.update({k: ranking[k] for k in (f"recall@{ks[0]}", f"ndcg@{ks[0]}")})
+        else:
+            ranking_by[name] = exp.ranking(vectors, TEST, ks)
+    return Reading(rating, ranking, ranking_by if len(ranking_by) > 1 else {}, cold, users,
+                   head)
+
+
+def search(exp: Experiment, spec: Spec, seed: int, threads: int,
+           progress: Callable[[str], None] | None = None) -> tuple[Trial, list[dict]]:
+    """Every setting of ``spec``'s grid fitted on train and read on val: (the best trial by
+    ``spec.target``, the table of every setting). Only the best trial keeps its model."""
+    chosen, rows = None, []
+    for setting in spec.grid(len(exp.train)):
+        trial = spec.tune(exp, setting, seed, threads)
+        rows.append(trial.row)
+        if progress is not None:
+            progress(f"{spec.name} {setting}: " + ", ".join(
+                f"{k} {v:.4f}" for k, v in trial.row.items() if k.startswith("val_")))
+        if chosen is None or best([chosen, trial], spec.target,
+                                  lambda t, m: t.row[m]) is trial:
+            chosen = trial
+        else:
+            trial.fitted = None
+    return chosen, rows
+
+
+def run(exp: Experiment, spec: Spec, *, seed: int, seeds: Sequence[int] = (),
+        ks: tuple[int, ...] = KS, threads: int = 1, refit: bool = True,
+        progress: Callable[[str], None] | None = None) -> Result:
+    """Tune ``spec`` on val, then for ``seed`` and each extra seed (seeded specs only): refit
+    the chosen setting on train + val (``refit``; else the tuned model is tested) and read
+    test once. Each extra seed of a spec that ``retune``s tunes the chosen setting again with
+    its own seed first (our models: early stopping and readout are part of the setting)."""
+    start = time.perf_counter()
+    chosen, rows = search(exp, spec, seed, threads, progress)
+    readings, first = {}, None
+    for s in (seed, *(x for x in seeds if spec.seeded and x != seed)):
+        trial = chosen
+        if s != seed and (spec.retune or not refit):
+            trial = spec.tune(exp, chosen.setting, s, threads)
+        fitted = spec.refit(exp, trial, s, threads) if refit else trial.fitted
+        readings[s] = read_test(exp, fitted, trial.by, ks)
+        if s == seed:
+            first = fitted
+        trial.fitted = None
+    one = readings[seed]
+    per_user = {k: np.mean([r.per_user[k] for r in readings.values()], axis=0)
+                for k in one.per_user}
+    return Result(spec.name, spec.about, spec.kind, spec.baseline, spec.target, rows,
+                  chosen.setting, chosen, {**chosen.rating, **one.rating}, one.ranking,
+                  one.ranking_by, one.cold_start, per_user,
+                  {s: r.headline for s, r in readings.items()},
+                  time.perf_counter() - start, first.model)
+
+
+@dataclass
+class Runner:
+    """Runs specs on one experiment with one protocol and keeps every :class:`Result` (and the
+    specs skipped, with the reason), in the order run."""
+
+    exp: Experiment
+    seed: int
+    ks: tuple[int, ...] = KS
+    threads: int = 1
+    refit: bool = True
+    progress: Callable[[str], None] | None = print
+    results: dict[str, Result] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def run(self, specs: Sequence[Spec], seeds: Sequence[int] = ()) -> dict[str, Result]:
+        """:func:`run` each spec that scales to the experiment (extra ``seeds`` for the seeded
+        ones); returns this call's results."""
+        out = {}
+        for spec in specs:
+            reason = spec.skip_reason(self.exp.prep, len(self.exp.train))
+            if reason is not None:
+                self.skipped[spec.name] = reason
+                self._say(f"--- {spec.name}: skipped, {reason}")
+                continue
+            r = out[spec.name] = self.results[spec.name] = run(
+                self.exp, spec, seed=self.seed, seeds=seeds, ks=self.ks, threads=self.threads,
+                refit=self.refit)
+            edge = f" (at the edge of its grid: {r.at_edge})" if r.at_edge else ""
+            self._say(f"--- {spec.name}: {len(r.sweep)} setting(s), chosen {r.setting}{edge}; "
+                      + ", ".join(f"{k} {v:.4f}" for k, v in r.headline().items())
+                      + f" ({r.seconds:.0f} s)")
+        return out
+
+    def _say(self, line: str) -> None:
+        if self.progress is not None:
+            self.progress(line)
+
+
+@dataclass(frozen=True)
+class Fixed:
+    """``spec`` with its grid fixed to one ``setting`` (e.g. an ablation of a chosen model)."""
+
+    spec: Any
+    setting: dict
+
+    def __getattr__(self, name: str):
+        return getattr(self.spec, name)
+
+    def grid(self, n_ratings: int) -> tuple[dict, ...]:
+        return (dict(self.setting),)

@@ -1,0 +1,239 @@
+"""Our models: named designs (:data:`VARIANTS`) and how the protocol tunes, refits and tests
+them (:class:`VariantSpec`).
+
+Tuning one setting: trained on train and early-stopped on val (the best epoch's state is kept);
+a calibrated rating readout is chosen on val; the scoring (retrieval or predicted rating) with
+the higher val NDCG@10 is chosen. The refit: retrained from the same initialisation on train +
+val for the best number of epochs (so every user's latest ratings inform the test predictions),
+with the tuned readout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from movierec.evaluate import BiasBaseline, lower_is_better, rmse_mae
+from movierec.experiment import Experiment
+from movierec.loss import Objective
+from movierec.model import BY, Encoder, ModelConfig, MovieRecModel, Score, biased_rating
+from movierec.protocol import Fitted, Trial, choose_by, grid
+from movierec.split import TRAIN, VAL
+from movierec.tensors import Ratings
+from movierec.train import FitResult, TrainConfig, fit, predict, rating_errors
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named model design: its parts, its objective and which val metric tunes it."""
+
+    name: str
+    about: str
+    encoder: Encoder
+    score: Score
+    prior: bool = False  # a fixed popularity prior (log count) in the retrieval score
+    objective: Objective = field(default_factory=Objective)
+    monitor: str = "val_rmse"  # early stopping (and the choice among settings) on this
+    # "learned": the rating head trained with the model; "calibrated": after training, damped
+    # biases + a scale on the cosine chosen on val (calibrate_readout), the vectors unchanged
+    readout: str = "learned"
+
+
+VARIANTS: dict[str, Variant] = {v.name: v for v in (
+    Variant("seed", "the seed's design, bugs fixed: content encoder, cosine on the rating scale",
+            "content", "cosine"),
+    Variant("hybrid", "content + movie-id embedding, rating biases: the rating model",
+            "hybrid", "cosine_bias", objective=Objective(reg=0.05)),
+    Variant("hybrid_rank", "the main model: the hybrid trained with RMSE + w x sampled softmax, "
+            "its rating readout calibrated on val",
+            "hybrid", "cosine_bias", prior=True,
+            objective=Objective(rank_weight=1.0, min_positive=3.5, reg=0.05),
+            monitor="val_ndcg@10", readout="calibrated"),
+    Variant("mf", "baseline: biased matrix factorisation, no content features",
+            "id", "dot_bias", objective=Objective(reg=0.05)),
+)}
+
+
+def variant(name: str) -> Variant:
+    """The variant called ``name``; an unknown name raises ValueError listing the known ones."""
+    if name not in VARIANTS:
+        raise ValueError(f"unknown model variant {name!r}; known: {sorted(VARIANTS)}")
+    return VARIANTS[name]
+
+
+READOUT_DAMPINGS = (2.0, 5.0, 10.0)
+READOUT_SCALES = tuple(float(x) for x in np.arange(0.0, 2.01, 0.125))
+_FIELDS = {cls: {f.name for f in dataclasses.fields(cls)}
+           for cls in (Objective, ModelConfig, TrainConfig)}
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """A variant as a :class:`~movierec.protocol.Spec`: its training settings, embedding size
+    and val grid (``axes``: a setting's name -> its values; a name of an
+    :class:`~movierec.loss.Objective`, :class:`~movierec.model.ModelConfig` or
+    :class:`~movierec.train.TrainConfig` field, e.g. ``{"rank_weight": [0.1, 1.0]}``)."""
+
+    variant: Variant
+    train: TrainConfig
+    dim: int
+    axes: dict[str, tuple] = field(default_factory=dict)
+    checkpoint_dir: str | Path | None = None  # a checkpoint per training, resumed if present
+    kind = "both"
+    baseline = False
+    seeded = True
+    retune = True  # a seed's early stopping and readout are tuned with it
+
+    def __post_init__(self) -> None:
+        unknown = set(self.axes) - set().union(*_FIELDS.values())
+        if unknown:
+            raise ValueError(f"unknown setting(s) {sorted(unknown)} in the grid of "
+                             f"{self.name!r}; a setting names a field of Objective, "
+                             "ModelConfig or TrainConfig")
+
+    @property
+    def name(self) -> str:
+        return self.variant.name
+
+    @property
+    def about(self) -> str:
+        return self.variant.about
+
+    @property
+    def target(self) -> str:
+        return self.variant.monitor
+
+    def grid(self, n_ratings: int) -> tuple[dict, ...]:
+        return grid(**self.axes)
+
+    def skip_reason(self, prep, n_ratings: int) -> None:
+        return None
+
+    def configs(self, exp: Experiment, setting: dict, seed: int
+                ) -> tuple[ModelConfig, TrainConfig]:
+        """The model and training configurations of ``setting`` with ``seed``."""
+        v = self.variant
+        pick = {cls: {k: x for k, x in setting.items() if k in names}
+                for cls, names in _FIELDS.items()}
+        objective = replace(v.objective, **pick[Objective])
+        mcfg = exp.model_config(**{"dim": self.dim, "encoder": v.encoder, "score": v.score,
+                                   "prior": v.prior, "objective": objective,
+                                   **pick[ModelConfig]})
+        return mcfg, replace(self.train, seed=seed, **pick[TrainConfig])
+
+    def build(self, exp: Experiment, mcfg: ModelConfig, seed: int, data: Ratings
+              ) -> MovieRecModel:
+        """The initial model (seeded by ``seed``) on ``exp.device``, its retrieval prior and
+        rated-movie mask taken from the training data ``data``."""
+        model = MovieRecModel(mcfg, torch.Generator().manual_seed(seed)).to(exp.device)
+        if model.content is not None:
+            model.content.set_bases(exp.feats)
+        if mcfg.prior:
+            model.init_prior(exp.positive_counts(data, mcfg.objective.min_positive))
+        if model.movie is not None and model.movie.seen is not None:
+            model.set_seen(exp.positive_counts(data) > 0)
+        return model
+
+    def _checkpoint(self, setting: dict, seed: int, what: str) -> Path | None:
+        if self.checkpoint_dir is None:
+            return None
+        tag = "".join(f"-{k}={v}" for k, v in setting.items())
+        return Path(self.checkpoint_dir) / f"{self.name}{tag}-seed{seed}-{what}.pt"
+
+    def _meta(self, exp: Experiment) -> dict:
+        f = exp.prep.features
+        return {"variant": self.name, "dataset": exp.prep.name, "tag_vocab": f.tag_vocab,
+                "genome_tags": f.genome_tags, "movie_ids": torch.tensor(f.movie_ids),
+                "user_ids": torch.tensor(exp.prep.user_ids)}
+
+    def fitted(self, exp: Experiment, model: MovieRecModel) -> Fitted:
+        """What the protocol reads of a trained model: its predictions and both rankings (the
+        model's default first)."""
+        def rate(users: np.ndarray, movies: np.ndarray) -> np.ndarray:
+            data = Ratings.from_arrays(users, movies, np.zeros(len(users)), exp.device)
+            return predict(model, exp.feats, data).cpu().numpy()
+
+        order = sorted(BY, key=lambda b: b != model.default_ranking)
+        return Fitted(rate, {b: model.ranking_vectors(exp.feats, b) for b in order}, model)
+
+    def tune(self, exp: Experiment, setting: dict, seed: int, threads: int = 1) -> Trial:
+        mcfg, tcfg = self.configs(exp, setting, seed)
+        v = self.variant
+        ckpt = self._checkpoint(setting, seed, "tune")
+        result = fit(self.build(exp, mcfg, seed, exp.train), exp.feats, exp.train, tcfg,
+                     exp.validation(v.monitor), monitor=v.monitor,
+                     mode="min" if lower_is_better(v.monitor) else "max",
+                     checkpoint=ckpt, resume=ckpt is not None, meta=self._meta(exp))
+        readout = (calibrate_readout(exp, result.model, (TRAIN,))
+                   if v.readout == "calibrated" else {})
+        rating = {"epochs": len(result.history), "best_epoch": result.best_epoch}
+        rating.update({f"val_{k}": x for k, x in rating_errors(
+            predict(result.model, exp.feats, exp.val), exp.val.ratings).items()})
+        fitted = self.fitted(exp, result.model)
+        by, val_by = choose_by(exp, fitted)
+        best = result.history.loc[result.history.epoch == result.best_epoch].iloc[0]
+        row = {**setting, "best_epoch": result.best_epoch, "val_rmse": rating["val_rmse"],
+               "val_ndcg@10": val_by[by]}
+        if "val_recall@10" in best:
+            row["val_recall@10"] = float(best["val_recall@10"])
+        row.update({"by": by, "seconds": result.seconds})
+        return Trial(setting, row, rating, fitted, by, val_by,
+                     {"fit": result, "readout": readout, "configs": (mcfg, tcfg)})
+
+    def refit(self, exp: Experiment, trial: Trial, seed: int, threads: int = 1) -> Fitted:
+        """The tuned setting retrained from the same start on train + val for the tuned number
+        of epochs, with the tuned readout."""
+        mcfg, tcfg = trial.tuned["configs"]
+        tuned: FitResult = trial.tuned["fit"]
+        ckpt = self._checkpoint(trial.setting, seed, "refit")
+        final = fit(self.build(exp, mcfg, seed, exp.train_val), exp.feats, exp.train_val,
+                    replace(tcfg, epochs=tuned.best_epoch), None, monitor=None,
+                    checkpoint=ckpt, resume=ckpt is not None,
+                    meta={**self._meta(exp), "refit": True})
+        if trial.tuned["readout"]:
+            calibrate_readout(exp, final.model, (TRAIN, VAL), trial.tuned["readout"])
+        return self.fitted(exp, final.model)
+
+
+def specs(names: list[str], train: TrainConfig, dim: int, **kwargs) -> list[VariantSpec]:
+    """The variants called ``names`` as specs with the same training settings."""
+    return [VariantSpec(variant(n), train, dim, **kwargs) for n in names]
+
+
+@torch.no_grad()
+def pair_cosines(model: MovieRecModel, exp: Experiment, data: Ratings) -> np.ndarray:
+    """cos(user, movie) of every (user, movie) pair of ``data`` (float64)."""
+    model.eval()
+    movies = nn.functional.normalize(model.all_movie_vectors(exp.feats), dim=1)
+    users = nn.functional.normalize(model.all_user_vectors(), dim=1)
+    return (users[data.users] * movies[data.movies]).sum(1).double().cpu().numpy()
+
+
+def calibrate_readout(exp: Experiment, model: MovieRecModel, parts: tuple[int, ...],
+                      setting: dict | None = None) -> dict:
+    """Set ``model``'s rating map to mu + b_user + b_movie + scale · cos(user, movie), biases
+    the damped means of the split ``parts`` (:class:`~movierec.evaluate.BiasBaseline`). With
+    ``setting`` None, the damping and scale are chosen on val (the grid READOUT_DAMPINGS x
+    READOUT_SCALES, lowest val RMSE; ``model`` is then the model fitted on train); else
+    ``setting`` is applied (to the model refit on train + val). Returns the setting."""
+    fit_data = exp.prep.part(*parts)
+    biases = {d: BiasBaseline(exp.prep.n_users, exp.prep.n_movies, reg_user=d,
+                              reg_movie=d).fit(*fit_data)
+              for d in ((setting["damping"],) if setting else READOUT_DAMPINGS)}
+    if setting is None:
+        cos = pair_cosines(model, exp, exp.val)
+        u, m = exp.val.users.cpu().numpy(), exp.val.movies.cpu().numpy()
+        truth = exp.val.ratings.cpu().numpy()
+        scores = {(d, s): rmse_mae(biased_rating(b.mean, b.user_bias[u], b.movie_bias[m], cos,
+                                                 s), truth)["rmse"]
+                  for d, b in biases.items() for s in READOUT_SCALES}
+        damping, scale = min(scores, key=scores.get)
+        setting = {"damping": damping, "scale": scale}
+    b = biases[setting["damping"]]
+    model.head.set_readout(b.mean, b.user_bias, b.movie_bias, setting["scale"])
+    return setting

@@ -1,0 +1,207 @@
+"""One protocol for every model: search on val, refit on train + val, test once per seed; the
+scoring rule; our variants as specs (readout calibration, reuse of the tuned run)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from movierec import protocol
+from movierec.csr import Csr
+from movierec.data import load_movielens
+from movierec.evaluate import BiasBaseline, rmse_mae
+from movierec.experiment import Experiment
+from movierec.prepare import prepare
+from movierec.protocol import Fitted, Fixed, Runner, Trial, choose_by, read_test, run
+from movierec.split import TEST, TRAIN, VAL
+from movierec.tensors import RankingVectors
+from movierec.train import predict, rating_errors
+
+from .conftest import spec
+
+
+@pytest.fixture(scope="module")
+def tiny_exp(tiny_dir):
+    return Experiment(prepare(load_movielens(tiny_dir)), torch.device("cpu"))
+
+
+def oracle(exp: Experiment, relevant: Csr, users: np.ndarray, strength: float = 1.0
+           ) -> RankingVectors:
+    """Ranking vectors that put each user's ``relevant`` movies first (one-hot users)."""
+    n_users, n_movies = exp.prep.n_users, exp.prep.n_movies
+    u = torch.eye(n_users)
+    m = torch.zeros(n_movies, n_users)
+    for i, row in enumerate(users):
+        m[relevant.row(i), row] = strength
+    return RankingVectors(u, m, None)
+
+
+class Planted:
+    """A spec whose val figures are planted: it records what it was asked to fit."""
+
+    name, about, kind, target, baseline, seeded, retune = ("planted", "", "ranking",
+                                                           "val_ndcg@10", True, True, False)
+
+    def __init__(self, val: dict[int, float], target: str = "val_ndcg@10"):
+        self.val, self.calls, self.target = val, [], target
+
+    def grid(self, n_ratings):
+        return [{"x": x} for x in self.val]
+
+    def skip_reason(self, prep, n_ratings):
+        return None
+
+    def tune(self, exp, setting, seed, threads):
+        self.calls.append(("tune", setting["x"], seed))
+        return Trial(setting, {**setting, self.target: self.val[setting["x"]]}, {},
+                     Fitted(None, {"score": oracle(exp, exp.test_relevant, exp.test_users)}),
+                     by="score")
+
+    def refit(self, exp, trial, seed, threads):
+        self.calls.append(("refit", trial.setting["x"], seed))
+        return Fitted(None, {"score": oracle(exp, exp.test_relevant, exp.test_users)})
+
+
+def test_search_takes_the_best_val_setting_first_of_equals_and_refits_it_per_seed(tiny_exp):
+    planted = Planted({1: 0.2, 2: 0.5, 3: 0.5, 4: 0.1})
+    r = run(tiny_exp, planted, seed=7, seeds=(8, 7, 9))
+    assert r.setting == {"x": 2} and [row["x"] for row in r.sweep] == [1, 2, 3, 4]
+    assert planted.calls == [("tune", x, 7) for x in (1, 2, 3, 4)] + [
+        ("refit", 2, s) for s in (7, 8, 9)]  # each seed once; test read once per refit
+    assert list(r.seeds) == [7, 8, 9] and r.ranking["recall@10"] == 1.0  # the oracle
+    lower = Planted({1: 0.2, 2: 0.5}, target="val_rmse")  # an error: the smallest wins
+    assert run(tiny_exp, lower, seed=0).setting == {"x": 1}
+
+
+def test_each_seed_reads_test_once_and_val_never_after_tuning(tiny_exp, monkeypatch):
+    reads = []
+    original = Experiment.rank
+
+    def spy(self, vectors, part=TEST, k=50):
+        reads.append(part)
+        return original(self, vectors, part, k)
+
+    monkeypatch.setattr(Experiment, "rank", spy)
+    planted = Planted({1: 0.3, 2: 0.4})
+    run(tiny_exp, planted, seed=0, seeds=(1, 2))
+    assert reads == [TEST] * 3  # the planted spec reads no val; each seed: one test search
+    reads.clear()
+    r = run(tiny_exp, spec("hybrid_rank", epochs=2, axes={"rank_weight": (0.1, 1.0)}), seed=3)
+    tests = [i for i, p in enumerate(reads) if p == TEST]
+    assert len(tests) == 2  # one search per scoring of the one refitted model
+    assert all(p == VAL for p in reads[:tests[0]]) and set(reads[tests[0]:]) == {TEST}
+    assert [row["rank_weight"] for row in r.sweep] == [0.1, 1.0]
+
+
+def test_refit_learns_from_val_and_no_refit_tests_the_tuned_model(tiny_exp):
+    s = spec("hybrid_rank", epochs=3)
+    a, b = run(tiny_exp, s, seed=3), run(tiny_exp, s, seed=3, refit=False)
+    assert a.rating["val_rmse"] == b.rating["val_rmse"]  # the same tuning run
+    for r in (a, b):  # test figures come from the returned model
+        got = rating_errors(predict(r.model, tiny_exp.feats, tiny_exp.test),
+                            tiny_exp.test.ratings)["rmse"]
+        assert got == r.rating["test_rmse"]
+    # a movie rated in val but never in train has a movie bias only in the refit model
+    val_only = np.setdiff1d(tiny_exp.val.movies.numpy(), tiny_exp.train.movies.numpy())
+    assert len(val_only) > 0
+    assert (a.model.head.movie_biases.weight[val_only] != 0).all()
+    assert (b.model.head.movie_biases.weight[val_only] == 0).all()
+
+
+def test_the_first_seed_reuses_its_tuned_run_and_other_seeds_tune_again(tiny_exp, monkeypatch):
+    s = spec("hybrid_rank", epochs=2)
+    tunes = []
+    original = type(s).tune
+
+    def counted(self, exp, setting, seed, threads=1):
+        tunes.append(seed)
+        return original(self, exp, setting, seed, threads)
+
+    monkeypatch.setattr(type(s), "tune", counted)
+    r = run(tiny_exp, s, seed=3, seeds=(4,))
+    assert tunes == [3, 4]  # the chosen setting's trial is refitted, not trained again
+    fresh = run(tiny_exp, s, seed=3)
+    assert r.headline(3) == fresh.headline() and r.trial.tuned["readout"] == fresh.trial.tuned[
+        "readout"]
+
+
+def test_the_scoring_with_the_better_val_ndcg_is_chosen_ties_to_the_first(tiny_exp):
+    good = oracle(tiny_exp, tiny_exp.val_relevant, tiny_exp.val_users)
+    noise = RankingVectors(torch.randn(tiny_exp.prep.n_users, 4,
+                                       generator=torch.Generator().manual_seed(0)),
+                           torch.randn(tiny_exp.prep.n_movies, 4,
+                                       generator=torch.Generator().manual_seed(1)), None)
+    by, val = choose_by(tiny_exp, Fitted(None, {"cosine": noise, "rating": good}))
+    assert by == "rating" and val["rating"] == pytest.approx(1.0) and val["cosine"] < 0.5
+    assert choose_by(tiny_exp, Fitted(None, {"cosine": good, "rating": noise}))[0] == "cosine"
+    assert choose_by(tiny_exp, Fitted(None, {"a": good, "b": good}))[0] == "a"
+    assert choose_by(tiny_exp, Fitted(None, {"only": noise})) == ("only", {})
+
+
+def test_our_models_are_read_both_ways_on_test(tiny_exp):
+    r = run(tiny_exp, spec("mf", epochs=2), seed=3, ks=(5,))
+    assert list(r.ranking_by) == ["rating", "cosine"]  # mf's default first
+    assert r.ranking == r.ranking_by[r.by]
+    other = next(b for b in r.ranking_by if b != r.by)
+    reading = read_test(tiny_exp, protocol.Fitted(
+        None, {other: r.model.ranking_vectors(tiny_exp.feats, other)}), other, (5,))
+    assert reading.ranking == r.ranking_by[other]  # the other scoring, as if it were chosen
+
+
+def test_calibrated_readout_is_chosen_on_val_and_never_worse_than_its_biases(tiny_exp):
+    from movierec.variants import READOUT_SCALES, calibrate_readout, pair_cosines
+
+    trial = spec("hybrid_rank", epochs=2).tune(tiny_exp, {}, 3)
+    readout, model = trial.tuned["readout"], trial.fitted.model
+    assert set(readout) == {"damping", "scale"} and readout["scale"] in READOUT_SCALES
+    got = rating_errors(predict(model, tiny_exp.feats, tiny_exp.val),
+                        tiny_exp.val.ratings)["rmse"]
+    assert got == pytest.approx(trial.rating["val_rmse"])
+    b = BiasBaseline(tiny_exp.prep.n_users, tiny_exp.prep.n_movies,
+                     reg_user=readout["damping"], reg_movie=readout["damping"])
+    b.fit(*tiny_exp.prep.part(TRAIN))
+    u, m = tiny_exp.val.users.numpy(), tiny_exp.val.movies.numpy()
+    biases_only = rmse_mae(b.mean + b.user_bias[u] + b.movie_bias[m],
+                           tiny_exp.val.ratings.numpy())["rmse"]
+    assert got <= biases_only + 1e-6
+    # the prediction is exactly mu + b_u + b_m + scale * cos
+    cos = pair_cosines(model, tiny_exp, tiny_exp.val)
+    want = b.mean + b.user_bias[u] + b.movie_bias[m] + readout["scale"] * cos
+    np.testing.assert_allclose(predict(model, tiny_exp.feats, tiny_exp.val).numpy(), want,
+                               rtol=1e-5, atol=1e-5)
+    # applying a setting (the refit) does not choose again
+    assert calibrate_readout(tiny_exp, model, (TRAIN,), {"damping": 5.0, "scale": 0.0}) == {
+        "damping": 5.0, "scale": 0.0}
+    assert float(model.head.scale.detach()) == 0.0
+
+
+def test_runner_skips_what_does_not_scale_and_keeps_one_result_type(tiny_exp):
+    from movierec.baselines import baseline
+
+    lines = []
+    runner = Runner(tiny_exp, seed=0, ks=(5,), progress=lines.append)
+    tight = dataclasses.replace(baseline("svdpp"), max_ratings=10)
+    out = runner.run([baseline("bias"), tight, spec("seed", epochs=1)])
+    assert list(out) == ["bias", "seed"] and list(runner.results) == ["bias", "seed"]
+    assert "training ratings > 10" in runner.skipped["svdpp"]
+    assert all(isinstance(r, protocol.Result) for r in runner.results.values())
+    assert runner.results["bias"].baseline and not runner.results["seed"].baseline
+    assert lines[1].startswith("--- svdpp: skipped")
+
+
+def test_a_fixed_spec_runs_only_its_setting(tiny_exp):
+    planted = Planted({1: 0.9, 2: 0.1})
+    r = run(tiny_exp, Fixed(planted, {"x": 2}), seed=0)
+    assert r.setting == {"x": 2} and planted.calls == [("tune", 2, 0), ("refit", 2, 0)]
+
+
+def test_unknown_names_and_settings_are_errors_listing_the_known_ones():
+    from movierec import baselines, variants
+
+    with pytest.raises(ValueError, match=r"unknown model variant 'nope'; known: .*'mf'"):
+        variants.variant("nope")
+    with pytest.raises(ValueError, match=r"unknown baseline 'nope'; known: .*'ease'"):
+        baselines.baseline("nope")
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['tempreature'\]"):
+        spec("hybrid_rank", axes={"tempreature": (0.1,)})

@@ -29,6 +29,9 @@ DATA_ENV = "MOVIEREC_DATA"
 GROUPLENS = "https://files.grouplens.org/datasets/movielens"
 CORE_FILES = ("movies.csv", "ratings.csv", "tags.csv")
 GENOME_FILES = ("genome-scores.csv", "genome-tags.csv")
+# the files of each release layout: today's CSV releases, and the two classic ones
+LAYOUTS = {"csv": CORE_FILES, "ml-100k": ("u.data", "u.item"),
+           "ml-1m": ("movies.dat", "ratings.dat")}
 INT32_MAX = np.iinfo(np.int32).max
 
 
@@ -71,10 +74,11 @@ class DatasetSpec:
     zip_md5: str | None = None  # GroupLens's published .md5 of the zip (frozen releases)
     sha256: dict[str, str] = field(default_factory=dict)  # pinned per-file sums
     note: str = ""
+    layout: str = "csv"  # a key of LAYOUTS
 
     @property
     def files(self) -> tuple[str, ...]:
-        return CORE_FILES + (GENOME_FILES if self.has_genome else ())
+        return LAYOUTS[self.layout] + (GENOME_FILES if self.has_genome else ())
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -109,6 +113,22 @@ DATASETS: dict[str, DatasetSpec] = {
         has_genome=True,
         zip_md5="cd245b17a1ae2cc31bb14903e1204af3",
         note="frozen release (2016)",
+    ),
+    "ml-1m": DatasetSpec(
+        "ml-1m",
+        f"{GROUPLENS}/ml-1m.zip",
+        has_genome=False,
+        zip_md5="c4d9eecfca2ab87c1945afe126590906",
+        note="frozen release (2003): 1,000,209 ratings of 3,706 movies by 6,040 users; no tags",
+        layout="ml-1m",
+    ),
+    "ml-100k": DatasetSpec(
+        "ml-100k",
+        f"{GROUPLENS}/ml-100k.zip",
+        has_genome=False,
+        zip_md5="0e33842e24a9c977be4e0107933c0723",
+        note="frozen release (1998): 100,000 ratings of 1,682 movies by 943 users; no tags",
+        layout="ml-100k",
     ),
 }
 
@@ -225,9 +245,10 @@ def safe_extract(zip_path: Path, dest: Path) -> None:
 # Loading and validation
 
 
-def _lines(mask: np.ndarray) -> np.ndarray:
-    """1-based file line numbers (header is line 1) of the rows where ``mask`` holds."""
-    return np.flatnonzero(mask) + 2
+def _lines(mask: np.ndarray, first: int = 2) -> np.ndarray:
+    """1-based file line numbers of the rows where ``mask`` holds; the first row is on line
+    ``first`` (2 below a header, 1 in a file without one)."""
+    return np.flatnonzero(mask) + first
 
 
 ARROW_TYPES = {"id": pa.int32(), "int": pa.int64(), "float": pa.float32(), "str": pa.string()}
@@ -280,41 +301,44 @@ def _read_table_checked(path: Path, columns: dict[str, str]) -> pd.DataFrame:
     return df
 
 
-def _reject(bad: np.ndarray, path: Path, problem: str, column: str) -> None:
+def _reject(bad: np.ndarray, path: Path, problem: str, column: str, first: int = 2) -> None:
     """Raise DataError for the rows where ``bad`` holds (file, column, first lines, count)."""
     if bad.any():
-        raise DataError(path, problem, column=column, lines=_lines(bad), count=int(bad.sum()))
+        raise DataError(path, problem, column=column, lines=_lines(bad, first),
+                        count=int(bad.sum()))
 
 
-def _numeric_column(path: Path, col: str, s: pd.Series, kind: str) -> pd.Series:
+def _numeric_column(path: Path, col: str, s: pd.Series, kind: str,
+                    first: int = 2) -> pd.Series:
     if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
         raw = s.astype("str")
         num = pd.to_numeric(raw, errors="coerce")
         bad = num.isna().to_numpy() & s.notna().to_numpy()
-        _reject(bad, path, "expected a number", col)
+        _reject(bad, path, "expected a number", col, first)
         s = num
     values = s.to_numpy(dtype=np.float64, na_value=np.nan)
     bad = ~np.isfinite(values)
-    _reject(bad, path, "missing or non-finite value", col)
+    _reject(bad, path, "missing or non-finite value", col, first)
     if kind == "float":
         return pd.Series(values.astype(np.float32), index=s.index)
     bad = values != np.floor(values)
-    _reject(bad, path, "expected an integer", col)
+    _reject(bad, path, "expected an integer", col, first)
     if kind == "id":
         bad = (values < 0) | (values > INT32_MAX)
-        _reject(bad, path, f"id outside 0..{INT32_MAX}", col)
+        _reject(bad, path, f"id outside 0..{INT32_MAX}", col, first)
         return pd.Series(values.astype(np.int32), index=s.index)
     bad = np.abs(values) > 2**62
-    _reject(bad, path, "integer out of range", col)
+    _reject(bad, path, "integer out of range", col, first)
     return pd.Series(values.astype(np.int64), index=s.index)
 
 
-def _check_known_movies(path: Path, df: pd.DataFrame, movie_ids: np.ndarray) -> None:
+def _check_known_movies(path: Path, df: pd.DataFrame, movie_ids: np.ndarray,
+                        movies_file: str = "movies.csv", first: int = 2) -> None:
     ref = df["movieId"].to_numpy()
     known = np.zeros(int(max(movie_ids.max(initial=0), ref.max(initial=0))) + 1, bool)
     known[movie_ids] = True
     bad = ~known[ref]
-    _reject(bad, path, "movieId absent from movies.csv", "movieId")
+    _reject(bad, path, f"movieId absent from {movies_file}", "movieId", first)
 
 
 def _require_rows(path: Path, df: pd.DataFrame, what: str) -> None:
@@ -323,16 +347,39 @@ def _require_rows(path: Path, df: pd.DataFrame, what: str) -> None:
         raise DataError(path, f"no rows after the header: expected at least one {what}")
 
 
-def load_movies(path: Path) -> pd.DataFrame:
-    """movies.csv -> DataFrame(movieId int32, title str, genres str); ids unique."""
-    df = read_table(path, {"movieId": "id", "title": "str", "genres": "str"})
+def _check_movies(path: Path, df: pd.DataFrame, first: int = 2) -> pd.DataFrame:
+    """Movies hold at least one row, unique ids and genres (the title may be empty)."""
     _require_rows(path, df, "movie")
     dup = df["movieId"].duplicated().to_numpy()
-    _reject(dup, path, "duplicate movieId", "movieId")
+    _reject(dup, path, "duplicate movieId", "movieId", first)
     empty = df["genres"].isna().to_numpy()
-    _reject(empty, path, "empty genres (MovieLens writes '(no genres listed)')", "genres")
+    _reject(empty, path, "empty genres (MovieLens writes '(no genres listed)')", "genres", first)
     df["title"] = df["title"].fillna("")
     return df
+
+
+def _check_ratings(path: Path, df: pd.DataFrame, movie_ids: np.ndarray, *,
+                   movies_file: str = "movies.csv", first: int = 2) -> pd.DataFrame:
+    """Ratings: at least one, half stars in 0.5..5.0, one per (userId, movieId), of known
+    movies."""
+    _require_rows(path, df, "rating")
+    r2 = df["rating"].to_numpy(np.float64) * 2
+    bad = (r2 != np.round(r2)) | (r2 < 1) | (r2 > 10)
+    _reject(bad, path, "rating is not a half star in 0.5..5.0", "rating", first)
+    key = df["userId"].to_numpy(np.int64) << 32 | df["movieId"].to_numpy(np.int64)
+    _reject(pd.Index(key).duplicated(), path, "duplicate (userId, movieId) rating",
+            "userId, movieId", first)
+    _check_known_movies(path, df, movie_ids, movies_file, first)
+    return df
+
+
+def load_movies(path: Path) -> pd.DataFrame:
+    """movies.csv -> DataFrame(movieId int32, title str, genres str); ids unique."""
+    return _check_movies(path, read_table(path, {"movieId": "id", "title": "str",
+                                                 "genres": "str"}))
+
+
+RATING_COLUMNS = {"userId": "id", "movieId": "id", "rating": "float", "timestamp": "int"}
 
 
 def load_ratings(path: Path, movie_ids: np.ndarray) -> pd.DataFrame:
@@ -340,17 +387,74 @@ def load_ratings(path: Path, movie_ids: np.ndarray) -> pd.DataFrame:
 
     Ratings must be half stars in 0.5..5.0; (userId, movieId) pairs unique; movies known.
     """
-    df = read_table(path, {"userId": "id", "movieId": "id", "rating": "float",
-                           "timestamp": "int"})
-    _require_rows(path, df, "rating")
-    r2 = df["rating"].to_numpy(np.float64) * 2
-    bad = (r2 != np.round(r2)) | (r2 < 1) | (r2 > 10)
-    _reject(bad, path, "rating is not a half star in 0.5..5.0", "rating")
-    key = df["userId"].to_numpy(np.int64) << 32 | df["movieId"].to_numpy(np.int64)
-    _reject(pd.Index(key).duplicated(), path, "duplicate (userId, movieId) rating",
-            "userId, movieId")
-    _check_known_movies(path, df, movie_ids)
+    return _check_ratings(path, read_table(path, RATING_COLUMNS), movie_ids)
+
+
+# ---- the classic releases: headerless, latin-1, their own separators ----
+
+CLASSIC_GENRES = {"Children's": "Children", "unknown": "(no genres listed)"}  # -> ml-latest's
+ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+                 "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
+                 "Romance", "Sci-Fi", "Thriller", "War", "Western")
+
+
+def read_fields(path: Path, sep: str, columns: dict[str, str]) -> pd.DataFrame:
+    """A headerless file of ``sep``-separated fields (the classic releases: latin-1 text),
+    every line holding one field per name of ``columns`` (kinds as :func:`read_table`);
+    a line with another count is an error naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "file not found")
+    fields = [line.split(sep) for line in path.read_bytes().decode("latin-1").splitlines()]
+    counts = np.fromiter((len(f) for f in fields), np.int64, len(fields))
+    bad = counts != len(columns)
+    if bad.any():
+        raise DataError(path, f"expected {len(columns)} fields separated by {sep!r} "
+                        f"({', '.join(columns)})", lines=_lines(bad, 1), count=int(bad.sum()))
+    df = pd.DataFrame(fields, columns=list(columns), dtype=object)
+    for col, kind in columns.items():
+        if kind != "str":
+            df[col] = _numeric_column(path, col, df[col], kind, first=1)
     return df
+
+
+def load_classic_ratings(path: Path, movie_ids: np.ndarray, sep: str,
+                         movies_file: str) -> pd.DataFrame:
+    """u.data (tab) or ratings.dat (``::``): user, movie, rating, timestamp; checked as
+    ratings.csv is."""
+    return _check_ratings(path, read_fields(path, sep, RATING_COLUMNS), movie_ids,
+                          movies_file=movies_file, first=1)
+
+
+def load_100k_movies(path: Path) -> pd.DataFrame:
+    """u.item: id | title | release date | video release date | IMDb URL | 19 genre flags,
+    the genres mapped to ml-latest's names ("unknown" is "(no genres listed)")."""
+    flags = {g: "int" for g in ML100K_GENRES}
+    df = read_fields(path, "|", {"movieId": "id", "title": "str", "release": "str",
+                                 "video": "str", "url": "str", **flags})
+    values = df[list(ML100K_GENRES)].to_numpy()
+    for i, g in enumerate(ML100K_GENRES):
+        _reject((values[:, i] != 0) & (values[:, i] != 1), path, "genre flag not 0 or 1", g, 1)
+    _reject(values.sum(1) == 0, path, "no genre flag set (u.item flags 'unknown' for none)",
+            "genres", 1)
+    names = np.array([CLASSIC_GENRES.get(g, g) for g in ML100K_GENRES], dtype=object)
+    genres = ["|".join(names[row == 1]) for row in values]
+    return _check_movies(path, pd.DataFrame({"movieId": df["movieId"], "title": df["title"],
+                                             "genres": genres}), first=1)
+
+
+def load_1m_movies(path: Path) -> pd.DataFrame:
+    """movies.dat: id::title::genres, the genres mapped to ml-latest's names."""
+    df = read_fields(path, "::", {"movieId": "id", "title": "str", "genres": "str"})
+    df["genres"] = df["genres"].map(
+        lambda gs: "|".join(CLASSIC_GENRES.get(g, g) for g in gs.split("|")) if gs else None)
+    return _check_movies(path, df, first=1)
+
+
+def no_tags() -> pd.DataFrame:
+    """The tags of a release without any."""
+    return pd.DataFrame({"userId": pd.Series(dtype=np.int32), "movieId": pd.Series(dtype=np.int32),
+                         "tag": pd.Series(dtype=object), "timestamp": pd.Series(dtype=np.int64)})
 
 
 def load_tags(path: Path, movie_ids: np.ndarray) -> tuple[pd.DataFrame, int]:
@@ -407,6 +511,16 @@ class MovieLens:
     def has_genome(self) -> bool:
         return self.genome_scores is not None
 
+    @property
+    def classic(self) -> bool:
+        """A classic release (headerless files of its own layout)."""
+        return layout_of(self.path) != "csv"
+
+    @property
+    def movies_file(self) -> str:
+        return {"ml-100k": "u.item", "ml-1m": "movies.dat"}.get(layout_of(self.path),
+                                                                "movies.csv")
+
     def summary(self) -> dict[str, int]:
         out = {
             "movies": len(self.movies),
@@ -435,6 +549,21 @@ def dataset_folder(name_or_path: str | os.PathLike, root: str | os.PathLike | No
     return folder
 
 
+def layout_of(folder: Path) -> str:
+    """The release layout of ``folder`` (a key of :data:`LAYOUTS`): a classic one when any of
+    its files is there, else today's CSV files (whose loader names any that is missing)."""
+    for layout in ("ml-100k", "ml-1m"):
+        if any((Path(folder) / f).exists() for f in LAYOUTS[layout]):
+            return layout
+    return "csv"
+
+
+def dataset_files(folder: Path) -> tuple[str, ...]:
+    """The data files of the release in ``folder`` (the genome's too, when present)."""
+    files = LAYOUTS[layout_of(folder)]
+    return files + tuple(f for f in GENOME_FILES if (Path(folder) / f).exists())
+
+
 def load_movielens(
     name_or_path: str | os.PathLike,
     root: str | os.PathLike | None = None,
@@ -442,23 +571,34 @@ def load_movielens(
     download_missing: bool = True,
     checksums: bool | dict[str, str] = True,
 ) -> MovieLens:
-    """Load a dataset by registry name (fetched into the data root if absent) or by folder.
+    """Load a dataset by registry name (fetched into the data root if absent) or by folder, in
+    any layout of :data:`LAYOUTS` (today's CSV files, or the classic ml-100k and ml-1m).
 
     The genome is loaded when both genome files are present. ``checksums``: True computes the
     SHA-256 of the files read, a dict gives them already computed, False skips them.
     """
     folder = dataset_folder(name_or_path, root, download_missing=download_missing)
-    name = folder.name
-    movies = load_movies(folder / "movies.csv")
-    ids = movies["movieId"].to_numpy()
-    ratings = load_ratings(folder / "ratings.csv", ids)
-    tags, dropped_tags = load_tags(folder / "tags.csv", ids)
+    layout = layout_of(folder)
+    tags, dropped_tags = no_tags(), 0
     genome_scores = genome_tags = None
-    if all((folder / f).exists() for f in GENOME_FILES):
-        genome_scores, genome_tags = load_genome(folder, ids)
-    names = CORE_FILES + (GENOME_FILES if genome_scores is not None else ())
+    if layout == "ml-100k":
+        movies = load_100k_movies(folder / "u.item")
+        ratings = load_classic_ratings(folder / "u.data", movies["movieId"].to_numpy(), "\t",
+                                       "u.item")
+    elif layout == "ml-1m":
+        movies = load_1m_movies(folder / "movies.dat")
+        ratings = load_classic_ratings(folder / "ratings.dat", movies["movieId"].to_numpy(),
+                                       "::", "movies.dat")
+    else:
+        movies = load_movies(folder / "movies.csv")
+        ids = movies["movieId"].to_numpy()
+        ratings = load_ratings(folder / "ratings.csv", ids)
+        tags, dropped_tags = load_tags(folder / "tags.csv", ids)
+        if all((folder / f).exists() for f in GENOME_FILES):
+            genome_scores, genome_tags = load_genome(folder, ids)
+    names = dataset_files(folder)
     return MovieLens(
-        name=name,
+        name=folder.name,
         path=folder,
         movies=movies,
         ratings=ratings,

@@ -73,8 +73,9 @@ def movie_index(movies: pd.DataFrame, ids: np.ndarray) -> np.ndarray:
     return lookup[np.asarray(ids)]
 
 
-def genre_bags(movies: pd.DataFrame, file: str = "movies.csv") -> Csr:
-    """Per-movie genre bags over :data:`GENRES`; unknown genre names raise DataError."""
+def genre_bags(movies: pd.DataFrame, file: str = "movies.csv", first: int = 2) -> Csr:
+    """Per-movie genre bags over :data:`GENRES`; unknown genre names raise DataError (naming
+    the lines of ``file``, whose first movie is on line ``first``)."""
     exploded = movies["genres"].str.split("|").explode()
     codes = pd.Index(list(GENRES)).get_indexer(exploded.to_numpy())
     bad = codes < 0
@@ -82,7 +83,7 @@ def genre_bags(movies: pd.DataFrame, file: str = "movies.csv") -> Csr:
         rows = np.unique(exploded.index.to_numpy()[bad])
         names = sorted(set(exploded.to_numpy()[bad]))[:5]
         raise DataError(file, f"unknown genre(s) {names}; expected one of {list(GENRES)}",
-                        column="genres", lines=rows + 2, count=len(rows))
+                        column="genres", lines=rows + first, count=len(rows))
     return bags_from_pairs(exploded.index.to_numpy(), codes, len(movies))
 
 
@@ -167,7 +168,7 @@ def build_features(
         gtags = ds.genome_tags.sort_values("tagId")["tag"].astype(str).tolist()
     return MovieFeatures(
         movie_ids=ds.movies["movieId"].to_numpy(np.int32),
-        genres=genre_bags(ds.movies, str(ds.path / "movies.csv")),
+        genres=genre_bags(ds.movies, str(ds.path / ds.movies_file), 1 if ds.classic else 2),
         tags=tbags,
         tag_vocab=vocab,
         genome=genome,

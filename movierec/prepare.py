@@ -15,9 +15,9 @@ import pandas as pd
 
 from movierec.csr import Csr
 from movierec.data import (
-    CORE_FILES,
     GENOME_FILES,
     MovieLens,
+    dataset_files,
     dataset_folder,
     file_checksums,
     load_movielens,
@@ -243,8 +243,7 @@ def load_prepared(folder: Path) -> Prepared:
 def cache_path(folder: Path, cache_dir: str | os.PathLike | None = None, **options
                ) -> tuple[Path, dict[str, str]]:
     """The cache folder of a dataset folder and options, and the input files' SHA-256 sums."""
-    names = sorted(n for n in (*CORE_FILES, *GENOME_FILES) if (folder / n).exists())
-    sums = file_checksums(folder, names)
+    sums = file_checksums(folder, sorted(dataset_files(folder)))
     return cache_root(cache_dir) / f"{folder.name}-{cache_key(sums, **options)}", sums
 
 

@@ -181,6 +181,39 @@ def generate(out: str | os.PathLike, scale: str | Scale = "tiny", seed: int = 0)
     return out
 
 
+def to_layout(src: str | os.PathLike, out: str | os.PathLike, layout: str) -> Path:
+    """Rewrite the movies and ratings of the CSV dataset ``src`` in a classic release's own
+    files (``layout`` "ml-100k": u.item with genre flags, tab-separated u.data; "ml-1m":
+    ``::``-separated movies.dat and ratings.dat; latin-1, no header, no tags, no genome)."""
+    from movierec.data import CLASSIC_GENRES, ML100K_GENRES, load_movies
+
+    src, out = Path(src), Path(out)
+    movies = load_movies(src / "movies.csv")
+    ratings = pacsv.read_csv(src / "ratings.csv").to_pandas()
+    back = {v: k for k, v in CLASSIC_GENRES.items()}  # ml-latest's names -> the classic ones
+    out.mkdir(parents=True, exist_ok=True)
+    columns = [ratings[c].astype(str) for c in ("userId", "movieId", "rating", "timestamp")]
+    if layout == "ml-100k":
+        lines = []
+        for mid, title, genres in movies[["movieId", "title", "genres"]].itertuples(index=False):
+            names = {back.get(g, g) for g in genres.split("|")} & set(ML100K_GENRES)
+            flags = "|".join("1" if g in (names or {"unknown"}) else "0" for g in ML100K_GENRES)
+            lines.append(f"{mid}|{title}|01-Jan-1995||http://example.org/{mid}|{flags}")
+        (out / "u.item").write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+        rows = columns[0] + "\t" + columns[1] + "\t" + columns[2] + "\t" + columns[3]
+        (out / "u.data").write_text("\n".join(rows) + "\n", encoding="latin-1")
+    elif layout == "ml-1m":
+        lines = [f"{mid}::{title}::" + "|".join(back.get(g, g) for g in genres.split("|"))
+                 for mid, title, genres in movies[["movieId", "title", "genres"]].itertuples(
+                     index=False)]
+        (out / "movies.dat").write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+        rows = columns[0] + "::" + columns[1] + "::" + columns[2] + "::" + columns[3]
+        (out / "ratings.dat").write_text("\n".join(rows) + "\n", encoding="latin-1")
+    else:
+        raise ValueError(f"layout must be 'ml-100k' or 'ml-1m', got {layout!r}")
+    return out
+
+
 def _tag_text(i: int) -> str:
     a, b = WORDS[i % len(WORDS)], WORDS[(i // len(WORDS)) % len(WORDS)]
     k = i // (len(WORDS) ** 2)
@@ -209,11 +242,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ratings", type=int, help="override the scale's number of ratings")
+    ap.add_argument("--layout", choices=("csv", "ml-100k", "ml-1m"), default="csv",
+                    help="the files of today's releases, or of a classic one (no tags)")
     args = ap.parse_args(argv)
     scale = SCALES[args.scale]
     if args.ratings:
         scale = replace(scale, ratings=args.ratings)
-    path = generate(args.out, scale, args.seed)
+    if args.layout == "csv":
+        path = generate(args.out, scale, args.seed)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = to_layout(generate(Path(tmp) / "csv", scale, args.seed), args.out,
+                             args.layout)
     print(f"wrote {path}")
     return 0
 

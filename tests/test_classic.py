@@ -1,0 +1,112 @@
+"""The classic releases, ml-100k and ml-1m, read from their own files (headerless, latin-1,
+their own separators) into the same typed, validated frames as today's CSV releases."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from movierec import synth
+from movierec.data import DATASETS, DataError, load_movielens
+from movierec.experiment import Experiment
+from movierec.features import GENRES
+from movierec.prepare import prepare
+
+U_ITEM = ("1|Toy Story (1995)|01-Jan-1995||http://x|0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n"
+          "2|Misérables, Les (1995)|01-Jan-1995||http://x|0|0|0|0|0|0|0|0|1|0|0|0|0|0|1|0|0|0|0\n"
+          "3|unknown|||http://x|1|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0\n")
+U_DATA = "7\t1\t5\t881250949\n7\t2\t3\t881250950\n9\t3\t1\t891717742\n9\t1\t4\t878887116\n"
+MOVIES_DAT = ("1::Toy Story (1995)::Animation|Children's|Comedy\n"
+              "2::Misérables, Les (1995)::Drama|Musical\n")
+RATINGS_DAT = "1::1::5::978300760\n1::2::3::978302109\n2::1::4::978301968\n"
+
+
+def write(folder: Path, files: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_bytes(text.encode("latin-1"))
+    return folder
+
+
+def test_ml_100k_native_files_load_typed_with_ml_latest_genres(tmp_path):
+    ds = load_movielens(write(tmp_path / "ml-100k", {"u.item": U_ITEM, "u.data": U_DATA}))
+    assert ds.movies.genres.tolist() == ["Animation|Children|Comedy", "Drama|Romance",
+                                         "(no genres listed)"]
+    assert ds.movies.title[1] == "Misérables, Les (1995)"  # latin-1 decoded
+    assert ds.movies.movieId.dtype == np.int32 and ds.ratings.rating.dtype == np.float32
+    assert ds.ratings.timestamp.dtype == np.int64 and ds.ratings.userId.dtype == np.int32
+    assert ds.ratings.rating.tolist() == [5.0, 3.0, 1.0, 4.0] and len(ds.tags) == 0
+    assert set(ds.checksums) == {"u.data", "u.item"} and ds.summary()["users"] == 2
+    features = prepare(ds).features  # every mapped genre is one of ml-latest's
+    assert set(features.genres.indices) <= set(range(len(GENRES)))
+
+
+def test_ml_1m_native_files_load_typed_with_ml_latest_genres(tmp_path):
+    ds = load_movielens(write(tmp_path / "ml-1m", {"movies.dat": MOVIES_DAT,
+                                                   "ratings.dat": RATINGS_DAT}))
+    assert ds.movies.genres.tolist() == ["Animation|Children|Comedy", "Drama|Musical"]
+    assert ds.movies.title[1] == "Misérables, Les (1995)"
+    assert ds.ratings[["userId", "movieId"]].values.tolist() == [[1, 1], [1, 2], [2, 1]]
+    assert ds.ratings.timestamp.tolist() == [978300760, 978302109, 978301968]
+    assert set(ds.checksums) == {"movies.dat", "ratings.dat"}
+
+
+@pytest.mark.parametrize("layout,files,match", [
+    ("ml-100k", {"u.item": U_ITEM, "u.data": U_DATA.replace("\t3\t1\t", "\t3\tx\t")},
+     r"u.data, column 'rating': expected a number \(1 row; first at line 3\)"),
+    ("ml-100k", {"u.item": U_ITEM, "u.data": U_DATA + "9\t2\t6\t891717743\n"},
+     r"u.data, column 'rating': rating is not a half star .*line 5\)"),
+    ("ml-100k", {"u.item": U_ITEM, "u.data": U_DATA + "9\t44\t4\t891717743\n"},
+     r"u.data, column 'movieId': movieId absent from u.item .*line 5\)"),
+    ("ml-100k", {"u.item": U_ITEM, "u.data": U_DATA + "7\t1\t2\t891717743\n"},
+     r"u.data, column 'userId, movieId': duplicate \(userId, movieId\) rating .*line 5\)"),
+    ("ml-100k", {"u.item": U_ITEM, "u.data": U_DATA.replace("9\t3\t1\t", "9\t3 1\t")},
+     r"u.data: expected 4 fields separated by '\\t' .*line 3\)"),
+    ("ml-100k", {"u.item": U_ITEM.replace("|1|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0\n",
+                                          "|2|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0\n"),
+                 "u.data": U_DATA},
+     r"u.item, column 'unknown': genre flag not 0 or 1 \(1 row; first at line 3\)"),
+    ("ml-100k", {"u.item": U_ITEM.replace("|1|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0\n",
+                                          "|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0\n"),
+                 "u.data": U_DATA},
+     r"u.item, column 'genres': no genre flag set .*line 3\)"),
+    ("ml-1m", {"movies.dat": MOVIES_DAT + "1::Again (1995)::Drama\n", "ratings.dat": RATINGS_DAT},
+     r"movies.dat, column 'movieId': duplicate movieId \(1 row; first at line 3\)"),
+    ("ml-1m", {"movies.dat": MOVIES_DAT, "ratings.dat": RATINGS_DAT.replace("2::1::4", "2::1")},
+     r"ratings.dat: expected 4 fields separated by '::' .*line 3\)"),
+    ("ml-1m", {"movies.dat": MOVIES_DAT.replace("Drama|Musical", "Drama|Polka"),
+               "ratings.dat": RATINGS_DAT},
+     r"movies.dat, column 'genres': unknown genre\(s\) \['Polka'\].*line 2\)"),
+])
+def test_bad_native_files_name_file_column_and_line(tmp_path, layout, files, match):
+    folder = write(tmp_path / layout, files)
+    with pytest.raises(DataError, match=match):
+        prepare(load_movielens(folder))
+
+
+def test_a_missing_native_file_is_named(tmp_path):
+    with pytest.raises(DataError, match=r"u.data: file not found"):
+        load_movielens(write(tmp_path / "ml-100k", {"u.item": U_ITEM}))
+
+
+def test_classic_releases_are_registered_with_grouplens_checksums():
+    assert DATASETS["ml-100k"].zip_md5 == "0e33842e24a9c977be4e0107933c0723"
+    assert DATASETS["ml-1m"].zip_md5 == "c4d9eecfca2ab87c1945afe126590906"
+    assert DATASETS["ml-100k"].files == ("u.data", "u.item")
+    assert DATASETS["ml-1m"].files == ("movies.dat", "ratings.dat")
+
+
+@pytest.mark.parametrize("layout", ["ml-100k", "ml-1m"])
+def test_generated_data_in_a_classic_layout_prepares_as_the_csv_does(tiny_dir, tmp_path,
+                                                                      layout):
+    native = load_movielens(synth.to_layout(tiny_dir, tmp_path / layout, layout))
+    csv = load_movielens(tiny_dir)
+    assert native.ratings.equals(csv.ratings)
+    for column in ("movieId", "title"):
+        assert native.movies[column].tolist() == csv.movies[column].tolist()
+    prep = prepare(native, leak_free_tags=True)
+    assert prep.split.sizes() == prepare(csv).split.sizes() and prep.features.blocks() == [
+        "genres", "tags"]
+    exp = Experiment(prep, torch.device("cpu"))
+    assert len(exp.test_users) > 0

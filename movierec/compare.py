@@ -4,11 +4,14 @@ Two modes, chosen from the machine fingerprint that provenance records:
 
 - **exact**: same device type, CPU vendor and model, torch CPU capability, MKL code path, thread
   count and package versions. Every result must be equal bit for bit (as JSON stores floats).
-- **tolerance**: any other CPU machine. Counts (split sizes, dropped rows, epochs) must still be
-  equal; rating metrics, losses and other continuous values within a relative ``rel``; ranking
-  metrics within what ``flips`` changed top-k entries can move (each user-mean metric by at most
-  ``flips / users``), coverage within ``coverage_movies / movies``, since a near-tie between two
-  movies can fall either way when the last bits differ.
+- **tolerance**: any other CPU machine. Counts (split sizes, dropped rows, epochs, evaluated
+  users), names and choices must still be equal; rating metrics, losses and other continuous
+  values within a relative ``rel``; ranking metrics within what ``flips`` changed top-k entries
+  can move, since a near-tie between two movies can fall either way when the last bits differ:
+  a user mean by flips / users (the users of that evaluation: test, val or a model's cold-start
+  users, counted in the reference), its standard error only as far as its mean's change
+  allows, coverage by ``coverage_movies / movies``; seed spreads and bootstraps by what those
+  bounds imply. Every bound is sized from the reference, never from the run.
 
 A run on another dataset (checksums), with other parameters, or on a GPU is not compared (no
 GPU tolerance has been measured); :class:`Comparison` says why. Command line::
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,21 +33,27 @@ from pathlib import Path
 # what CPU bits depend on (README, Reproducibility); the first differing one forbids "exact"
 FINGERPRINT = ("device", "cpu_vendor", "cpu", "cpu_capability", "mkl_cbwr", "torch_threads",
                "versions")
-# the parts of metrics.json that a rerun must reproduce
-# (the bootstraps in "uncertainty" are functions of per-user values whose means are compared here)
-RESULTS = ("split_sizes", "dropped", "main_model", "rating", "ranking", "ranking_by",
-           "cold_start", "seeds", "ablations", "sweeps", "baseline_settings", "skipped",
-           "history")
+# the parts of metrics.json that a rerun must reproduce (everything but timings, provenance
+# and parameters, which choose_mode compares first)
+RESULTS = ("split_sizes", "dropped", "summary", "features", "evaluated_users", "main_model",
+           "rating", "ranking", "ranking_by", "cold_start", "seeds", "uncertainty", "ablations",
+           "sweeps", "baseline_settings", "configurations_tried", "skipped", "history")
 MACHINE_PARAMETERS = ("THREADS", "DEVICE")  # parameters that describe the machine, not the run
 
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Measured bounds for a run on another CPU (README, Reproducibility, says how)."""
+    """Bounds for a run on another CPU (docs/reproducibility.md says how they were measured)."""
 
     rel: float = 1e-5  # continuous values: |a - b| <= rel * max(|a|, |b|)
-    flips: int = 3  # user-mean ranking metrics: top-k entries that may change over all users
+    flips: int = 3  # ranking metrics: top-k entries that may change over all evaluated users
     coverage_movies: int = 10  # coverage: distinct movies shown that may differ
+    p_shift: float = 0.02  # a bootstrap's share of resamples not ahead (near-ties move some)
+
+
+# a per-user ranking metric (its user mean, or that mean's standard error) and coverage
+RANKING_METRIC = re.compile(r"^(?:val_)?(recall|ndcg|hit_rate|map|coverage)@\d+(_se)?$")
+MAX_RATING_ERROR = 4.5  # ratings lie in 0.5..5: no RMSE or MAE exceeds this
 
 
 @dataclass
@@ -106,59 +116,112 @@ def choose_mode(ref: dict, ours: dict) -> Comparison:
     return Comparison("tolerance", "machine differs in " + ", ".join(machine), machine)
 
 
-def _bound(path: tuple[str, ...], users: dict[str, int], n_movies: int,
-           tol: Tolerance) -> float | None:
-    """The absolute bound of a ranking metric at ``path`` (None: not a ranking metric)."""
-    name = path[-1]
-    if "@" not in name:
-        return None
-    if name.startswith("coverage"):
-        return tol.coverage_movies / n_movies
-    part = "val" if path[0] == "history" or name.startswith("val_") else "test"
-    return tol.flips / users[part]
+def _metric(path: tuple[str, ...]) -> tuple[str, re.Match | None]:
+    """The metric a value at ``path`` is a figure of (its last key naming one), and its
+    ranking-metric match (None: not a ranking metric)."""
+    for key in reversed(path):
+        if key.isdigit():
+            continue
+        m = RANKING_METRIC.match(key)
+        if m or "rmse" in key or "mae" in key:
+            return key, m
+    return path[-1], None
+
+
+def _users(path: tuple[str, ...], metric: str, ref: dict) -> int:
+    """How many users the ranking metric at ``path`` averages over, as the reference counted
+    them: a model's cold-start users, the val users (searches, training histories, val
+    figures), else the test users."""
+    if path[0] == "cold_start":
+        return ref["cold_start"][path[1]]["users"]
+    if path[0] in ("history", "sweeps") or metric.startswith("val_"):
+        return ref["evaluated_users"]["val"]
+    return ref["evaluated_users"]["test"]
+
+
+def _lookup(tree, path: tuple[str, ...]):
+    for key in path:
+        tree = tree[int(key)] if isinstance(tree, list) else tree[key]
+    return tree
+
+
+def _bound(path: tuple[str, ...], ref_value: float, ref: dict, run: dict,
+           tol: Tolerance) -> float:
+    """How far a continuous value at ``path`` may move on another CPU: ``flips`` changed top-k
+    entries move a user-mean ranking metric by at most flips / users (each user's value by at
+    most 1 per entry); its standard error by at most (the flips its mean's change implies) /
+    sqrt(users (users - 1)), so an error that moves while its mean stays put fails; coverage
+    by coverage_movies / movies; a seed spread by a per-seed bound times sqrt(s / (s - 1)); a
+    bootstrap of two models twice the bound (both can move); every other value by ``rel``."""
+    metric, ranking = _metric(path)
+    stat = path[-1]
+    if path[0] == "uncertainty" and stat == "p_not_better":
+        return tol.p_shift
+    if ranking is not None:
+        if ranking.group(1) == "coverage":
+            one = tol.coverage_movies / ref["summary"]["movies"]
+        elif ranking.group(2):  # a standard error, tied to its mean's change
+            n = _users(path, metric, ref)
+            mean = (*path[:-1], metric.removesuffix("_se"))
+            moved = abs(_lookup(ref, mean) - _lookup(run, mean))
+            flips = min(tol.flips, math.ceil(moved * n - 1e-9)) if moved == moved else 0
+            one = flips / math.sqrt(n * (n - 1)) + tol.rel * abs(ref_value)
+        else:
+            one = tol.flips / _users(path, metric, ref)
+    elif path[0] == "uncertainty":  # an RMSE gap: each RMSE within rel of its size
+        return 2 * tol.rel * MAX_RATING_ERROR
+    else:
+        one = tol.rel * abs(ref_value)
+    if path[0] == "uncertainty":
+        return 2 * one
+    if path[0] == "seeds" and path[2] == "sd":
+        s = ref["seeds"][path[1]]["seeds"]
+        if ranking is None:  # the largest per-seed value sets the scale
+            one = tol.rel * max(abs(v[metric]) for v in ref["seeds"][path[1]]["per_seed"]
+                                .values())
+        return one * math.sqrt(s / (s - 1))
+    return one
+
+
+def _equal(a, b) -> bool:
+    """Equal as JSON values (NaN equals NaN: a metric that is undefined in both runs)."""
+    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a)
+                      and math.isnan(b))
 
 
 def compare_values(ref, ours, comparison: Comparison, path: tuple[str, ...], *,
-                   tol: Tolerance, users: dict[str, int], n_movies: int) -> None:
-    """Walk two JSON trees, recording every value outside ``comparison.mode``'s rule."""
+                   tol: Tolerance, reference: dict, run: dict) -> None:
+    """Walk two JSON trees, recording every value outside ``comparison.mode``'s rule (bounds
+    sized from the ``reference`` report's counts, never the ``run``'s)."""
     where = "/".join(path)
     if isinstance(ref, dict) and isinstance(ours, dict):
         if set(ref) != set(ours):
             comparison.differences.append(f"{where}: keys {sorted(set(ref) ^ set(ours))} "
                                           "in one report only")
         for k in sorted(set(ref) & set(ours)):
-            compare_values(ref[k], ours[k], comparison, (*path, k), tol=tol, users=users,
-                           n_movies=n_movies)
+            compare_values(ref[k], ours[k], comparison, (*path, k), tol=tol,
+                           reference=reference, run=run)
         return
     if isinstance(ref, list) and isinstance(ours, list):
         if len(ref) != len(ours):
             comparison.differences.append(f"{where}: length {len(ref)} vs {len(ours)}")
             return
         for i, (x, y) in enumerate(zip(ref, ours, strict=True)):
-            compare_values(x, y, comparison, (*path, str(i)), tol=tol, users=users,
-                           n_movies=n_movies)
+            compare_values(x, y, comparison, (*path, str(i)), tol=tol, reference=reference,
+                           run=run)
         return
     comparison.checked += 1
-    if ref == ours:
+    if _equal(ref, ours):
         return
     continuous = isinstance(ref, float) and isinstance(ours, float)
     if comparison.mode == "exact" or not continuous:
         comparison.differences.append(f"{where}: {ref!r} vs {ours!r}")
         return
-    metric_path = tuple(p for p in path if not p.isdigit())
-    bound = _bound(metric_path, users, n_movies, tol)
+    bound = _bound(path, ref, reference, run, tol)
     diff = abs(ref - ours)
-    if bound is not None:
-        if diff > bound:
-            what = (f"{tol.coverage_movies} movies" if metric_path[-1].startswith("coverage")
-                    else f"{tol.flips} top-k flips")
-            comparison.differences.append(
-                f"{where}: {ref!r} vs {ours!r} (|diff| {diff:.3g} > {bound:.3g}, the effect of "
-                f"{what})")
-    elif not diff <= tol.rel * max(abs(ref), abs(ours)) and not (
-            math.isnan(ref) and math.isnan(ours)):
-        comparison.differences.append(f"{where}: {ref!r} vs {ours!r} (relative "
-                                      f"{diff / max(abs(ref), abs(ours)):.3g} > {tol.rel:g})")
+    if not diff <= bound:  # NaN on one side only fails too
+        comparison.differences.append(f"{where}: {ref!r} vs {ours!r} (|diff| {diff:.3g} > "
+                                      f"{bound:.3g})")
 
 
 def compare_reports(ref: dict, ours: dict, *, tol: Tolerance = Tolerance(),
@@ -172,16 +235,38 @@ def compare_reports(ref: dict, ours: dict, *, tol: Tolerance = Tolerance(),
         if mode not in ("exact", "tolerance"):
             raise ValueError(f"mode must be 'exact' or 'tolerance', got {mode!r}")
         comparison.mode, comparison.reason = mode, f"{mode} mode asked for"
-    users = ours.get("evaluated_users", {})
-    n_movies = ours.get("summary", {}).get("movies", 0)
-    if comparison.mode == "tolerance" and (not users or not n_movies):
-        comparison.differences.append("the run lacks evaluated_users/summary, which the "
-                                      "ranking tolerance needs")
+    if not ref.get("evaluated_users") or not ref.get("summary", {}).get("movies"):
+        comparison.differences.append("the reference lacks evaluated_users/summary, which "
+                                      "the ranking tolerance is sized from")
         return comparison
     for key in RESULTS:
-        compare_values(ref.get(key), ours.get(key), comparison, (key,), tol=tol, users=users,
-                       n_movies=n_movies)
+        if key not in ref or key not in ours:
+            where = "one report only" if key in ref or key in ours else "neither report"
+            comparison.differences.append(f"{key}: in {where}")
+            continue
+        compare_values(ref[key], ours[key], comparison, (key,), tol=tol, reference=ref,
+                       run=ours)
+    comparison.differences += inconsistent_seeds(ours.get("seeds", {}))
     return comparison
+
+
+def inconsistent_seeds(seeds: dict, rel: float = 1e-9) -> list[str]:
+    """A run's seed summaries whose mean or spread is not that of its own per-seed values
+    (a spread is compared within a bound of the per-seed values' bounds; this keeps it theirs)."""
+    out = []
+    for model, summary in seeds.items():
+        values = list(summary.get("per_seed", {}).values())
+        for metric, mean in summary.get("mean", {}).items():
+            xs = [v[metric] for v in values]
+            want_mean = math.fsum(xs) / len(xs)
+            want_sd = (math.sqrt(math.fsum((x - want_mean) ** 2 for x in xs) / (len(xs) - 1))
+                       if len(xs) > 1 else 0.0)
+            for stat, got, want in (("mean", mean, want_mean),
+                                    ("sd", summary["sd"][metric], want_sd)):
+                if not abs(got - want) <= rel * max(abs(want), 1e-12) + 1e-12:
+                    out.append(f"seeds/{model}/{stat}/{metric}: {got!r} is not the {stat} of "
+                               f"its per-seed values ({want!r})")
+    return out
 
 
 def compare_files(reference: str | Path, run: str | Path, **kwargs) -> Comparison:

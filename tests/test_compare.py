@@ -17,12 +17,25 @@ PROV = {"device": "cpu", "cpu_vendor": "GenuineIntel", "cpu": "Intel(R) Xeon(R) 
 def report() -> dict:
     return {
         "summary": {"movies": 1000},
+        "features": ["genres", "tags"],
         "evaluated_users": {"val": 400, "test": 500},
         "split_sizes": {"train": 70, "val": 20, "test": 10},
         "dropped": {"nan_tags": 0},
+        "main_model": {"name": "mf", "rank_weight": 1.0},
         "rating": {"mf": {"test_rmse": 0.8818273448, "epochs": 7}},
-        "ranking": {"mf": {"recall@10": 0.05, "coverage@10": 0.1}},
-        "ranking_seed_stability": {},
+        "ranking": {"mf": {"recall@10": 0.05, "recall@10_se": 0.009, "coverage@10": 0.1}},
+        "ranking_by": {},
+        "cold_start": {"mf": {"recall@10": 0.02, "recall@10_se": 0.012, "users": 60}},
+        "seeds": {"mf": {"per_seed": {"1": {"recall@10": 0.05}, "2": {"recall@10": 0.058}},
+                         "mean": {"recall@10": 0.054}, "sd": {"recall@10": 0.0056568542494923},
+                         "seeds": 2}},
+        "uncertainty": {"recall@10": {"against": "ease", "diff": 0.004, "ci_low": -0.01,
+                                      "ci_high": 0.02, "p_not_better": 0.3, "resamples": 2000}},
+        "ablations": {},
+        "sweeps": {"ease": [{"lam": 300.0, "val_ndcg@10": 0.09}]},
+        "baseline_settings": {"ease": {"lam": 300.0, "at_grid_edge": []}},
+        "configurations_tried": 12,
+        "skipped": {},
         "history": {"mf": {"epoch": [1, 2], "val_rmse": [0.95, 0.9],
                            "val_recall@10": [0.02, 0.03]}},
         "parameters": {"DATASET": "ml-latest-small", "SEED": 42, "THREADS": 2},
@@ -155,4 +168,62 @@ def test_bad_mode_and_a_run_without_its_user_counts():
     run = other_machine(report())
     del run["evaluated_users"]
     result = compare.compare_reports(report(), run)
-    assert not result.ok and "lacks evaluated_users" in result.differences[0]
+    assert not result.ok and result.differences == ["evaluated_users: in one report only"]
+    ref = report()
+    del ref["summary"]
+    assert "reference lacks evaluated_users/summary" in compare.compare_reports(
+        ref, other_machine(report())).differences[0]
+
+
+def fooled(change) -> list[str]:
+    run = other_machine(report())
+    change(run)
+    return compare.compare_reports(report(), run).differences
+
+
+def test_a_metric_that_becomes_nan_fails_and_nan_in_both_passes():
+    assert fooled(lambda r: r["ranking"]["mf"].update({"recall@10": float("nan")}))
+    ref, run = report(), other_machine(report())
+    ref["ranking"]["mf"]["recall@10"] = run["ranking"]["mf"]["recall@10"] = float("nan")
+    assert compare.compare_reports(ref, run).ok
+
+
+def test_the_bounds_are_sized_from_the_reference_not_the_run():
+    def claims_few_users(r):
+        r["evaluated_users"]["test"] = 5
+        r["ranking"]["mf"]["recall@10"] += 0.5
+
+    diffs = fooled(claims_few_users)
+    assert any(d.startswith("evaluated_users/test: 500 vs 5") for d in diffs)
+    assert any(d.startswith("ranking/mf/recall@10:") for d in diffs)
+
+
+def test_standard_errors_and_seed_spreads_do_not_move_alone():
+    assert fooled(lambda r: r["ranking"]["mf"].update({"recall@10_se": 0.0}))  # mean unmoved
+    assert fooled(lambda r: r["seeds"]["mf"]["sd"].update({"recall@10": 0.0}))
+    assert fooled(lambda r: r["seeds"]["mf"]["per_seed"]["1"].update({"recall@10": 0.0}))
+
+    def one_flip(r):  # a near-tie falls the other way for one test user: mean and error move
+        r["ranking"]["mf"]["recall@10"] += 1 / 500
+        r["ranking"]["mf"]["recall@10_se"] += 0.5 / 500
+
+    assert fooled(one_flip) == []
+
+
+def test_cold_start_metrics_use_their_own_users():
+    # one flip among the 60 cold users moves their recall by 1/60: allowed (3/60), while the
+    # 500 test users' bound (3/500) would have failed it
+    assert fooled(lambda r: r["cold_start"]["mf"].update({"recall@10": 0.02 + 1 / 60})) == []
+    assert fooled(lambda r: r["cold_start"]["mf"].update({"recall@10": 0.02 + 4 / 60}))
+
+
+@pytest.mark.parametrize("key,change", [
+    ("uncertainty", lambda r: r["uncertainty"]["recall@10"].update({"ci_low": 0.005})),
+    ("uncertainty", lambda r: r["uncertainty"]["recall@10"].update({"against": "als"})),
+    ("uncertainty", lambda r: r["uncertainty"]["recall@10"].update({"p_not_better": 0.1})),
+    ("features", lambda r: r["features"].append("genome")),
+    ("configurations_tried", lambda r: r.update({"configurations_tried": 11})),
+])
+def test_bootstraps_features_and_the_count_of_configurations_are_compared(key, change):
+    diffs = fooled(change)
+    assert diffs and diffs[0].startswith(key)

@@ -73,8 +73,12 @@ bench: $(STAMP)  ## speed and memory benchmark on generated full-scale data -> r
 readme: $(STAMP)  ## regenerate README's figures from reports/*/metrics.json and bench.json
 	$(PY) -m movierec.readme
 
+# JupyterLab refuses to run as root (containers, many cloud machines) unless told it may
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: $(STAMP)  ## open JupyterLab on explore.ipynb (a trained model; make small first), notebooks beside it
-	$(VENV)/bin/jupyter lab notebooks/explore.ipynb
+	@echo "JupyterLab starts below; open the http://localhost:... URL it prints (with its token)."
+	$(VENV)/bin/jupyter lab notebooks/explore.ipynb $(ROOT_FLAG)
 
 clean:  ## remove caches and test leftovers (keeps .venv, data/ and reports/)
 	rm -rf .cache .pytest_cache .ruff_cache .hypothesis

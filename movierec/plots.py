@@ -1,11 +1,35 @@
-"""The report's figures. Each function draws on a new figure and returns it."""
+"""The report's figures and tables. Each figure function draws on a new figure and returns it:
+every model with its own colour and marker, legends beside the data, plain axes."""
 
 from __future__ import annotations
+
+import itertools
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+
+NOT_APPLICABLE = "–"
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p", "d")
+
+
+def table(frame: pd.DataFrame, digits: int = 4):
+    """``frame`` as the report shows it: numbers rounded to ``digits``, "–" where a figure
+    does not apply (NaN)."""
+    return frame.style.format(precision=digits, na_rep=NOT_APPLICABLE, thousands=",")
+
+
+def styles(names: list[str]) -> dict[str, dict]:
+    """A distinct colour and marker per name (tab20's colours, then the markers cycle)."""
+    colours = plt.get_cmap("tab20").colors
+    return {n: {"color": colours[i % len(colours)], "marker": m}
+            for i, (n, m) in enumerate(zip(names, itertools.cycle(MARKERS), strict=False))}
+
+
+def _legend_outside(ax) -> None:
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8,
+              frameon=False)
 
 
 def rating_distribution(ratings: np.ndarray, title: str = "Ratings") -> Figure:
@@ -18,15 +42,15 @@ def rating_distribution(ratings: np.ndarray, title: str = "Ratings") -> Figure:
 
 
 def learning_curves(histories: dict[str, pd.DataFrame], metric: str = "val_rmse") -> Figure:
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    style = styles(list(histories))
     for name, h in histories.items():
-        axes[0].plot(h["epoch"], h["train_loss"], marker=".", label=name)
+        axes[0].plot(h["epoch"], h["train_loss"], label=name, ms=4, **style[name])
         if metric in h:
-            axes[1].plot(h["epoch"], h[metric], marker=".", label=name)
+            axes[1].plot(h["epoch"], h[metric], label=name, ms=4, **style[name])
     axes[0].set(xlabel="epoch", ylabel="training loss", title="Training loss")
     axes[1].set(xlabel="epoch", ylabel=metric, title=f"Validation ({metric})")
-    for ax in axes:
-        ax.legend()
+    _legend_outside(axes[1])
     fig.tight_layout()
     return fig
 
@@ -44,47 +68,17 @@ def predicted_vs_true(pred: np.ndarray, truth: np.ndarray, title: str) -> Figure
 
 
 def recall_at_k(curves: dict[str, dict[int, float]], metric: str = "recall") -> Figure:
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    """Each model's test metric at every cut-off, the cut-offs evenly spaced and labelled."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    style = styles(list(curves))
+    ks = sorted({k for curve in curves.values() for k in curve})
     for name, curve in curves.items():
-        ks = sorted(curve)
-        ax.plot(ks, [curve[k] for k in ks], marker="o", label=name)
-    ax.set(xlabel="k", ylabel=f"{metric}@k", title=f"{metric}@k on test", xscale="log")
-    ax.legend()
+        ax.plot(range(len(ks)), [curve.get(k, np.nan) for k in ks], label=name, **style[name])
+    ax.set_xticks(range(len(ks)), [str(k) for k in ks])
+    ax.set(xlabel="k (movies recommended)", ylabel=f"{metric}@k", title=f"{metric}@k on test")
+    _legend_outside(ax)
     fig.tight_layout()
     return fig
-
-
-def embedding_map(xy: np.ndarray, labels: np.ndarray, title: str) -> Figure:
-    fig, ax = plt.subplots(figsize=(7, 6))
-    for lab in pd.unique(labels):
-        sel = labels == lab
-        ax.scatter(xy[sel, 0], xy[sel, 1], s=4, alpha=0.6, label=f"{lab} ({sel.sum()})")
-    ax.set(title=title, xticks=[], yticks=[])
-    ax.legend(markerscale=3, fontsize=7, loc="best")
-    fig.tight_layout()
-    return fig
-
-
-MAIN_GENRES = ("Animation", "Documentary", "Horror", "Sci-Fi", "Romance", "Comedy", "Action",
-               "Drama")
-
-
-def main_genre(genres: pd.Series, skip: str | None = None) -> np.ndarray:
-    """A movie's most distinctive genre among :data:`MAIN_GENRES` (checked in that order;
-    ``skip`` is never chosen, e.g. the genre a map is about), else "other": a legible colouring
-    for embedding maps."""
-    out = np.full(len(genres), "other", dtype=object)
-    for g in reversed(MAIN_GENRES):
-        if g != skip:
-            out[genres.str.contains(g, regex=False).to_numpy()] = g
-    return out
-
-
-def pca_2d(x: np.ndarray) -> np.ndarray:
-    """Project rows of ``x`` on their first two principal components."""
-    x = x - x.mean(0)
-    _, _, vt = np.linalg.svd(x, full_matrices=False)
-    return x @ vt[:2].T
 
 
 def frontier(sweep: pd.DataFrame, chosen: float, references: dict[str, tuple[str, float]],
@@ -93,7 +87,7 @@ def frontier(sweep: pd.DataFrame, chosen: float, references: dict[str, tuple[str
     the chosen one ringed); ``references``: label -> ("rmse" | "ndcg", val value) drawn as
     lines (the best baselines); ``endpoint``: (label, val RMSE, val NDCG@10) of a rating-only
     model."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(8, 4))
     ax.plot(sweep["val_rmse"], sweep["val_ndcg@10"], "o-", label="main model, by weight")
     for _, row in sweep.iterrows():
         ax.annotate(f"w={row.rank_weight:g}", (row.val_rmse, row["val_ndcg@10"]),
@@ -109,6 +103,6 @@ def frontier(sweep: pd.DataFrame, chosen: float, references: dict[str, tuple[str
         line(value, ls=style, color="black", lw=1, label=label)
     ax.set(xlabel="val RMSE (lower is better)", ylabel="val NDCG@10 (higher is better)",
            title="One embedding space, two jobs: the trade-off on val")
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     fig.tight_layout()
     return fig

@@ -23,6 +23,7 @@ import numpy as np
 from movierec.evaluate import best, rmse_mae
 from movierec.experiment import Experiment, per_user_sse
 from movierec.prepare import Prepared
+from movierec.progress import Throttle, say
 from movierec.split import TEST
 from movierec.tensors import RankingVectors
 
@@ -168,17 +169,18 @@ def read_test(exp: Experiment, fitted: Fitted, by: str | None, ks: tuple[int, ..
                    head)
 
 
-def search(exp: Experiment, spec: Spec, seed: int, threads: int,
-           progress: Callable[[str], None] | None = None) -> tuple[Trial, list[dict]]:
+def search(exp: Experiment, spec: Spec, seed: int, threads: int) -> tuple[Trial, list[dict]]:
     """Every setting of ``spec``'s grid fitted on train and read on val: (the best trial by
     ``spec.target``, the table of every setting). Only the best trial keeps its model."""
     chosen, rows = None, []
-    for setting in spec.grid(len(exp.train)):
+    settings = spec.grid(len(exp.train))
+    report = Throttle()
+    for i, setting in enumerate(settings, 1):
         trial = spec.tune(exp, setting, seed, threads)
         rows.append(trial.row)
-        if progress is not None:
-            progress(f"{spec.name} {setting}: " + ", ".join(
-                f"{k} {v:.4f}" for k, v in trial.row.items() if k.startswith("val_")))
+        report(f"{spec.name}: setting {i}/{len(settings)} {setting}: " + ", ".join(
+            f"{k} {v:.4f}" for k, v in trial.row.items() if k.startswith("val_")),
+            final=i == len(settings))
         if chosen is None or best([chosen, trial], spec.target,
                                   lambda t, m: t.row[m]) is trial:
             chosen = trial
@@ -188,14 +190,13 @@ def search(exp: Experiment, spec: Spec, seed: int, threads: int,
 
 
 def run(exp: Experiment, spec: Spec, *, seed: int, seeds: Sequence[int] = (),
-        ks: tuple[int, ...] = KS, threads: int = 1, refit: bool = True,
-        progress: Callable[[str], None] | None = None) -> Result:
+        ks: tuple[int, ...] = KS, threads: int = 1, refit: bool = True) -> Result:
     """Tune ``spec`` on val, then for ``seed`` and each extra seed (seeded specs only): refit
     the chosen setting on train + val (``refit``; else the tuned model is tested) and read
     test once. Each extra seed of a spec that ``retune``s tunes the chosen setting again with
     its own seed first (our models: early stopping and readout are part of the setting)."""
     start = time.perf_counter()
-    chosen, rows = search(exp, spec, seed, threads, progress)
+    chosen, rows = search(exp, spec, seed, threads)
     readings, first = {}, None
     for s in (seed, *(x for x in seeds if spec.seeded and x != seed)):
         trial = chosen
@@ -203,6 +204,8 @@ def run(exp: Experiment, spec: Spec, *, seed: int, seeds: Sequence[int] = (),
             trial = spec.tune(exp, chosen.setting, s, threads)
         fitted = spec.refit(exp, trial, s, threads) if refit else trial.fitted
         readings[s] = read_test(exp, fitted, trial.by, ks)
+        say(f"{spec.name}: seed {s} on test: " + ", ".join(
+            f"{k} {v:.4f}" for k, v in readings[s].headline.items()))
         if s == seed:
             first = fitted
         trial.fitted = None
@@ -250,6 +253,7 @@ class Runner:
         return out
 
     def _say(self, line: str) -> None:
+        say(line)
         if self.progress is not None:
             self.progress(line)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from movierec.atomic import write_atomically
+from movierec.progress import duration, say
 
 PACKAGES = ("movierec", "torch", "numpy", "pandas", "pyarrow", "nltk", "matplotlib",
             "papermill")
@@ -114,7 +115,8 @@ def write_json(path: str | os.PathLike, data: dict) -> Path:
 
 
 class Timer:
-    """Wall time per named stage: ``with timer("split"): ...``; ``timer.seconds`` is a dict."""
+    """Wall time per named stage: ``with timer("split"): ...``; ``timer.seconds`` is a dict.
+    Each stage's start and end are reported (:mod:`movierec.progress`)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
@@ -122,7 +124,10 @@ class Timer:
     @contextmanager
     def __call__(self, stage: str):
         t0 = time.perf_counter()
+        say(f"== {stage}")
         try:
             yield
         finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
+            elapsed = time.perf_counter() - t0
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + elapsed
+            say(f"== {stage}: done in {duration(elapsed)}")

@@ -184,6 +184,16 @@ class Recommender:
                                   exclude=Csr(np.array([0, 1]), np.array([row])))
         return self.catalogue.frame(idx[0], scores[0])
 
+    def neighbours(self, movie_ids: list[int], k: int = 5) -> pd.DataFrame:
+        """Each movie's ``k`` nearest movies (:meth:`similar_movies`), nearest first: one row
+        per movie, indexed by its title."""
+        titles = self.movies["title"].to_numpy()
+        return pd.DataFrame([self.similar_movies(int(m), k)["title"].tolist()
+                             for m in movie_ids],
+                            index=pd.Index([titles[self.movie_row(int(m))] for m in movie_ids],
+                                           name="movie"),
+                            columns=[f"nearest {i}" for i in range(1, k + 1)])
+
     # ---- cold start: a movie by its content ----
 
     @torch.no_grad()

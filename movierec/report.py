@@ -13,7 +13,9 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -87,26 +89,37 @@ def parse_value(text: str):
         return text
 
 
+def portable(path: str | os.PathLike) -> str:
+    """``path`` relative to the working folder (the checkout, where ``make`` runs) when it lies
+    inside it, so that a report records no machine path; else as given."""
+    resolved = Path(path).resolve()
+    return (str(resolved.relative_to(Path.cwd())) if resolved.is_relative_to(Path.cwd())
+            else str(path))
+
+
 def run_report(notebook: str | os.PathLike, output_dir: str | os.PathLike, params: dict,
                *, html: bool = True) -> Path:
-    """Execute ``notebook`` with ``params`` into ``output_dir`` (ipynb + html). A notebook with
-    an OUTPUT_DIR parameter writes its own files there (metrics.json, the model)."""
+    """Execute ``notebook`` with ``params`` into ``output_dir`` (ipynb + html), its kernel in
+    the working folder (relative paths in ``params`` are read from there). A notebook with an
+    OUTPUT_DIR parameter writes its own files there (metrics.json, the model). What the run is
+    doing is reported on stderr as it goes (:mod:`movierec.progress`)."""
     import papermill
 
-    notebook, out = Path(notebook), Path(output_dir).resolve()
+    notebook, out = Path(notebook), Path(portable(output_dir))
     if "OUTPUT_DIR" in notebook_parameters(notebook):  # explore.ipynb writes nothing
         params = {**params, "OUTPUT_DIR": str(out)}
-    for key in PATH_PARAMETERS:  # the notebook runs in its own folder: make paths absolute
-        if isinstance(params.get(key), str) and Path(params[key]).exists():
-            params[key] = str(Path(params[key]).resolve())
+    for key in PATH_PARAMETERS:  # a registry name stays as it is
+        if isinstance(params.get(key), str):
+            params[key] = portable(params[key])
     check_parameters(notebook, params)
     check_writable(out)
     executed = out / notebook.name
     start = time.perf_counter()
     try:
-        papermill.execute_notebook(str(notebook), str(executed), parameters=params,
-                                   kernel_name=KERNEL, cwd=str(notebook.parent),
-                                   progress_bar=False, log_output=False)
+        with following_progress(f"{portable(notebook)} -> {out}"), local_kernel() as km:
+            papermill.execute_notebook(str(portable(notebook)), str(executed),
+                                       parameters=params, kernel_name=KERNEL, km=km,
+                                       progress_bar=False, log_output=False)
     except papermill.PapermillExecutionError as exc:  # keep what ran, readable, then fail
         if html:
             render_html(executed)
@@ -117,6 +130,57 @@ def run_report(notebook: str | os.PathLike, output_dir: str | os.PathLike, param
         render_html(executed)
     write_run_record(out / "run.json", time.perf_counter() - start, params)
     return executed
+
+
+@contextmanager
+def local_kernel():
+    """A kernel manager on IPC sockets in a private temporary folder (kernel and client are on
+    one machine; over TCP without encryption ipykernel warns on every start)."""
+    from jupyter_client.manager import KernelManager
+
+    with tempfile.TemporaryDirectory(prefix="movierec-kernel-") as folder:
+        yield KernelManager(kernel_name=KERNEL, transport="ipc", ip=str(Path(folder) / "k"))
+
+
+@contextmanager
+def following_progress(what: str, poll: float = 0.5):
+    """Point ``MOVIEREC_PROGRESS`` at a new file for the duration and copy its lines to
+    stderr as they come (the kernel's own streams go to the notebook)."""
+    from movierec import progress
+
+    folder = tempfile.mkdtemp(prefix="movierec-progress-")
+    path = Path(folder) / "progress.log"
+    path.touch()
+    before, os.environ[progress.ENV] = os.environ.get(progress.ENV), str(path)
+    done = threading.Event()
+
+    def follow() -> None:
+        with open(path, encoding="utf-8") as lines:
+            while True:
+                stopping = done.is_set()
+                chunk = lines.read()
+                if chunk:
+                    sys.stderr.write(chunk)
+                    sys.stderr.flush()
+                if stopping:
+                    return
+                done.wait(poll)
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    t0 = time.perf_counter()
+    progress.say(f"running {what}")
+    try:
+        yield path
+    finally:
+        progress.say(f"finished in {progress.duration(time.perf_counter() - t0)}")
+        done.set()
+        thread.join()
+        if before is None:
+            os.environ.pop(progress.ENV, None)
+        else:
+            os.environ[progress.ENV] = before
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def render_html(executed: Path) -> Path:
@@ -145,9 +209,12 @@ def rerun_copy(report: str | os.PathLike, folder: str | os.PathLike) -> Path:
     """Copy an executed report notebook into ``folder`` for ``pytest --nbval-lax``, which reruns
     it and compares the cells marked ``# NBVAL_CHECK_OUTPUT`` with their stored outputs. The
     copy keeps every parameter and output, except that OUTPUT_DIR points to ``folder`` (so the
-    rerun writes nothing into the report folder)."""
+    rerun writes nothing into the report folder) and that paths, which the report records
+    relative to the working folder, are made absolute (nbval runs the copy in ``folder``)."""
     import nbformat
     from papermill.parameterize import parameterize_notebook
+
+    from movierec.data import DATASETS
 
     report, folder = Path(report), Path(folder).resolve()
     nb = nbformat.read(report, as_version=4)
@@ -156,7 +223,11 @@ def rerun_copy(report: str | os.PathLike, folder: str | os.PathLike) -> Path:
         raise ValueError(f"{report}: not a papermill report (no papermill parameters in its "
                          "metadata)")
     folder.mkdir(parents=True, exist_ok=True)
-    nb = parameterize_notebook(nb, {**params, "OUTPUT_DIR": str(folder)}, report_mode=False)
+    params = {**params, "OUTPUT_DIR": str(folder)}
+    for key in PATH_PARAMETERS:
+        if isinstance(params.get(key), str) and params[key] not in DATASETS:
+            params[key] = str(Path(params[key]).resolve())
+    nb = parameterize_notebook(nb, params, report_mode=False)
     copy = folder / report.name
     nbformat.write(nb, copy)
     return copy

@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from movierec.atomic import write_atomically
 from movierec.evaluate import rmse_mae
 from movierec.model import ModelConfig, MovieRecModel
 from movierec.optim import RowAdam
+from movierec.progress import Throttle, duration
 from movierec.tensors import FeatureTensors, Ratings
 
 
@@ -73,7 +73,7 @@ class TrainConfig:
     n_negatives: int  # uniform catalogue negatives per batch, shared by its rows
     seed: int
     weight_decay: float = 0.01  # AdamW, the projection matrix only (never the embeddings)
-    progress: bool = True
+    progress: bool = True  # report epochs (movierec.progress)
 
     @classmethod
     def from_parameters(cls, params: dict, **changes) -> TrainConfig:
@@ -217,6 +217,7 @@ def fit(
     resume: bool = False,
     meta: dict | None = None,
     max_batches: int | None = None,
+    label: str = "training",
 ) -> FitResult:
     """Train ``model`` and return the state with the best ``monitor`` value.
 
@@ -226,6 +227,7 @@ def fit(
     ``checkpoint``, the full training state (model, optimisers, RNG, history, best state,
     ``meta``) is written atomically after every epoch; ``resume=True`` continues from it and ends
     with the same result as an uninterrupted run. ``max_batches`` bounds each epoch (benchmarks).
+    With ``cfg.progress``, epochs are reported (:mod:`movierec.progress`) as ``label``.
     """
     gen = torch.Generator().manual_seed(cfg.seed)
     opts = make_optimizers(model, cfg)
@@ -237,12 +239,13 @@ def fit(
     steps = math.ceil(len(train) / cfg.batch_size)
     if max_batches is not None:
         steps = min(steps, max_batches)
-    bar = tqdm(total=cfg.epochs, initial=start_epoch, disable=not cfg.progress,
-               desc="train" if monitor is not None else "refit", unit="epoch",
-               dynamic_ncols=False, ncols=100)
+    report = Throttle() if cfg.progress else None
     t_train, seen = 0.0, 0
     for epoch in range(start_epoch, cfg.epochs):
         if monitor is not None and best["epoch"] >= 0 and epoch - best["epoch"] > cfg.patience:
+            if report is not None:
+                report(f"{label}: stopped after epoch {epoch} (best: {best['epoch'] + 1})",
+                       final=True)
             break
         t0 = time.perf_counter()
         train_loss = train_epoch(model, feats, train, cfg, opts, gen, steps)
@@ -257,18 +260,18 @@ def fit(
                 (value < best["value"]) if mode == "min" else (value > best["value"])):
             best = {"value": value, "epoch": epoch,
                     "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-        bar.update(1)
-        postfix = {"loss": f"{train_loss:.4f}"}
-        if monitor is not None:
-            postfix[monitor] = f"{value:.4f}"
-        bar.set_postfix(postfix, refresh=False)
+        if report is not None:
+            left = (cfg.epochs - epoch - 1) * t_train / (epoch + 1 - start_epoch)
+            report(f"{label}: epoch {epoch + 1}/{cfg.epochs}, loss {train_loss:.4f}"
+                   + (f", {monitor} {value:.4f}" if monitor is not None else "")
+                   + f", {duration(t_epoch)} an epoch, at most {duration(left)} left",
+                   final=epoch == cfg.epochs - 1)
         if checkpoint is not None:
             save_checkpoint(checkpoint, {
                 "model": model.state_dict(), "optimizers": [o.state_dict() for o in opts],
                 "generator": gen.get_state(), "history": history, "best": best,
                 "epoch": epoch, "model_config": model.config.to_dict(),
                 "train_config": asdict(cfg), "meta": meta or {}})
-    bar.close()
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     model.eval()

@@ -145,6 +145,10 @@ class VariantSpec:
         tag = "".join(f"-{k}={v}" for k, v in setting.items())
         return Path(self.checkpoint_dir) / f"{self.name}{tag}-seed{seed}-{what}.pt"
 
+    def _label(self, setting: dict, seed: int, what: str) -> str:
+        return f"{self.name} {setting} seed {seed}, {what}" if setting else (
+            f"{self.name} seed {seed}, {what}")
+
     def _meta(self, exp: Experiment) -> dict:
         f = exp.prep.features
         return {"variant": self.name, "dataset": exp.prep.name, "tag_vocab": f.tag_vocab,
@@ -168,7 +172,8 @@ class VariantSpec:
         result = fit(self.build(exp, mcfg, seed, exp.train), exp.feats, exp.train, tcfg,
                      exp.validation(v.monitor), monitor=v.monitor,
                      mode="min" if lower_is_better(v.monitor) else "max",
-                     checkpoint=ckpt, resume=ckpt is not None, meta=self._meta(exp))
+                     checkpoint=ckpt, resume=ckpt is not None, meta=self._meta(exp),
+                     label=self._label(setting, seed, "tuned on train"))
         readout = (calibrate_readout(exp, result.model, (TRAIN,))
                    if v.readout == "calibrated" else {})
         rating = {"epochs": len(result.history), "best_epoch": result.best_epoch}
@@ -194,7 +199,8 @@ class VariantSpec:
         final = fit(self.build(exp, mcfg, seed, exp.train_val), exp.feats, exp.train_val,
                     replace(tcfg, epochs=tuned.best_epoch), None, monitor=None,
                     checkpoint=ckpt, resume=ckpt is not None,
-                    meta={**self._meta(exp), "refit": True})
+                    meta={**self._meta(exp), "refit": True},
+                    label=self._label(trial.setting, seed, "refit on train + val"))
         if trial.tuned["readout"]:
             calibrate_readout(exp, final.model, (TRAIN, VAL), trial.tuned["readout"])
         return self.fitted(exp, final.model)

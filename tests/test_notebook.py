@@ -2,6 +2,7 @@
 executed end to end with papermill on generated data."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -67,16 +68,33 @@ def test_parse_value():
 
 
 @pytest.mark.slow
-def test_full_code_path_report_on_generated_genome_data(tmp_path):
-    data_dir = synth.generate(tmp_path / "synthetic-tiny", "tiny", seed=1)
+def test_full_code_path_report_on_generated_genome_data(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # as make runs in the checkout: paths under it are relative
+    notebook = Path("notebooks") / NOTEBOOK.name
+    notebook.parent.mkdir()
+    notebook.write_bytes(NOTEBOOK.read_bytes())
+    data_dir = synth.generate(tmp_path / "data" / "synthetic-tiny", "tiny", seed=1)
     out = tmp_path / "report"
     params = yaml.safe_load((ROOT / "notebooks/params/full.yaml").read_text())
-    params.update({"DATASET": str(data_dir), "EPOCHS": 4, "BATCH_SIZE": 512, "PROGRESS": False,
+    params.update({"DATASET": str(data_dir), "EPOCHS": 4, "BATCH_SIZE": 512,
                    "CACHE_DIR": str(tmp_path / "cache")})
-    executed = report.run_report(NOTEBOOK, out, params)
+    executed = report.run_report(notebook, out, params)
     assert executed.exists() and executed.with_suffix(".html").exists()
     run = json.loads((out / "run.json").read_text())
     assert run["wall_seconds"] > 0 and run["cpu_count"] >= 1
+    # what it did was told on stderr as it went, and nothing of that is in the report
+    told = capsys.readouterr().err
+    for line in ("running notebooks/movierec.ipynb -> report", "== baselines", "== our models",
+                 "hybrid_rank {'rank_weight': 1.0} seed 42, tuned on train: epoch 1/4",
+                 "hybrid_rank: seed 42 on test", "finished in"):
+        assert line in told, line
+    assert "WARNING" not in told  # the kernel's transport warning
+    cells = json.loads(executed.read_text())["cells"]
+    streams = [o for c in cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
+    assert streams == []  # no progress-bar or warning debris
+    for path in (executed, executed.with_suffix(".html"), out / "metrics.json", out / "run.json"):
+        assert str(tmp_path) not in path.read_text(), path  # no machine path
+    assert run["dataset"] == "data/synthetic-tiny"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dataset"] == "synthetic-tiny"
     assert metrics["features"] == ["genres", "tags", "genome"]
@@ -165,6 +183,20 @@ def test_committed_small_report_is_the_current_notebook_with_the_small_parameter
     assert set(re.findall(r"^(\w+) = ", said, re.M)) == {*small, "OUTPUT_DIR"}
 
 
+MACHINE_PATHS = re.compile(r"/(?:home|root|tmp|Users|work|private|var/folders)/")
+
+
+def test_committed_reports_hold_no_machine_path():
+    tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files", "reports"], check=True,
+                             capture_output=True, text=True).stdout.split()
+    assert tracked
+    for name in tracked:
+        text = (ROOT / name).read_text(encoding="utf-8")
+        assert str(ROOT) not in text, name
+        found = MACHINE_PATHS.search(text)
+        assert found is None, f"{name}: {text[max(0, found.start() - 60):found.end() + 40]!r}"
+
+
 def test_a_failing_report_keeps_its_html_and_a_failed_run_record(tmp_path):
     import nbformat
 
@@ -182,3 +214,11 @@ def test_a_failing_report_keeps_its_html_and_a_failed_run_record(tmp_path):
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "failed: AssertionError: X is not 2" and run["wall_seconds"] > 0
     assert (out / "fails.html").exists()
+
+
+def test_make_lab_runs_as_root_and_says_where_to_open_it():
+    dry = subprocess.run(["make", "-n", "-s", "lab"], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    lab = next(line for line in dry.splitlines() if "jupyter lab" in line)
+    assert ("--allow-root" in lab) == (os.getuid() == 0)
+    assert "open the http://localhost" in dry

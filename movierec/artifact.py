@@ -29,8 +29,10 @@ from movierec.tensors import FeatureTensors
 from movierec.train import resolve_device
 
 FORMAT = 2  # 2: the model's config holds its objective (the loss a new user is folded in with)
-DATA_FILES = ("model.pt", "arrays.npz", "movies.parquet")
+DATA_FILES = ("model.pt", "arrays.npz", "movies.parquet")  # each one hashed in the manifest
 MANIFEST = "manifest.json"
+MANIFEST_KEYS = ("format", "variant", "dataset", "data_checksums", "by", "tag_vocab",
+                 "genome_tags", "genres", "examples", "files")
 
 
 class ArtifactError(ValueError):
@@ -118,10 +120,22 @@ def read_manifest(folder: str | os.PathLike) -> dict:
         manifest = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{path}: unreadable manifest: {exc}") from None
-    if manifest.get("format") != FORMAT:
-        raise ArtifactError(f"{path}: format {manifest.get('format')!r}, this movierec reads "
-                            f"format {FORMAT}")
-    for name, want in manifest["files"].items():
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        got = manifest.get("format") if isinstance(manifest, dict) else manifest
+        raise ArtifactError(f"{path}: format {got!r}, this movierec reads format {FORMAT}")
+    missing = [k for k in MANIFEST_KEYS if k not in manifest]
+    if missing:
+        raise ArtifactError(f"{path}: lacks {missing} (a format {FORMAT} manifest holds "
+                            f"{list(MANIFEST_KEYS)})")
+    files = manifest["files"]
+    if not isinstance(files, dict) or sorted(files) != sorted(DATA_FILES):
+        raise ArtifactError(f"{path}: must vouch for exactly {list(DATA_FILES)}, lists "
+                            f"{sorted(files) if isinstance(files, dict) else files!r}")
+    for name, want in files.items():
+        if not (isinstance(want, dict) and isinstance(want.get("bytes"), int)
+                and isinstance(want.get("sha256"), str) and len(want["sha256"]) == 64):
+            raise ArtifactError(f"{path}: the entry of {name} needs its sha256 and bytes, got "
+                                f"{want!r}")
         file = folder / name
         if not file.exists():
             raise ArtifactError(f"{file}: missing (a partial model folder)")

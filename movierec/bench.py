@@ -279,7 +279,7 @@ def quality(folder: Path, name: str, conf: dict, ranks: dict[str, int],
     ``ranks``, everything else equal: what the bases cost in quality; most-popular's val
     recall and NDCG@10 beside them (the reference the main model must beat)."""
     prep, _ = prepare_cached(folder, cache_dir=cache_root(), leak_free_tags=True)
-    out = {"dataset": str(folder), "train_ratings": int(prep.split.sizes()["train"])}
+    out = {"dataset": folder.name, "train_ratings": int(prep.split.sizes()["train"])}
     out["most_popular"] = baseline("most_popular").tune(Experiment(prep, device), {}, 0, 1).row
     spec, setting = full_spec(name, conf)
     for label, r in (("exact", {}), ("projected", ranks)):
@@ -322,7 +322,7 @@ def run(out: Path, scale: str = "full", batches: int = 20, batch_size: int | Non
     ranks = {"tag": conf["TAG_RANK"], "genome": conf["GENOME_RANK"]}
     before = json.loads((out / "bench.json").read_text()) if (out / "bench.json").exists() else {}
     folder = _generated(scale)
-    result: dict = {"scale": scale, "dataset": str(folder), "main_model": main}
+    result: dict = {"scale": scale, "dataset": folder.name, "main_model": main}
     cache_dir = Path(tempfile.mkdtemp(prefix="movierec-bench-"))
     try:
         # children are spawned from this small process: each peak RSS is the child's own

@@ -1,4 +1,5 @@
-"""The movies a model knows: lookups by movieId and by title, popularity, and result frames."""
+"""The movies a model knows: lookups by movieId and by title that never guess, popularity, and
+result frames."""
 
 from __future__ import annotations
 
@@ -6,6 +7,15 @@ import difflib
 
 import numpy as np
 import pandas as pd
+
+
+class CatalogueError(LookupError):
+    """A movie (id or title) or user that is not in the model's data, or a title that names
+    several movies; the message names the key and, for a title, the closest candidates."""
+
+
+def _normal(title: str) -> str:
+    return " ".join(str(title).lower().split())
 
 
 class Catalogue:
@@ -16,6 +26,7 @@ class Catalogue:
         self.movies = movies.reset_index(drop=True)
         self.popularity = np.asarray(popularity)
         self._index = pd.Index(self.movies["movieId"].to_numpy())
+        self._titles = self.movies["title"].astype(str).map(_normal).to_numpy().astype(str)
 
     def __len__(self) -> int:
         return len(self.movies)
@@ -24,7 +35,7 @@ class Catalogue:
         """The model row of ``movie_id``."""
         pos = self._index.get_indexer([movie_id])[0]
         if pos < 0:
-            raise KeyError(f"unknown movieId {movie_id}: not in movies.csv")
+            raise CatalogueError(f"unknown movieId {movie_id}: not in this model's movies")
         return int(pos)
 
     def frame(self, rows: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
@@ -44,36 +55,52 @@ class Catalogue:
                 raise ValueError(f"no movie of genre {genre!r}")
         return rows[np.argsort(-self.popularity[rows], kind="stable")][:n]
 
+    def _by_popularity(self, rows: np.ndarray) -> np.ndarray:
+        return rows[np.argsort(-self.popularity[rows], kind="stable")]
+
     def find(self, query: str, n: int = 5) -> pd.DataFrame:
-        """Movies whose title contains ``query`` (case-insensitive), else the closest titles;
-        most-rated first. DataFrame(movieId, title, genres)."""
-        titles = self.movies["title"].astype(str)
-        hits = np.flatnonzero(titles.str.contains(query, case=False, regex=False).to_numpy())
+        """A search: movies whose title contains ``query`` (case-insensitive), else the
+        closest titles; most-rated first. DataFrame(movieId, title, genres)."""
+        hits = np.flatnonzero(np.char.find(self._titles, _normal(query)) >= 0)
         if len(hits) == 0:
-            lower = titles.str.lower()
-            close = difflib.get_close_matches(query.lower(), lower.tolist(), n=n, cutoff=0.5)
-            hits = np.flatnonzero(lower.isin(close).to_numpy())
-        hits = hits[np.argsort(-self.popularity[hits], kind="stable")][:n]
+            close = set(difflib.get_close_matches(_normal(query), self._titles.tolist(), n=n,
+                                                  cutoff=0.5))
+            hits = np.flatnonzero([t in close for t in self._titles])
+        hits = self._by_popularity(hits)[:n]
         return self.movies.iloc[hits][["movieId", "title", "genres"]].reset_index(drop=True)
 
+    def title_row(self, title: str) -> int:
+        """The one movie a title names: its exact title (case and spacing aside), else the
+        only title containing it. No match, or several, is a :class:`CatalogueError` listing
+        the closest candidates: a title never resolves to a guess."""
+        query = _normal(title)
+        exact = np.flatnonzero(self._titles == query)
+        hits = exact if len(exact) else np.flatnonzero(
+            np.char.find(self._titles, query) >= 0)
+        if len(hits) == 1:
+            return int(hits[0])
+        if len(hits) == 0:
+            found = self.find(title)
+            problem = "matches no title"
+        else:
+            rows = self._by_popularity(hits)
+            found = self.movies.iloc[rows[:8]]
+            problem = (f"names {len(hits)} movies" if len(exact) else
+                       f"is part of {len(hits)} titles")
+        listed = "; ".join(f"{t} (movieId {m})" for m, t in zip(found["movieId"], found["title"],
+                                                                strict=True))
+        raise CatalogueError(f"title {title!r} {problem}: give the exact title or the movieId"
+                             + (f"; closest: {listed}" if listed else ""))
+
     def rows(self, keys: list) -> np.ndarray:
-        """Model rows of movieIds (ints) or titles (strings, resolved by :meth:`find`: an
-        exact title, else the single or most-rated match). Every unknown key is named."""
-        rows, unknown = [], []
+        """Model rows of movieIds (ints) or titles (strings, :meth:`title_row`). Every key
+        that does not name exactly one movie is reported, in one :class:`CatalogueError`."""
+        rows, problems = [], []
         for key in keys:
-            if isinstance(key, str):
-                found = self.find(key, n=50)
-                exact = found[found["title"].str.lower() == key.lower()]
-                found = exact if len(exact) else found
-                if len(found) == 0:
-                    unknown.append(key)
-                    continue
-                rows.append(self.row(int(found["movieId"].iloc[0])))
-            else:
-                pos = self._index.get_indexer([key])[0]
-                if pos < 0:
-                    unknown.append(key)
-                rows.append(int(pos))
-        if unknown:
-            raise KeyError(f"unknown movie(s) {unknown}: not in this model's catalogue")
+            try:
+                rows.append(self.title_row(key) if isinstance(key, str) else self.row(key))
+            except CatalogueError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise CatalogueError("; and ".join(problems))
         return np.asarray(rows, np.int64)

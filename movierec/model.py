@@ -225,7 +225,8 @@ class ContentEncoder(nn.Module):
         """(block, feature index, weight, w_f P_b e_f . direction) for each feature of movie
         ``row``: the movie vector is sum_f w_f P_b e_f + bias, so these add up to its
         projection on ``direction`` (less the bias); the genome block lists its ``genome_top``
-        most relevant tags."""
+        most relevant tags, or, for a movie without genome scores, the learned no-genome vector
+        (feature index -1)."""
         blocks = self.proj.weight.split(self.dim, dim=1)  # P_b, in block_names() order
         rows = torch.tensor([row], device=direction.device)
         out = []
@@ -244,6 +245,9 @@ class ContentEncoder(nn.Module):
             rel = feats.genome[row]
             top = torch.topk(rel, min(genome_top, len(rel))).indices
             add("genome", top, rel[top] / rel.sum())
+        elif self.no_genome is not None:
+            p = blocks[self.block_names().index("genome")]
+            out.append(("genome", -1, 1.0, float((self.no_genome @ p.T) @ direction)))
         return out
 
 

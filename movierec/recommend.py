@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from movierec import artifact
-from movierec.catalogue import Catalogue
+from movierec.catalogue import Catalogue, CatalogueError
 from movierec.csr import Csr
 from movierec.model import MovieRecModel, MovieRows
 from movierec.optim import adam_update
@@ -58,6 +58,9 @@ def topk_search(user_vecs: torch.Tensor, movie_vecs: torch.Tensor, k: int, *,
         idx_out[s:s + len(scores)] = idx.cpu().numpy()
         score_out[s:s + len(scores)] = val.float().cpu().numpy()
     return idx_out, score_out
+
+
+NO_GENOME = "(no genome scores)"  # the learned vector of a movie the genome does not cover
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,7 @@ class Recommender:
     def user_row(self, user_id: int) -> int:
         pos = self._user_index.get_indexer([user_id])[0]
         if pos < 0:
-            raise KeyError(f"unknown userId {user_id}: not in the training data")
+            raise CatalogueError(f"unknown userId {user_id}: not in the training data")
         return int(pos)
 
     # ---- recommendations ----
@@ -221,6 +224,18 @@ class Recommender:
 
     # ---- a new user ----
 
+    def resolve(self, ratings: dict) -> pd.DataFrame:
+        """The movie each key of ``{movieId or title: rating}`` names (a title: exactly, or
+        the only title containing it; anything else is a :class:`CatalogueError`):
+        DataFrame(given, movieId, title, rating)."""
+        return self._rated(ratings, self._check_ratings(ratings)[0])
+
+    def _rated(self, ratings: dict, rows: np.ndarray) -> pd.DataFrame:
+        out = self.movies.iloc[rows][["movieId", "title"]].reset_index(drop=True)
+        out.insert(0, "given", list(ratings))
+        out["rating"] = [float(v) for v in ratings.values()]
+        return out
+
     def _check_ratings(self, ratings: dict) -> tuple[np.ndarray, torch.Tensor]:
         if not ratings:
             raise ValueError("ratings is empty: give at least one {movieId or title: rating}")
@@ -269,7 +284,8 @@ class Recommender:
     def recommend_for_ratings(self, ratings: dict, k: int = 10) -> pd.DataFrame:
         """Top-k for a new user given ``{movieId or title: rating}`` (rated movies excluded),
         by the same nearest-embedding search as :meth:`recommend`. ``because``: the movie they
-        liked most (rated >= their mean) whose embedding is nearest to the pick's."""
+        liked most (rated >= their mean) whose embedding is nearest to the pick's. The frame's
+        ``attrs["rated"]`` names the movie each key resolved to (:meth:`resolve`)."""
         rows, r = self._check_ratings(ratings)
         u, _ = self._fold_in(rows, r)
         exclude = Csr(np.array([0, len(rows)]), np.sort(rows))
@@ -282,13 +298,16 @@ class Recommender:
         sims = unit[picks] @ unit[torch.as_tensor(liked, device=unit.device)].T
         best = liked[sims.argmax(1).cpu().numpy()]
         out["because"] = self.movies["title"].to_numpy()[best]
+        out.attrs["rated"] = self._rated(ratings, rows)
         return out
 
     # ---- explanations ----
 
     @torch.no_grad()
-    def explain(self, user_id: int, movie_id: int, top: int = 5) -> pd.DataFrame:
-        """The features that contribute most to cos(user, movie).
+    def explain(self, user_id: int, movie_id: int, top: int = 5,
+                genome_top: int = 50) -> pd.DataFrame:
+        """The features that contribute most to cos(user, movie) (of the genome, the movie's
+        ``genome_top`` most relevant tags are weighed).
 
         The movie vector is linear in its features: m = sum_f w_f P_b e_f + bias (+ id vector),
         so cos = sum_f w_f (P_b e_f . u/|u|) / |m| + rest, an exact additive split
@@ -303,8 +322,10 @@ class Recommender:
         norm = model.encode_movies(torch.tensor([mrow], device=dev), self.feats)[0].norm()
         names = {"tag": self.tag_vocab, "genre": self.genres, "genome": self.genome_tags}
         frame = pd.DataFrame(
-            [{"kind": block, "feature": names[block][i] if names[block] else str(i),
+            [{"kind": block, "feature": (NO_GENOME if i < 0 else names[block][i]
+                                         if names[block] else str(i)),
               "weight": w, "contribution": c / float(norm)}
-             for block, i, w, c in model.content.contributions(mrow, self.feats, u)])
+             for block, i, w, c in model.content.contributions(mrow, self.feats, u,
+                                                               genome_top)])
         return frame.reindex(frame["contribution"].abs().sort_values(ascending=False).index
                              ).head(top).reset_index(drop=True)

@@ -12,6 +12,7 @@ import torch
 
 from movierec import artifact, report
 from movierec.artifact import ArtifactError
+from movierec.catalogue import CatalogueError
 from movierec.data import load_movielens
 from movierec.experiment import Experiment
 from movierec.export import export_embeddings, read_embeddings
@@ -99,6 +100,28 @@ def test_partial_or_edited_folder_is_refused(saved, tmp_path, damage, message):
         Recommender.load(tmp_path / "absent", device="cpu")
 
 
+def edit_manifest(folder: Path, change) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    change(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda m: m.update(files={}), r"must vouch for exactly \['model.pt', 'arrays.npz', "
+                                   r"'movies.parquet'\], lists \[\]"),
+    (lambda m: m["files"].pop("arrays.npz"), "must vouch for exactly"),
+    (lambda m: m["files"]["model.pt"].pop("sha256"), "the entry of model.pt needs its sha256"),
+    (lambda m: m.pop("by"), r"lacks \['by'\]"),
+    (lambda m: m.pop("data_checksums"), r"lacks \['data_checksums'\]"),
+])
+def test_a_manifest_that_does_not_vouch_for_every_file_is_refused(saved, tmp_path, change,
+                                                                  message):
+    folder = copy_folder(saved, tmp_path)
+    edit_manifest(folder, change)
+    with pytest.raises(ArtifactError, match=message):
+        Recommender.load(folder, device="cpu")
+
+
 def test_save_is_atomic(trained, saved, tmp_path, monkeypatch):
     prep, rec = trained
     folder = copy_folder(saved, tmp_path)
@@ -160,9 +183,11 @@ def test_fold_in_by_title_and_its_errors(trained):
     by_title = rec.recommend_for_ratings({movie.title.upper(): 5.0,
                                           prep.movies.title[11]: 1.0})
     pd.testing.assert_frame_equal(by_id, by_title)
+    assert by_title.attrs["rated"].title.tolist() == [movie.title, prep.movies.title[11]]
     assert rec.find_movies(movie.title[:-7].lower(), n=1).title[0].startswith(
         movie.title[:-7])
-    with pytest.raises(KeyError, match=r"unknown movie\(s\) \[999999, 'No Such Film'\]"):
+    with pytest.raises(CatalogueError, match=r"unknown movieId 999999.*; and title 'No Such "
+                                             r"Film' matches no title"):
         rec.recommend_for_ratings({999999: 4.0, "No Such Film": 3.0, int(movie.movieId): 4})
     with pytest.raises(ValueError, match="ratings is empty"):
         rec.recommend_for_ratings({})
@@ -170,6 +195,42 @@ def test_fold_in_by_title_and_its_errors(trained):
         rec.recommend_for_ratings({int(movie.movieId): 7.0})
     with pytest.raises(ValueError, match="same movie"):
         rec.recommend_for_ratings({int(movie.movieId): 4.0, movie.title: 3.0})
+
+
+def test_a_title_names_one_movie_or_is_an_error_listing_candidates(trained):
+    prep, rec = trained
+    titles = prep.movies.title.tolist()
+    one = next(t for t in titles if sum(t[:-7] in u for u in titles) == 1)  # unique stem
+    resolved = rec.resolve({one[:-7]: 4.0, titles[3]: 2.5})
+    assert resolved.title.tolist() == [one, titles[3]]
+    assert resolved.given.tolist() == [one[:-7], titles[3]] and resolved.rating.tolist() == [
+        4.0, 2.5]
+    stem = "Synthetic Movie 4"  # part of several titles, the exact title of none
+    many = [t for t in titles if stem.lower() in t.lower()]
+    assert len(many) > 1
+    with pytest.raises(CatalogueError, match=rf"title '{stem}' is part of {len(many)} titles: "
+                                             r"give the exact title or the movieId; closest: "):
+        rec.resolve({stem: 5.0})
+    with pytest.raises(CatalogueError, match=r"'Synthetik Movei 4 \(2004\)' matches no title.*"
+                                             r"closest: Synthetic Movie"):
+        rec.resolve({"Synthetik Movei 4 (2004)": 5.0})
+    with pytest.raises(CatalogueError) as raised:
+        rec.recommend(-5)
+    assert not isinstance(raised.value, KeyError)  # a plain message, not a quoted key
+    assert str(raised.value) == "unknown userId -5: not in the training data"
+
+
+def test_a_title_shared_by_two_movies_names_both(trained):
+    from movierec.catalogue import Catalogue
+
+    movies = pd.DataFrame({"movieId": [1, 2, 3], "title": ["Emma (1996)", "Emma (1996)",
+                                                           "Emmanuelle (1974)"],
+                           "genres": ["Drama"] * 3})
+    catalogue = Catalogue(movies, np.array([5, 9, 1]))
+    with pytest.raises(CatalogueError, match=r"'emma \(1996\)' names 2 movies.*Emma \(1996\) "
+                                             r"\(movieId 2\); Emma \(1996\) \(movieId 1\)"):
+        catalogue.title_row("emma (1996)")
+    assert catalogue.title_row("Emmanuelle") == catalogue.title_row(" EMMANUELLE (1974) ") == 2
 
 
 def test_fold_in_leaves_the_model_untouched(trained):

@@ -154,7 +154,22 @@ def test_rmse_bootstrap_is_the_rmse_gap_over_users_with_ratings():
     sse_a, sse_b = np.array([0.5, 0.0, 1.0, 0.2]), np.array([1.0, 0.0, 2.0, 0.1])
     out = rmse_bootstrap(sse_a, sse_b, n, n_boot=200)
     assert out["diff"] == pytest.approx(np.sqrt(3.1 / 6) - np.sqrt(1.7 / 6))
-    assert out["ci_low"] <= out["ci_high"]
+    # the interval is the percentiles of the gap over resampled users who have ratings (the
+    # user without ratings is never drawn): recomputed from the same seeded draws
+    rng, keep = np.random.default_rng(0), n > 0
+    a, b, m = sse_a[keep], sse_b[keep], n[keep]
+    idx = rng.integers(0, 3, (200, 3))
+    gaps = np.sqrt(b[idx].sum(1) / m[idx].sum(1)) - np.sqrt(a[idx].sum(1) / m[idx].sum(1))
+    assert (out["ci_low"], out["ci_high"]) == tuple(np.percentile(gaps, [2.5, 97.5]))
+    assert out["p_not_better"] == np.mean(gaps <= 0) and out["resamples"] == 200
+    # many users, a clearly more accurate model: the interval excludes zero and holds the gap
+    g = np.random.default_rng(1)
+    counts = g.integers(1, 20, 500).astype(float)
+    worse = counts * (1.0 + g.random(500))
+    better = rmse_bootstrap(0.8 * worse, worse, counts, n_boot=300)
+    assert 0 < better["ci_low"] < better["diff"] < better["ci_high"]
+    same = rmse_bootstrap(worse, worse, counts, n_boot=300)
+    assert same["diff"] == same["ci_low"] == same["ci_high"] == 0.0
 
 
 def test_a_setting_on_the_end_of_its_grid_is_flagged():

@@ -2,6 +2,8 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
+import torch
 
 from movierec import bench, synth
 from movierec.data import load_movielens
@@ -74,15 +76,28 @@ def test_bench_runs_end_to_end_on_tiny_data(tmp_path, monkeypatch):
     full = bench.full_config()
     assert saved["train_settings"]["ranks"] == {"tag": full["TAG_RANK"],
                                                 "genome": full["GENOME_RANK"]}
-    assert saved["train_exact_features"]["hybrid_rank"]["samples_per_second"] > 0
+    steps = -(-saved["sizes"]["train"] // 512)  # batches of 512 in an epoch
+    for row in (*saved["train"].values(), saved["train_exact_features"]["hybrid_rank"]):
+        # each figure follows from the step time it measured
+        assert row["samples_per_second"] == pytest.approx(512 / (row["ms_per_step"] / 1000))
+        assert row["epoch_seconds"] == pytest.approx(row["shuffle_seconds"]
+                                                     + steps * row["ms_per_step"] / 1000)
     assert 0 < sum(p["share"] for p in saved["profile"]) <= 1 + 1e-9
     q = saved["quality"]
     assert set(q["exact"]["kept"]) == set() and set(q["projected"]["kept"]) == {"tag", "genome"}
-    assert 0 < q["most_popular"]["val_ndcg@10"] <= 1  # the reference beside them
-    assert r["seed_pipeline"]["samples"] == 128 and r["speedup_vs_seed"] > 0
+    for name in ("exact", "projected"):
+        assert 1 <= q[name]["best_epoch"] <= q[name]["epochs"] <= full["EPOCHS"]
+    popular = bench.baseline("most_popular")  # the reference beside them, as tuned
+    exp = bench.Experiment(bench.prepare_cached(bench._generated("tiny"),
+                                                cache_dir=tmp_path / "c2",
+                                                leak_free_tags=True)[0], torch.device("cpu"))
+    assert q["most_popular"] == popular.tune(exp, {}, 0, 1).row
+    assert r["seed_pipeline"]["samples"] == 128
+    assert r["speedup_vs_seed"] == (saved["train_full_epoch"]["hybrid_rank"]["samples_per_second"]
+                                    / r["seed_pipeline"]["samples_per_second"])
     assert r["seed_pipeline"]["threads"] == saved["train_settings"]["threads"]
     assert r["retrieval"]["users"] == saved["sizes"]["users"]
-    assert r["retrieval"]["recommend_ms_median"] > 0
+    assert 0 < r["retrieval"]["recommend_ms_median"] <= r["retrieval"]["recommend_ms_p95"]
     md = (tmp_path / "out" / "bench.md").read_text()
     assert "Speed-up" in md and "exact vs projected" in md and "| operator |" in md
     assert "most popular (reference)" in md

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
+from movierec.catalogue import CatalogueError
 from movierec.csr import Csr
 from movierec.data import load_movielens
 from movierec.evaluate import BiasBaseline, GlobalMean, hit_matrix, ranking_metrics, rmse_mae
@@ -133,7 +134,7 @@ def test_recommend_excludes_history_and_answers_errors(trained):
     assert with_seen.movieId.tolist() == order[:10].tolist()
     assert top.movieId.tolist() == [m for m in order if m not in seen][:10]
     np.testing.assert_allclose(with_seen.score, np.sort(scores)[::-1][:10], rtol=1e-5)
-    with pytest.raises(KeyError, match="unknown userId 999999"):
+    with pytest.raises(CatalogueError, match="unknown userId 999999"):
         rec.recommend(999999)
     with pytest.raises(ValueError, match="positive"):
         rec.recommend(user_id, k=-1)
@@ -154,7 +155,7 @@ def test_similar_movies_excludes_itself_and_unknown_movie(trained):
     mid = int(prep.movies.movieId.iloc[0])
     sim = rec.similar_movies(mid, k=5)
     assert mid not in set(sim.movieId) and len(sim) == 5
-    with pytest.raises(KeyError, match="unknown movieId -1"):
+    with pytest.raises(CatalogueError, match="unknown movieId -1"):
         rec.similar_movies(-1)
 
 
@@ -171,11 +172,22 @@ def test_cold_start_movie_encoded_by_content(trained):
     assert list(aud.columns) == ["userId", "score"] and len(aud) == 5
 
 
-def test_explain_contributions_are_sorted(trained):
+def test_explanations_add_up_to_the_score_they_explain(trained):
+    """Every feature's contribution, summed, is the content part of cos(user, movie): the
+    movie's content vector less the projection's bias, on the user's unit vector, over the
+    movie vector's norm; the top rows are the largest in size."""
     prep, rec = trained
     user_id = int(prep.user_ids[0])
-    top = rec.recommend(user_id, k=1)
-    why = rec.explain(user_id, int(top.movieId[0]), top=4)
-    assert set(why.kind) <= {"tag", "genre", "genome"} and len(why) <= 4
-    assert why.contribution.abs().is_monotonic_decreasing
-    assert isinstance(why, pd.DataFrame)
+    movie_id = int(rec.recommend(user_id, k=1).movieId[0])
+    every = rec.explain(user_id, movie_id, top=10**6, genome_top=10**6)
+    row = torch.tensor([rec.movie_row(movie_id)])
+    with torch.no_grad():
+        u = torch.nn.functional.normalize(rec.user_vectors[rec.user_row(user_id)], dim=0)
+        content = rec.model.content(row, rec.feats)[0] - rec.model.content.proj.bias
+        norm = rec.model.encode_movies(row, rec.feats)[0].norm()
+    assert every.contribution.sum() == pytest.approx(float(content @ u / norm), abs=1e-5)
+    assert set(every.kind) <= {"tag", "genre", "genome"} and len(every) >= 3
+    top = rec.explain(user_id, movie_id, top=2, genome_top=10**6)
+    pd.testing.assert_frame_equal(top, every.head(2))
+    assert top.contribution.abs().is_monotonic_decreasing
+    assert top.contribution.abs().min() >= every.contribution.abs()[2:].max()

@@ -37,7 +37,13 @@ def test_a_changed_metric_makes_readme_stale(tmp_path):
 def test_results_table_rows_and_seed_spread():
     metrics = json.loads((ROOT / "reports/small/metrics.json").read_text())
     table = readme.results_table(metrics).splitlines()
-    assert len(table) == 2 + len(readme.model_order(metrics))
+    rows = [line.split(" | ")[0].removeprefix("| ") for line in table[2:]]
+    assert sorted(rows) == sorted({*metrics["rating"], *metrics["ranking"]})  # each model once
+    baselines = [r for r in rows if r in metrics["baseline_settings"]]
+    assert rows[:len(baselines)] == baselines and rows[-1] == metrics["main_model"]["name"]
+    main = metrics["main_model"]["name"]
+    cells = table[-1].split(" | ")
+    assert cells[1] == f"{metrics['rating'][main]['test_rmse']:.4f}"
     m = copy.deepcopy(metrics)
     m["seeds"] = {"x": {"mean": {"recall@10": 0.15}, "sd": {"recall@10": 0.0707}, "seeds": 2}}
     assert readme.seed_spread(m) == "- x over 2 seeds: Recall@10 0.1500 ± 0.0707."

@@ -26,7 +26,7 @@ OTHER_MKL ?= COMPATIBLE
 
 params = $(if $(DATASET),-p DATASET=$(DATASET)) $(foreach p,$(P),-p $(p))
 
-.PHONY: help setup small full test lint bench readme generate lab clean distclean
+.PHONY: help setup small full test lint bench tolerance readme generate lab clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -69,6 +69,9 @@ generate: $(STAMP)  ## write a MovieLens-format dataset with genome (SCALE=full|
 
 bench: $(STAMP)  ## speed and memory benchmark on generated full-scale data -> reports/bench/
 	$(PY) -m movierec.bench --out reports/bench $(if $(SCALE),--scale $(SCALE))
+
+tolerance: $(STAMP)  ## rerun reports/small under other CPU code paths -> reports/tolerance.json
+	$(PY) -m movierec.tolerance --report reports/small --out reports/tolerance.json
 
 readme: $(STAMP)  ## regenerate README's figures from reports/*/metrics.json and bench.json
 	$(PY) -m movierec.readme

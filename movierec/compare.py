@@ -116,7 +116,7 @@ def choose_mode(ref: dict, ours: dict) -> Comparison:
     return Comparison("tolerance", "machine differs in " + ", ".join(machine), machine)
 
 
-def _metric(path: tuple[str, ...]) -> tuple[str, re.Match | None]:
+def metric_of(path: tuple[str, ...]) -> tuple[str, re.Match | None]:
     """The metric a value at ``path`` is a figure of (its last key naming one), and its
     ranking-metric match (None: not a ranking metric)."""
     for key in reversed(path):
@@ -128,7 +128,7 @@ def _metric(path: tuple[str, ...]) -> tuple[str, re.Match | None]:
     return path[-1], None
 
 
-def _users(path: tuple[str, ...], metric: str, ref: dict) -> int:
+def users_of(path: tuple[str, ...], metric: str, ref: dict) -> int:
     """How many users the ranking metric at ``path`` averages over, as the reference counted
     them: a model's cold-start users, the val users (searches, training histories, val
     figures), else the test users."""
@@ -153,7 +153,7 @@ def _bound(path: tuple[str, ...], ref_value: float, ref: dict, run: dict,
     sqrt(users (users - 1)), so an error that moves while its mean stays put fails; coverage
     by coverage_movies / movies; a seed spread by a per-seed bound times sqrt(s / (s - 1)); a
     bootstrap of two models twice the bound (both can move); every other value by ``rel``."""
-    metric, ranking = _metric(path)
+    metric, ranking = metric_of(path)
     stat = path[-1]
     if path[0] == "uncertainty" and stat == "p_not_better":
         return tol.p_shift
@@ -161,13 +161,13 @@ def _bound(path: tuple[str, ...], ref_value: float, ref: dict, run: dict,
         if ranking.group(1) == "coverage":
             one = tol.coverage_movies / ref["summary"]["movies"]
         elif ranking.group(2):  # a standard error, tied to its mean's change
-            n = _users(path, metric, ref)
+            n = users_of(path, metric, ref)
             mean = (*path[:-1], metric.removesuffix("_se"))
             moved = abs(_lookup(ref, mean) - _lookup(run, mean))
             flips = min(tol.flips, math.ceil(moved * n - 1e-9)) if moved == moved else 0
             one = flips / math.sqrt(n * (n - 1)) + tol.rel * abs(ref_value)
         else:
-            one = tol.flips / _users(path, metric, ref)
+            one = tol.flips / users_of(path, metric, ref)
     elif path[0] == "uncertainty":  # an RMSE gap: each RMSE within rel of its size
         return 2 * tol.rel * MAX_RATING_ERROR
     else:

@@ -65,6 +65,7 @@ class Spec(Protocol):
     baseline: bool  # a library baseline (the report compares our models with these)
     seeded: bool  # False: deterministic, so extra seeds would repeat the same numbers
     retune: bool  # each seed tunes the chosen setting again (early stopping, readout)
+    limits: dict[str, tuple[float, float]]  # each setting's natural range (may be empty)
 
     def grid(self, n_ratings: int) -> Sequence[dict]: ...
 
@@ -111,6 +112,7 @@ class Result:
     seeds: dict[int, dict[str, float]]  # seed -> headline test figures
     seconds: float
     model: Any = None  # the final model of the first seed (ours: a MovieRecModel)
+    limits: dict[str, tuple[float, float]] = field(default_factory=dict)  # natural ranges
 
     @property
     def by(self) -> str | None:
@@ -118,19 +120,30 @@ class Result:
 
     @property
     def at_edge(self) -> list[str]:
-        return at_edge(self.setting, self.sweep)
+        """Settings chosen at an end of their grid that is not their natural bound: the
+        best value may lie beyond the grid."""
+        return at_edge(self.setting, self.sweep, self.limits)
+
+    @property
+    def at_limit(self) -> list[str]:
+        """Settings chosen at their natural bound (nothing lies beyond it)."""
+        return [k for k, v in self.setting.items() if v in self.limits.get(k, ())]
 
     def headline(self, seed: int | None = None) -> dict[str, float]:
         """The test figures a seed table shows (of the first seed by default)."""
         return self.seeds[next(iter(self.seeds)) if seed is None else seed]
 
 
-def at_edge(setting: dict, sweep: list[dict]) -> list[str]:
-    """The settings chosen at an end of their grid axis (the optimum may lie beyond it)."""
+def at_edge(setting: dict, sweep: list[dict],
+            limits: dict[str, tuple[float, float]] | None = None) -> list[str]:
+    """The settings chosen at an end of their grid axis (the optimum may lie beyond it), but
+    for an end that is the setting's natural bound (``limits``: its lowest and highest
+    meaningful values)."""
     out = []
     for key, value in setting.items():
         axis = sorted({row[key] for row in sweep})
-        if len(axis) > 1 and value in (axis[0], axis[-1]):
+        if (len(axis) > 1 and value in (axis[0], axis[-1])
+                and value not in (limits or {}).get(key, ())):
             out.append(key)
     return out
 
@@ -216,7 +229,7 @@ def run(exp: Experiment, spec: Spec, *, seed: int, seeds: Sequence[int] = (),
                   chosen.setting, chosen, {**chosen.rating, **one.rating}, one.ranking,
                   one.ranking_by, one.cold_start, per_user,
                   {s: r.headline for s, r in readings.items()},
-                  time.perf_counter() - start, first.model)
+                  time.perf_counter() - start, first.model, dict(spec.limits))
 
 
 @dataclass
@@ -246,7 +259,8 @@ class Runner:
             r = out[spec.name] = self.results[spec.name] = run(
                 self.exp, spec, seed=self.seed, seeds=seeds, ks=self.ks, threads=self.threads,
                 refit=self.refit)
-            edge = f" (at the edge of its grid: {r.at_edge})" if r.at_edge else ""
+            edge = (f" (at the edge of its grid: {r.at_edge})" if r.at_edge else "") + (
+                f" (at its natural bound: {r.at_limit})" if r.at_limit else "")
             self._say(f"--- {spec.name}: {len(r.sweep)} setting(s), chosen {r.setting}{edge}; "
                       + ", ".join(f"{k} {v:.4f}" for k, v in r.headline().items())
                       + f" ({r.seconds:.0f} s)")

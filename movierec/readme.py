@@ -17,6 +17,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from movierec.stats import verdicts
+
 RANKING_COLUMNS = (("recall", "Recall"), ("ndcg", "NDCG"), ("hit_rate", "HitRate"),
                    ("map", "MAP"), ("coverage", "Coverage"))
 
@@ -69,18 +71,17 @@ def seed_spread(metrics: dict) -> str:
 
 
 def uncertainty(metrics: dict) -> str:
-    """The paired bootstraps of the main model against the best baselines."""
+    """What the main model beats, is level with and loses to, metric by metric, in the one
+    wording rule of :func:`movierec.stats.verdict` (the paired bootstraps of metrics.json)."""
     main = metrics.get("main_model", {}).get("name")
-    rows = []
-    for metric, b in metrics.get("uncertainty", {}).items():
-        what = (f"RMSE of {b['against']} minus {main}'s" if metric == "rmse"
-                else f"{_label(metric)} of {main} minus {b['against']}'s")
-        rows.append(f"{what}: {b['diff']:+.4f} [{b['ci_low']:+.4f}, {b['ci_high']:+.4f}]")
-    if not rows:
+    lines = verdicts(metrics.get("uncertainty", {}), main)
+    if not lines:
         return ""
-    return (f"Paired bootstrap of {main} against the strongest baseline of each metric (users "
-            "resampled 2,000 times, per-user values averaged over seeds; 95% interval; positive "
-            f"means {main} is ahead): " + "; ".join(rows) + ".")
+    head = (f"**{main} against every model** (paired bootstrap over the test users, 2,000 "
+            "resamples, per-user values averaged over seeds; positive means "
+            f"{main} is ahead; \"beats\" and \"loses to\" only when the 95% interval "
+            "excludes zero):")
+    return head + "\n\n" + "\n".join(f"- {line}" for line in lines)
 
 
 def small_results(metrics: dict) -> str:
@@ -114,8 +115,10 @@ def full_results(metrics: dict) -> str:
         if run.get("status", "ok") != "ok":
             notes.append(f"**The run ended with a failed closing check** ({run['status']}; "
                          "the report shows which).")
-    return results_table(metrics, ("rmse", "recall", "ndcg", "coverage")) + "\n\n" + " ".join(
-        notes)
+    said = uncertainty(metrics)
+    return "\n\n".join(p for p in (results_table(metrics, ("rmse", "recall", "ndcg",
+                                                              "coverage")), said,
+                                       " ".join(notes)) if p)
 
 
 def speed_table(bench: dict) -> str:
@@ -166,10 +169,27 @@ def speed_table(bench: dict) -> str:
     return "\n".join(lines)
 
 
+def tolerance_table(measured: dict) -> str:
+    """What ``make tolerance`` measured: each rerun's movement beside the tolerance."""
+    tol = measured["tolerance"]
+    lines = [f"Reruns of the committed report (commit {measured['reference_commit'][:10]}); "
+             f"tolerance: relative {tol['rel']:g}, {tol['flips']} flips, "
+             f"{tol['coverage_movies']} movies.", "",
+             "| rerun | values that differ | largest relative difference (continuous) | "
+             "largest ranking move (flips) | largest coverage move (movies) | within "
+             "tolerance |", "|---|---:|---:|---:|---:|---|"]
+    for name, r in measured["reruns"].items():
+        lines.append(f"| {name} | {r['values_differing']:,} | {r['largest_relative']:.2g} | "
+                     f"{r['largest_flips']:.0f} | {r['largest_coverage_movies']:.0f} | "
+                     f"{'yes' if r['within_tolerance'] else 'no: ' + '; '.join(r['outside'])} |")
+    return "\n".join(lines)
+
+
 BLOCKS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "small-results": ("reports/small/metrics.json", small_results),
     "full-results": ("reports/full/metrics.json", full_results),
     "speed": ("reports/bench/bench.json", speed_table),
+    "tolerance": ("reports/tolerance.json", tolerance_table),
 }
 
 

@@ -205,12 +205,13 @@ def write_run_record(path: Path, seconds: float, params: dict, status: str = "ok
                       "finished": datetime.now(UTC).isoformat(timespec="seconds")})
 
 
-def rerun_copy(report: str | os.PathLike, folder: str | os.PathLike) -> Path:
+def rerun_copy(report: str | os.PathLike, folder: str | os.PathLike, **changes) -> Path:
     """Copy an executed report notebook into ``folder`` for ``pytest --nbval-lax``, which reruns
     it and compares the cells marked ``# NBVAL_CHECK_OUTPUT`` with their stored outputs. The
     copy keeps every parameter and output, except that OUTPUT_DIR points to ``folder`` (so the
     rerun writes nothing into the report folder) and that paths, which the report records
-    relative to the working folder, are made absolute (nbval runs the copy in ``folder``)."""
+    relative to the working folder, are made absolute (nbval runs the copy in ``folder``);
+    ``changes`` override parameters (a machine's: ``THREADS=1``)."""
     import nbformat
     from papermill.parameterize import parameterize_notebook
 
@@ -223,7 +224,7 @@ def rerun_copy(report: str | os.PathLike, folder: str | os.PathLike) -> Path:
         raise ValueError(f"{report}: not a papermill report (no papermill parameters in its "
                          "metadata)")
     folder.mkdir(parents=True, exist_ok=True)
-    params = {**params, "OUTPUT_DIR": str(folder)}
+    params = {**params, **changes, "OUTPUT_DIR": str(folder)}
     for key in PATH_PARAMETERS:
         if isinstance(params.get(key), str) and params[key] not in DATASETS:
             params[key] = str(Path(params[key]).resolve())

@@ -48,3 +48,37 @@ def rmse_bootstrap(sse_a: np.ndarray, sse_b: np.ndarray, counts: np.ndarray,
 
     boot = np.concatenate([gap(idx) for idx in _resamples(len(n), n_boot, seed)])
     return _interval(float(gap(np.arange(len(n)))), boot)
+
+
+def verdict(interval: dict[str, float]) -> str:
+    """The one wording rule for a paired comparison (``diff`` positive: the first model is
+    ahead): "beats" or "loses to" only when the 95% interval excludes zero, "is level with"
+    otherwise."""
+    if interval["ci_low"] > 0:
+        return "beats"
+    if interval["ci_high"] < 0:
+        return "loses to"
+    return "is level with"
+
+
+def verdicts(uncert: dict, main: str) -> list[str]:
+    """One sentence per metric: which models the main model beats, is level with and loses to
+    (:func:`verdict`), the interval beside every model it does not beat."""
+    out = []
+    for metric, against in uncert.items():
+        if metric == "strongest" or not against:
+            continue
+        groups: dict[str, list[str]] = {"beats": [], "is level with": [], "loses to": []}
+        for name, ci in against.items():
+            shown = name if verdict(ci) == "beats" else (
+                f"{name} ({ci['diff']:+.4f} [{ci['ci_low']:+.4f}, {ci['ci_high']:+.4f}])")
+            groups[verdict(ci)].append(shown)
+        said = "; ".join(f"{verb} {', '.join(names)}" for verb, names in groups.items() if names)
+        out.append(f"{metric_label(metric)}: {main} {said}.")
+    return out
+
+
+def metric_label(metric: str) -> str:
+    names = {"recall": "Recall", "ndcg": "NDCG", "rmse": "RMSE"}
+    name, _, k = metric.partition("@")
+    return names[name] + (f"@{k}" if k else "")

@@ -11,7 +11,7 @@ from movierec import plots
 from movierec.evaluate import best
 from movierec.experiment import Experiment
 from movierec.protocol import Result
-from movierec.stats import paired_bootstrap, rmse_bootstrap
+from movierec.stats import paired_bootstrap, rmse_bootstrap, verdict
 
 RANKING_COLUMNS = ("recall", "ndcg", "hit_rate", "map", "coverage")
 
@@ -59,18 +59,34 @@ def best_baseline(results: dict[str, Result], metric: str) -> str:
 def uncertainty(results: dict[str, Result], main: str, k: int, seed: int = 0,
                 n_boot: int = 2000) -> dict:
     """Paired bootstraps (users as units, per-user values averaged over seeds) of the main
-    model against the best ranking baseline on recall@k and NDCG@k, and against the best
-    rating baseline on RMSE (positive: the main model is better)."""
-    out, mine = {}, results[main].per_user
-    for metric in (f"recall@{k}", f"ndcg@{k}"):
-        name = best_baseline(results, metric)
-        m = metric.split("@")[0]
-        out[metric] = {"against": name, **paired_bootstrap(
-            mine[m], results[name].per_user[m], n_boot, seed)}
-    name = best_baseline(results, "test_rmse")
-    out["rmse"] = {"against": name, **rmse_bootstrap(
-        mine["sse"], results[name].per_user["sse"], mine["n"], n_boot, seed)}
+    model against every other model, on recall@k and NDCG@k (models that rank) and on RMSE
+    (models that rate); positive: the main model is ahead. ``strongest`` names the best
+    baseline of each metric as measured on test."""
+    mine = results[main].per_user
+    out: dict = {f"recall@{k}": {}, f"ndcg@{k}": {}, "rmse": {}}
+    for name, r in results.items():
+        if name == main:
+            continue
+        for metric in (f"recall@{k}", f"ndcg@{k}"):
+            m = metric.split("@")[0]
+            if m in r.per_user and m in mine:
+                out[metric][name] = paired_bootstrap(mine[m], r.per_user[m], n_boot, seed)
+        if "sse" in r.per_user and "sse" in mine:
+            out["rmse"][name] = rmse_bootstrap(mine["sse"], r.per_user["sse"], mine["n"],
+                                               n_boot, seed)
+    out["strongest"] = {metric: best_baseline(results, test)
+                        for metric, test in ((f"recall@{k}", f"recall@{k}"),
+                                             (f"ndcg@{k}", f"ndcg@{k}"), ("rmse", "test_rmse"))}
     return out
+
+
+def uncertainty_table(uncert: dict) -> pd.DataFrame:
+    """The bootstraps of :func:`uncertainty`, one row per (metric, model), with the verdict."""
+    rows = {(metric, name): {**ci, "verdict": verdict(ci)}
+            for metric, against in uncert.items() if metric != "strongest"
+            for name, ci in against.items()}
+    return pd.DataFrame.from_dict(rows, orient="index")[
+        ["diff", "ci_low", "ci_high", "p_not_better", "verdict"]]
 
 
 def seed_summary(per_seed: dict[int, dict[str, float]]) -> dict:
@@ -182,7 +198,8 @@ def metrics_record(exp: Experiment, *, parameters: dict, results: dict[str, Resu
         "sweeps": {"rank_weight": [{k: v for k, v in row.items() if k != "seconds"}
                                    for row in chosen.sweep],
                    **{n: r.sweep for n, r in baselines_of(results).items()}},
-        "baseline_settings": {n: {**r.setting, "at_grid_edge": r.at_edge}
+        "baseline_settings": {n: {**r.setting, "at_grid_edge": r.at_edge,
+                                  "at_natural_bound": r.at_limit}
                               for n, r in baselines_of(results).items()},
         "configurations_tried": configurations_tried(results),
         "skipped": skipped,

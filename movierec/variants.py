@@ -88,6 +88,7 @@ class VariantSpec:
     baseline = False
     seeded = True
     retune = True  # a seed's early stopping and readout are tuned with it
+    limits = {}  # noqa: RUF012 (no natural bounds declared)
 
     def __post_init__(self) -> None:
         unknown = set(self.axes) - set().union(*_FIELDS.values())

@@ -177,11 +177,45 @@ def test_a_setting_on_the_end_of_its_grid_is_flagged():
     assert at_edge({"a": 1, "b": 3}, sweep) == ["b"]  # a single-valued axis has no edge
     assert at_edge({"a": 1, "b": 1}, sweep) == ["b"]
     assert at_edge({"a": 1, "b": 2}, sweep) == []
+    # an end that is the setting's natural bound is not an edge: nothing lies beyond it
+    assert at_edge({"a": 1, "b": 3}, sweep, {"b": (0, 3)}) == []
+    knn = BASELINES["knn_baseline"]
+    assert max(row["k"] for row in knn.grid(1)) == knn.limits["k"][1]
 
 
 def test_large_data_gets_the_lean_grid():
     als = BASELINES["als"]
-    assert als.grid(1000) == als.settings and len(als.settings) == 27
+    assert als.grid(1000) == als.settings and len(als.settings) == 48
     lean = als.grid(als.large_above + 1)
     assert 0 < len(lean) < len(als.settings) and all(s in als.settings for s in lean)
     assert BASELINES["bias"].grid(10**9) == BASELINES["bias"].settings  # no lean grid
+
+
+def test_the_wording_rule_follows_the_interval():
+    from movierec.stats import verdict, verdicts
+
+    assert verdict({"ci_low": 0.001, "ci_high": 0.02}) == "beats"
+    assert verdict({"ci_low": -0.02, "ci_high": -1e-6}) == "loses to"
+    assert verdict({"ci_low": -0.0215, "ci_high": 0.0}) == "is level with"  # touches zero
+    uncert = {"ndcg@10": {"ease": {"diff": 0.004, "ci_low": -0.0066, "ci_high": 0.0139},
+                          "bpr": {"diff": 0.02, "ci_low": 0.01, "ci_high": 0.03}},
+              "recall@10": {},
+              "rmse": {"svdpp": {"diff": -0.0098, "ci_low": -0.0215, "ci_high": -0.0001}},
+              "strongest": {"ndcg@10": "ease", "rmse": "svdpp"}}
+    assert verdicts(uncert, "main") == [
+        "NDCG@10: main beats bpr; is level with ease (+0.0040 [-0.0066, +0.0139]).",
+        "RMSE: main loses to svdpp (-0.0098 [-0.0215, -0.0001])."]
+
+
+def test_the_main_model_is_bootstrapped_against_every_other_model(exp):
+    from movierec import study
+
+    runner_results = {n: run(exp, baseline(n), seed=0, ks=(10,))
+                      for n in ("global_mean", "bias", "most_popular")}
+    uncert = study.uncertainty(runner_results, "bias", 10, n_boot=50)
+    assert set(uncert["rmse"]) == {"global_mean"}  # every other model that rates
+    assert set(uncert["ndcg@10"]) == {"most_popular"}  # every other model that ranks
+    assert uncert["strongest"]["ndcg@10"] == "most_popular"
+    direct = paired_bootstrap(runner_results["bias"].per_user["ndcg"],
+                              runner_results["most_popular"].per_user["ndcg"], 50, 0)
+    assert uncert["ndcg@10"]["most_popular"] == direct

@@ -2,6 +2,7 @@
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,27 @@ def test_full_block_quotes_the_recorded_wall_time():
     metrics["run"] = {"wall_seconds": 3000, "cpu_count": 2, "cpu": "X", "memory_gb": 24}
     assert ("`make full` took 50 min end to end (2 cores of an X, 24 GiB)"
             in readme.full_results(metrics))
+
+
+RESULT_WORDS = re.compile(r"\b(beats?|beating|loses?|lost|level with|outperform\w*|better than|"
+                          r"worse than|ahead of|behind)\b|(?<![\w./])0\.\d{3,}", re.I)
+
+
+def prose(text: str) -> str:
+    """``text`` without its generated blocks, code and quoted words (a rule's own words)."""
+    text = re.sub(r"<!-- generated:(\S+) -->.*?<!-- /generated:\1 -->", "", text, flags=re.S)
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    return re.sub(r'"[^"\n]*"', "", text)
+
+
+def test_no_result_sentence_stands_outside_what_metrics_json_generates():
+    """A result in README or the notebook's prose is generated from metrics.json (and so
+    checked against it); written prose states none."""
+    said = {"README.md": prose((ROOT / "README.md").read_text(encoding="utf-8"))}
+    notebook = json.loads((ROOT / "notebooks/movierec.ipynb").read_text())
+    for i, cell in enumerate(notebook["cells"]):
+        if cell["cell_type"] == "markdown":
+            said[f"notebook cell {i}"] = prose("".join(cell["source"]))
+    for where, text in said.items():
+        found = RESULT_WORDS.search(text)
+        assert found is None, f"{where}: {text[max(0, found.start() - 80):found.end() + 40]!r}"

@@ -26,7 +26,7 @@ OTHER_MKL ?= COMPATIBLE
 
 params = $(if $(DATASET),-p DATASET=$(DATASET)) $(foreach p,$(P),-p $(p))
 
-.PHONY: help setup small full test lint bench tolerance readme generate lab clean distclean
+.PHONY: help setup small full tune test lint bench tolerance readme generate lab clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -50,6 +50,9 @@ small: $(STAMP)  ## run the notebook on ml-latest-small into reports/small (ipyn
 
 full: $(STAMP)  ## the same on the full dataset with genome (DATASET=ml-latest by default; ml-25m, or a folder)
 	$(PY) -m movierec.report $(NOTEBOOK) notebooks/params/full.yaml reports/full -p DATASET=$(or $(DATASET),$(FULL_DATASET)) $(foreach p,$(P),-p $(p))
+
+tune: $(STAMP)  ## tune the main model on val with Optuna (TRIALS=30) -> reports/tune/<dataset>.json
+	$(PY) -m movierec.tune --dataset $(or $(DATASET),ml-latest-small) --trials $(or $(TRIALS),30)
 
 lint: $(STAMP)  ## ruff over the package, tests and notebooks
 	$(VENV)/bin/ruff check movierec tests notebooks

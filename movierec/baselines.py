@@ -13,7 +13,7 @@ the rating models that factor into vectors (SVD, SVD++) are also ranked by their
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +23,7 @@ import torch
 
 from movierec.evaluate import BiasBaseline, GlobalMean, rmse_mae
 from movierec.experiment import Experiment
+from movierec.features import bag_matrix, release_years
 from movierec.prepare import Prepared
 from movierec.protocol import Fitted, Kind, Trial, grid
 from movierec.split import TRAIN, VAL
@@ -120,6 +121,22 @@ def fit_most_popular(prep, users, movies, ratings, *, seed: int = 0, threads: in
     counts = np.bincount(movies, minlength=prep.n_movies).astype(np.float32)
     return Fitted(None, {"popularity": RankingVectors(
         torch.zeros(prep.n_users, 1), torch.zeros(prep.n_movies, 1), torch.as_tensor(counts))})
+
+
+def fit_newest_unrated(prep, users, movies, ratings, *, seed: int = 0, threads: int = 1
+                       ) -> Fitted:
+    """A rule, no learning (a cold-start reference): movies the fitted data never rates first,
+    the newest release year (from the title) first among them, then the rest by their count
+    of ratings; ties by movieId, the larger (later added) first."""
+    counts = np.bincount(movies, minlength=prep.n_movies)
+    years = np.nan_to_num(release_years(prep.movies["title"]), nan=0.0)
+    order = np.lexsort((-prep.movies["movieId"].to_numpy(), -counts, -years * (counts == 0),
+                        counts > 0))
+    score = np.empty(prep.n_movies, np.float32)
+    score[order] = np.arange(prep.n_movies, 0, -1)  # exact in float32 below 2^24 movies
+    return Fitted(None, {"rule": RankingVectors(torch.zeros(prep.n_users, 1),
+                                                torch.zeros(prep.n_movies, 1),
+                                                torch.as_tensor(score))})
 
 
 # ---- rating models (scikit-surprise) ----
@@ -258,6 +275,87 @@ ALL_NEIGHBOURS = 100_000  # a k above any user's count of ratings: every neighbo
 
 # Each grid was widened until its choice on ml-latest-small's val is inside it or at the
 # setting's natural bound (``limits``), and says so in the report (at_edge, at_limit).
+# ---- a hybrid model from content: LightFM ----
+
+YEAR_BINS = (1950, 1970, 1980, 1990, 2000, 2005, 2010, 2015)  # release-year features' edges
+
+
+def item_features(prep: Prepared) -> sp.csr_matrix:
+    """Each movie's LightFM features, rows summing to 1: its identity, its genres, its
+    (leak-free, as prepared) stemmed tags and its release period (from the title; none when the
+    title has no year), a quarter of the weight each for the blocks it has."""
+    f, n = prep.features, prep.n_movies
+    years = release_years(prep.movies["title"])
+    period = np.digitize(np.nan_to_num(years, nan=-1), YEAR_BINS)  # 0: before 1950 or none
+    blocks = [sp.identity(n, np.float32, format="csr"),
+              bag_matrix(f.genres, int(f.genres.indices.max()) + 1),
+              bag_matrix(f.tags, len(f.tag_vocab))[:, 1:],  # index 0 is "untagged"
+              sp.csr_matrix((np.isfinite(years).astype(np.float32), (np.arange(n), period)),
+                            shape=(n, len(YEAR_BINS) + 1))]
+    blocks = [sp.csr_matrix(b.multiply(1.0 / np.maximum(b.sum(1), 1e-12))) for b in blocks]
+    x = sp.hstack(blocks, format="csr", dtype=np.float32)
+    return sp.csr_matrix(x.multiply(1.0 / np.maximum(x.sum(1), 1e-12)), dtype=np.float32)
+
+
+def lightfm_epochs(prep, users, movies, ratings, *, seed: int = 0, every: int = 10,
+                   no_components: int = 64, learning_rate: float = 0.05,
+                   item_alpha: float = 0.0) -> Iterator[tuple[int, Fitted]]:
+    """LightFM (Kula 2015) with the WARP loss: users and movies as sums of their features'
+    embeddings (a movie's: identity, genres, tags, release period; :func:`item_features`),
+    trained on every rated movie, one thread (its parallel SGD is not reproducible); yields
+    (epochs so far, the model as fitted) every ``every`` epochs."""
+    from lightfm import LightFM
+
+    feats, x = item_features(prep), interactions(prep, users, movies)
+    model = LightFM(no_components=no_components, loss="warp", learning_rate=learning_rate,
+                    item_alpha=item_alpha, random_state=seed)
+    epochs = 0
+    while True:
+        model.fit_partial(x, item_features=feats, epochs=every, num_threads=1)
+        epochs += every
+        bias, vectors = model.get_item_representations(feats)
+        _, user_vectors = model.get_user_representations()
+        yield epochs, Fitted(None, {"score": RankingVectors(
+            torch.as_tensor(user_vectors), torch.as_tensor(vectors), torch.as_tensor(bias))})
+
+
+def fit_lightfm(prep, users, movies, ratings, *, seed: int = 0, threads: int = 1,
+                epochs: int = 30, **setting) -> Fitted:
+    """:func:`lightfm_epochs` for ``epochs`` epochs."""
+    return next(lightfm_epochs(prep, users, movies, ratings, seed=seed, every=epochs,
+                               **setting))[1]
+
+
+@dataclass(frozen=True)
+class EpochTuned(Baseline):
+    """A baseline whose epochs are tuned on val as our models' are: trained ``every`` epochs
+    at a time (``epochs_fit``), read on val after each, stopped after ``patience`` reads
+    without a better val figure or at ``max_epochs``; the refit trains the best count."""
+
+    epochs_fit: Callable[..., Iterator[tuple[int, Fitted]]] | None = None
+    every: int = 10
+    patience: int = 3
+    max_epochs: int = 150
+
+    def tune(self, exp: Experiment, setting: dict, seed: int, threads: int) -> Trial:
+        best, best_epochs, best_fitted, stale = None, 0, None, 0
+        for epochs, fitted in self.epochs_fit(exp.prep, *exp.prep.part(TRAIN), seed=seed,
+                                              every=self.every, **setting):
+            val = exp.val_ranking(fitted.rankings["score"])
+            if best is None or val[self.target] > best[self.target]:
+                best, best_epochs, best_fitted, stale = val, epochs, fitted, 0
+            else:
+                stale += 1
+            if stale >= self.patience or epochs >= self.max_epochs:
+                break
+        return Trial(setting, {**setting, "epochs": best_epochs, **best}, {}, best_fitted,
+                     by="score", tuned={"epochs": best_epochs})
+
+    def refit(self, exp: Experiment, trial: Trial, seed: int, threads: int) -> Fitted:
+        return self.fit(exp.prep, *exp.prep.part(TRAIN, VAL), seed=seed, threads=threads,
+                        epochs=trial.tuned["epochs"], **trial.setting)
+
+
 BASELINES: dict[str, Baseline] = {b.name: b for b in (
     Baseline("global_mean", "global mean: the mean training rating for everyone", "rating",
              fit_global_mean, ({},), seeded=False),
@@ -265,6 +363,8 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in (
              grid(damping=(1.0, 2.0, 5.0, 10.0, 25.0)), seeded=False),
     Baseline("most_popular", "most popular: the most-rated movies", "ranking",
              fit_most_popular, ({},), seeded=False),
+    Baseline("newest_unrated", "newest unrated: never-rated movies first, newest release "
+             "first (a rule)", "ranking", fit_newest_unrated, ({},), seeded=False),
     Baseline("svd", "SVD (surprise): biased matrix factorisation by SGD", "rating", fit_svd,
              grid(n_factors=(2, 5, 10, 20, 50), reg_all=(0.005, 0.01, 0.02, 0.05, 0.1)),
              max_ratings=5_000_000),
@@ -279,6 +379,10 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in (
              grid(factors=(64, 128, 256), regularization=(1.0, 3.0, 10.0, 30.0),
                   alpha=(0.1, 0.25, 0.5, 1.0)),
              large_grid=grid(factors=(128,), regularization=(3.0, 10.0), alpha=(0.25, 1.0))),
+    EpochTuned("lightfm", "LightFM (lightfm-next): WARP on users and movies as sums of their "
+               "features' embeddings (identity, genres, tags, release period)", "ranking",
+               fit_lightfm, grid(no_components=(64, 128, 256), learning_rate=(0.02, 0.05)),
+               epochs_fit=lightfm_epochs, max_ratings=5_000_000),
     Baseline("bpr", "BPR (implicit): pairwise ranking matrix factorisation", "ranking", fit_bpr,
              grid(learning_rate=(0.001, 0.003, 0.01),
                   regularization=(0.0, 0.001, 0.003, 0.01, 0.03)),

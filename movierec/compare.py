@@ -8,8 +8,8 @@ Two modes, chosen from the machine fingerprint that provenance records:
   users), names and choices must still be equal; rating metrics, losses and other continuous
   values within a relative ``rel``; ranking metrics within what ``flips`` changed top-k entries
   can move, since a near-tie between two movies can fall either way when the last bits differ:
-  a user mean by flips / users (the users of that evaluation: test, val or a model's cold-start
-  users, counted in the reference), its standard error only as far as its mean's change
+  a user mean by flips / users (the users of that evaluation: test, val or a bucket's users,
+  counted in the reference), its standard error only as far as its mean's change
   allows, coverage by ``coverage_movies / movies``; seed spreads and bootstraps by what those
   bounds imply. Every bound is sized from the reference, never from the run.
 
@@ -36,8 +36,9 @@ FINGERPRINT = ("device", "cpu_vendor", "cpu", "cpu_capability", "mkl_cbwr", "tor
 # the parts of metrics.json that a rerun must reproduce (everything but timings, provenance
 # and parameters, which choose_mode compares first)
 RESULTS = ("split_sizes", "dropped", "summary", "features", "evaluated_users", "main_model",
-           "rating", "ranking", "ranking_by", "cold_start", "seeds", "uncertainty", "ablations",
-           "sweeps", "baseline_settings", "configurations_tried", "skipped", "history")
+           "rating", "ranking", "ranking_by", "buckets", "seeds", "uncertainty", "ablations",
+           "sweeps", "tuning", "baseline_settings", "configurations_tried", "skipped",
+           "history")
 MACHINE_PARAMETERS = ("THREADS", "DEVICE")  # parameters that describe the machine, not the run
 
 
@@ -52,7 +53,8 @@ class Tolerance:
 
 
 # a per-user ranking metric (its user mean, or that mean's standard error) and coverage
-RANKING_METRIC = re.compile(r"^(?:val_)?(recall|ndcg|hit_rate|map|coverage)@\d+(_se)?$")
+RANKING_METRIC = re.compile(r"^(?:(?P<bucket>\w+) )?(?:val_)?(recall|ndcg|hit_rate|map|coverage)"
+                            r"@\d+(_se)?$")
 MAX_RATING_ERROR = 4.5  # ratings lie in 0.5..5: no RMSE or MAE exceeds this
 
 
@@ -130,10 +132,13 @@ def metric_of(path: tuple[str, ...]) -> tuple[str, re.Match | None]:
 
 def users_of(path: tuple[str, ...], metric: str, ref: dict) -> int:
     """How many users the ranking metric at ``path`` averages over, as the reference counted
-    them: a model's cold-start users, the val users (searches, training histories, val
-    figures), else the test users."""
-    if path[0] == "cold_start":
-        return ref["cold_start"][path[1]]["users"]
+    them: a bucket's users (a model's, or the main model's for a bootstrap), the val users
+    (searches, training histories, val figures), else the test users."""
+    if path[0] == "buckets":
+        return ref["buckets"][path[1]][path[2]]["users"]
+    bucket = RANKING_METRIC.match(metric)
+    if bucket and bucket["bucket"]:
+        return ref["buckets"][ref["main_model"]["name"]][bucket["bucket"]]["users"]
     if path[0] in ("history", "sweeps") or metric.startswith("val_"):
         return ref["evaluated_users"]["val"]
     return ref["evaluated_users"]["test"]
@@ -158,9 +163,9 @@ def _bound(path: tuple[str, ...], ref_value: float, ref: dict, run: dict,
     if path[0] == "uncertainty" and stat == "p_not_better":
         return tol.p_shift
     if ranking is not None:
-        if ranking.group(1) == "coverage":
+        if ranking.group(2) == "coverage":
             one = tol.coverage_movies / ref["summary"]["movies"]
-        elif ranking.group(2):  # a standard error, tied to its mean's change
+        elif ranking.group(3):  # a standard error, tied to its mean's change
             n = users_of(path, metric, ref)
             mean = (*path[:-1], metric.removesuffix("_se"))
             moved = abs(_lookup(ref, mean) - _lookup(run, mean))

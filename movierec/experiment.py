@@ -22,6 +22,9 @@ from movierec.split import TEST, TRAIN, VAL
 from movierec.tensors import FeatureTensors, RankingVectors, Ratings
 from movierec.train import predict, rating_errors
 
+# the test movies by how often train + val rate them: never, a few times, often
+BUCKETS = {"cold": (0, 0), "sparse": (1, 5), "warm": (6, float("inf"))}
+
 
 @dataclass
 class Experiment:
@@ -110,33 +113,41 @@ class Experiment:
         metrics = self.ranking(vectors, VAL, ks=(10,))
         return {f"val_{k}": metrics[k] for k in ("recall@10", "ndcg@10")}
 
-    def cold_relevant(self) -> tuple[np.ndarray, Csr]:
-        """Test users with a relevant movie that nobody rated in train + val (positions in
-        ``test_users``) and those cold movies alone."""
-        rated = np.zeros(self.prep.n_movies, bool)
-        rated[self.prep.part(TRAIN, VAL)[1]] = True
+    def bucket_relevant(self, lo: int, hi: float) -> tuple[np.ndarray, Csr]:
+        """Test users with a relevant movie that train + val rate ``lo``..``hi`` times
+        (positions in ``test_users``) and those movies alone."""
+        counts = np.bincount(self.prep.part(TRAIN, VAL)[1], minlength=self.prep.n_movies)
         rel = self.test_relevant
-        keep = ~rated[rel.indices]
+        n = counts[rel.indices]
+        keep = (n >= lo) & (n <= hi)
         users = np.repeat(np.arange(len(rel.lengths())), rel.lengths())[keep]
-        cold = Csr.from_pairs(users, rel.indices[keep], len(rel.lengths()))
-        rows = np.flatnonzero(cold.lengths() > 0)
-        return rows, cold.select(rows)
+        part = Csr.from_pairs(users, rel.indices[keep], len(rel.lengths()))
+        rows = np.flatnonzero(part.lengths() > 0)
+        return rows, part.select(rows)
 
     def test_ranking(self, vectors: RankingVectors, ks: tuple[int, ...] = (10, 20, 50)
-                     ) -> tuple[dict[str, float], dict[str, np.ndarray], dict[str, float]]:
+                     ) -> tuple[dict[str, float], dict[str, np.ndarray], dict[str, dict]]:
         """One top-k search of the test users, three readings of it: the ranking metrics;
-        each user's recall and NDCG at ``ks[0]`` (for the paired bootstrap); and the cold-start
-        metrics at 10 and 50, with only never-rated movies relevant (users who have one; every
-        movie outside the user's history is still a candidate)."""
+        each user's recall and NDCG at ``ks[0]`` (for the paired bootstrap); and the metrics of
+        each bucket of :data:`BUCKETS` at 10 and 50, with only that bucket's relevant movies
+        counted (users who have one; every movie outside the user's history is still a
+        candidate), each user's recall@50 there too (key ``"<bucket> recall"``)."""
         topk = self.rank(vectors, TEST, max(*ks, 50))
         metrics = ranking_metrics(topk[:, :max(ks)], self.test_relevant, ks,
                                   n_items=self.prep.n_movies)
         values = per_user_ranking(topk, self.test_relevant, (ks[0],))
         per_user = {m: values[f"{m}@{ks[0]}"] for m in ("recall", "ndcg")}
-        rows, cold = self.cold_relevant()
-        cold_metrics = {**ranking_metrics(topk[rows, :50], cold, (10, 50)), "users": len(rows),
-                        "relevant_pairs": len(cold.indices)}
-        return metrics, per_user, cold_metrics
+        buckets = {}
+        for name, (lo, hi) in BUCKETS.items():
+            rows, relevant = self.bucket_relevant(lo, hi)
+            if not len(rows):
+                continue
+            buckets[name] = {**ranking_metrics(topk[rows, :50], relevant, (10, 50)),
+                             "users": len(rows), "relevant_pairs": len(relevant.indices)}
+            per_user[f"{name} recall"] = np.full(len(self.test_users), np.nan)
+            per_user[f"{name} recall"][rows] = per_user_ranking(topk[rows, :50], relevant,
+                                                                (50,))["recall@50"]
+        return metrics, per_user, buckets
 
     def validation(self, monitor: str):
         """The per-epoch validation function for :func:`movierec.train.fit`: val RMSE, and

@@ -9,6 +9,7 @@ genres) gets the bag ``[0]`` and so a learned "untagged" vector instead of paddi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -176,6 +177,16 @@ def build_features(
         genome_tags=gtags,
         tags_dropped_leak_free=dropped,
     )
+
+
+YEAR = re.compile(r"\((\d{4})(?:\s*[-–]\s*\d{0,4}\s*)?\)\s*$")
+
+
+def release_years(titles: pd.Series) -> np.ndarray:
+    """Each movie's release year from the end of its title ("Heat (1995)"; a span such as
+    "(2006–2007)" gives its first year), NaN where the title names none."""
+    found = titles.astype(str).str.extract(YEAR, expand=False)
+    return pd.to_numeric(found, errors="coerce").to_numpy(np.float64)
 
 
 def bag_matrix(bags: Csr, n_cols: int) -> sp.csr_matrix:

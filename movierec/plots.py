@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import itertools
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 NOT_APPLICABLE = "–"
+COUNTS = ("users", "relevant_pairs", "seeds", "best_epoch", "epochs", "resamples")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p", "d")
 
 
 def table(frame: pd.DataFrame, digits: int = 4):
-    """``frame`` as the report shows it: numbers rounded to ``digits``, "–" where a figure
-    does not apply (NaN)."""
-    return frame.style.format(precision=digits, na_rep=NOT_APPLICABLE, thousands=",")
+    """``frame`` as the report shows it: numbers rounded to ``digits``, counts (a column named
+    as one of :data:`COUNTS`, or its last level) as whole numbers, "–" where a figure does not
+    apply (NaN)."""
+    counts = [c for c in frame.columns
+              if (c[-1] if isinstance(c, tuple) else c) in COUNTS]
+    return (frame.style.format(precision=digits, na_rep=NOT_APPLICABLE, thousands=",")
+            .format(precision=0, na_rep=NOT_APPLICABLE, thousands=",", subset=counts))
 
 
 def styles(names: list[str]) -> dict[str, dict]:
@@ -81,20 +87,24 @@ def recall_at_k(curves: dict[str, dict[int, float]], metric: str = "recall") -> 
     return fig
 
 
-def frontier(sweep: pd.DataFrame, chosen: float, references: dict[str, tuple[str, float]],
+def frontier(points: pd.DataFrame, chosen: dict, references: dict[str, tuple[str, float]],
              endpoint: tuple[str, float, float] | None = None) -> Figure:
-    """Val RMSE against val NDCG@10 as the retrieval-loss weight varies (one point per weight,
-    the chosen one ringed); ``references``: label -> ("rmse" | "ndcg", val value) drawn as
-    lines (the best baselines); ``endpoint``: (label, val RMSE, val NDCG@10) of a rating-only
-    model."""
+    """Val RMSE against val NDCG@10 of the main model's settings tried on val (``points``: one
+    row each, with its ``rank_weight``; coloured by it, the ``chosen`` setting ringed);
+    ``references``: label -> ("rmse" | "ndcg", val value) drawn as lines (the best
+    baselines); ``endpoint``: (label, val RMSE, val NDCG@10) of a rating-only model."""
     fig, ax = plt.subplots(figsize=(8, 4))
-    ax.plot(sweep["val_rmse"], sweep["val_ndcg@10"], "o-", label="main model, by weight")
-    for _, row in sweep.iterrows():
-        ax.annotate(f"w={row.rank_weight:g}", (row.val_rmse, row["val_ndcg@10"]),
-                    textcoords="offset points", xytext=(5, 4), fontsize=8)
-    pick = sweep[sweep.rank_weight == chosen].iloc[0]
+    dots = ax.scatter(points["val_rmse"], points["val_ndcg@10"], c=points["rank_weight"],
+                      cmap="viridis", norm=matplotlib.colors.LogNorm(), s=30,
+                      label=f"main model: {len(points)} setting(s) tried")
+    fig.colorbar(dots, ax=ax, label="retrieval weight w", pad=0.02)
+    if len(points) <= 8:
+        for _, row in points.iterrows():
+            ax.annotate(f"w={row.rank_weight:g}", (row.val_rmse, row["val_ndcg@10"]),
+                        textcoords="offset points", xytext=(5, 4), fontsize=8)
+    pick = points[np.logical_and.reduce([points[k] == v for k, v in chosen.items()])].iloc[0]
     ax.plot(pick.val_rmse, pick["val_ndcg@10"], "o", ms=14, mfc="none", mec="red",
-            label=f"chosen (w={chosen:g})")
+            label=f"chosen (w={pick.rank_weight:.3g})")
     if endpoint is not None:
         ax.plot(endpoint[1], endpoint[2], "s", color="grey", label=endpoint[0])
     for (label, (axis, value)), style in zip(references.items(), ("--", ":", "-."),
@@ -103,6 +113,7 @@ def frontier(sweep: pd.DataFrame, chosen: float, references: dict[str, tuple[str
         line(value, ls=style, color="black", lw=1, label=label)
     ax.set(xlabel="val RMSE (lower is better)", ylabel="val NDCG@10 (higher is better)",
            title="One embedding space, two jobs: the trade-off on val")
-    _legend_outside(ax)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.25, 1.0), borderaxespad=0.0, fontsize=8,
+              frameon=False)
     fig.tight_layout()
     return fig

@@ -107,7 +107,7 @@ class Result:
     rating: dict[str, float]  # val (tuning) and test (first seed) rating figures
     ranking: dict[str, float]  # test ranking metrics of the chosen scoring, first seed
     ranking_by: dict[str, dict]  # test ranking metrics of every scoring (several only)
-    cold_start: dict[str, float]
+    buckets: dict[str, dict]  # test ranking by the movies' rating counts (Experiment)
     per_user: dict[str, np.ndarray]  # test recall/ndcg at k, sse, n: means over the seeds
     seeds: dict[int, dict[str, float]]  # seed -> headline test figures
     seconds: float
@@ -155,15 +155,15 @@ class Reading:
     rating: dict[str, float]
     ranking: dict[str, float]
     ranking_by: dict[str, dict]
-    cold_start: dict[str, float]
+    buckets: dict[str, dict]
     per_user: dict[str, np.ndarray]
     headline: dict[str, float]
 
 
 def read_test(exp: Experiment, fitted: Fitted, by: str | None, ks: tuple[int, ...]) -> Reading:
     """Test rating figures, and the ranking metrics of every scoring (the chosen one ``by``
-    also per user and on cold-start movies), from one fitted model."""
-    rating, ranking, ranking_by, cold, users, head = {}, {}, {}, {}, {}, {}
+    also per user and by the movies' rating counts), from one fitted model."""
+    rating, ranking, ranking_by, buckets, users, head = {}, {}, {}, {}, {}, {}
     if fitted.predict is not None:
         u, m, r = exp.prep.part(TEST)
         pred = fitted.predict(u, m)
@@ -172,13 +172,13 @@ def read_test(exp: Experiment, fitted: Fitted, by: str | None, ks: tuple[int, ..
         users["sse"], users["n"] = per_user_sse(pred, exp.test, exp.prep.n_users)
     for name, vectors in fitted.rankings.items():
         if name == by:
-            ranking, ranked_users, cold = exp.test_ranking(vectors, ks)
+            ranking, ranked_users, buckets = exp.test_ranking(vectors, ks)
             ranking_by[name] = ranking
             users.update(ranked_users)
             head.update({k: ranking[k] for k in (f"recall@{ks[0]}", f"ndcg@{ks[0]}")})
         else:
             ranking_by[name] = exp.ranking(vectors, TEST, ks)
-    return Reading(rating, ranking, ranking_by if len(ranking_by) > 1 else {}, cold, users,
+    return Reading(rating, ranking, ranking_by if len(ranking_by) > 1 else {}, buckets, users,
                    head)
 
 
@@ -224,10 +224,10 @@ def run(exp: Experiment, spec: Spec, *, seed: int, seeds: Sequence[int] = (),
         trial.fitted = None
     one = readings[seed]
     per_user = {k: np.mean([r.per_user[k] for r in readings.values()], axis=0)
-                for k in one.per_user}
+                for k in one.per_user}  # a bucket's users are the same in every seed
     return Result(spec.name, spec.about, spec.kind, spec.baseline, spec.target, rows,
                   chosen.setting, chosen, {**chosen.rating, **one.rating}, one.ranking,
-                  one.ranking_by, one.cold_start, per_user,
+                  one.ranking_by, one.buckets, per_user,
                   {s: r.headline for s, r in readings.items()},
                   time.perf_counter() - start, first.model, dict(spec.limits))
 

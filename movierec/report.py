@@ -139,7 +139,12 @@ def local_kernel():
     from jupyter_client.manager import KernelManager
 
     with tempfile.TemporaryDirectory(prefix="movierec-kernel-") as folder:
-        yield KernelManager(kernel_name=KERNEL, transport="ipc", ip=str(Path(folder) / "k"))
+        km = KernelManager(kernel_name=KERNEL, transport="ipc", ip=str(Path(folder) / "k"))
+        try:
+            yield km
+        finally:  # nbclient shuts down only the kernels it started itself
+            if km.has_kernel:
+                km.shutdown_kernel(now=True)
 
 
 @contextmanager

@@ -79,6 +79,8 @@ def verdicts(uncert: dict, main: str) -> list[str]:
 
 
 def metric_label(metric: str) -> str:
+    """``ndcg@10`` -> NDCG@10; ``cold recall@50`` -> Recall@50 of cold movies."""
     names = {"recall": "Recall", "ndcg": "NDCG", "rmse": "RMSE"}
+    bucket, _, metric = metric.rpartition(" ")
     name, _, k = metric.partition("@")
-    return names[name] + (f"@{k}" if k else "")
+    return names[name] + (f"@{k}" if k else "") + (f" of {bucket} movies" if bucket else "")

@@ -4,12 +4,17 @@ and ``metrics.json``."""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from movierec import plots
 from movierec.evaluate import best
-from movierec.experiment import Experiment
+from movierec.experiment import BUCKETS, Experiment
 from movierec.protocol import Result
 from movierec.stats import paired_bootstrap, rmse_bootstrap, verdict
 
@@ -41,10 +46,16 @@ def recall_curves(results: dict[str, Result], ks: list[int]) -> dict[str, dict[i
             if r.ranking}
 
 
-def cold_table(results: dict[str, Result], k: int) -> pd.DataFrame:
-    """Cold-start ranking of every model that ranks (see Experiment.test_ranking)."""
-    frame = pd.DataFrame({n: r.cold_start for n, r in results.items() if r.cold_start}).T
-    return frame[[f"recall@{k}", f"ndcg@{k}", "recall@50", "users", "relevant_pairs"]]
+def bucket_table(results: dict[str, Result], k: int) -> pd.DataFrame:
+    """Every ranking model's test ranking of cold, sparse and warm movies (only that bucket's
+    relevant movies counted; see Experiment.test_ranking): one row per model, a column group
+    per bucket."""
+    rows = {n: {(b, m): v[m] for b, v in r.buckets.items()
+                for m in (f"recall@{k}", f"ndcg@{k}", "recall@50", "users")}
+            for n, r in results.items() if r.buckets}
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.columns = pd.MultiIndex.from_tuples(frame.columns)
+    return frame
 
 
 def best_baseline(results: dict[str, Result], metric: str) -> str:
@@ -63,7 +74,9 @@ def uncertainty(results: dict[str, Result], main: str, k: int, seed: int = 0,
     (models that rate); positive: the main model is ahead. ``strongest`` names the best
     baseline of each metric as measured on test."""
     mine = results[main].per_user
-    out: dict = {f"recall@{k}": {}, f"ndcg@{k}": {}, "rmse": {}}
+    buckets = [b for b in BUCKETS if b != "warm" and f"{b} recall" in mine]
+    out: dict = {f"recall@{k}": {}, f"ndcg@{k}": {}, "rmse": {},
+                 **{f"{b} recall@50": {} for b in buckets}}
     for name, r in results.items():
         if name == main:
             continue
@@ -71,13 +84,18 @@ def uncertainty(results: dict[str, Result], main: str, k: int, seed: int = 0,
             m = metric.split("@")[0]
             if m in r.per_user and m in mine:
                 out[metric][name] = paired_bootstrap(mine[m], r.per_user[m], n_boot, seed)
+        for b in buckets:  # the bucket's users (the others have no such relevant movie)
+            if f"{b} recall" in r.per_user:
+                users = ~np.isnan(mine[f"{b} recall"])
+                out[f"{b} recall@50"][name] = paired_bootstrap(
+                    mine[f"{b} recall"][users], r.per_user[f"{b} recall"][users], n_boot, seed)
         if "sse" in r.per_user and "sse" in mine:
             out["rmse"][name] = rmse_bootstrap(mine["sse"], r.per_user["sse"], mine["n"],
                                                n_boot, seed)
     out["strongest"] = {metric: best_baseline(results, test)
                         for metric, test in ((f"recall@{k}", f"recall@{k}"),
                                              (f"ndcg@{k}", f"ndcg@{k}"), ("rmse", "test_rmse"))}
-    return out
+    return {metric: v for metric, v in out.items() if v}
 
 
 def uncertainty_table(uncert: dict) -> pd.DataFrame:
@@ -151,14 +169,45 @@ def frontier_references(results: dict[str, Result]) -> dict[str, tuple[str, floa
     return out
 
 
-def frontier(results: dict[str, Result], main: str, rating_only: str = "hybrid") -> Figure:
-    """The main model's search on val (RMSE against NDCG@10, by retrieval weight) with the
-    best baselines' val figures and, if it ran, the same design trained for RMSE alone."""
+def frontier(results: dict[str, Result], main: str, tuning: dict | None = None,
+             rating_only: str = "hybrid") -> Figure:
+    """The main model's settings on val, RMSE against NDCG@10 (its tuning's trials, else its
+    grid), with the best baselines' val figures and, if it ran, the same design trained for
+    RMSE alone."""
     r, end = results[main], results.get(rating_only)
     endpoint = end and (f"{rating_only} (w = 0)", end.rating["val_rmse"],
                         end.trial.val_by[end.by])
-    return plots.frontier(pd.DataFrame(r.sweep), r.setting["rank_weight"],
+    points = pd.DataFrame(tuning["trials"] if tuning else r.sweep)
+    weight = r.trial.tuned["configs"][0].objective.rank_weight
+    if "rank_weight" not in points:
+        points["rank_weight"] = weight
+    chosen = tuning["best"] if tuning else r.setting
+    return plots.frontier(points, chosen or {"rank_weight": weight},
                           frontier_references(results), endpoint)
+
+
+def load_tuning(path: str | os.PathLike | None, prep, root: Path | None = None) -> dict | None:
+    """The record of ``make tune`` at ``path``, checked to be of these data (the same file
+    checksums); ``"auto"``: ``reports/tune/<dataset>.json`` under the checkout ``root`` if
+    there is one; None: no tuning."""
+    if path == "auto":
+        path = None if root is None else root / "reports" / "tune" / f"{prep.name}.json"
+        if path is None or not path.exists():
+            return None
+    if path is None:
+        return None
+    record = json.loads(Path(path).read_text())
+    if record["checksums"] != prep.checksums:
+        raise ValueError(f"{path} tuned on other data than {prep.name!r} (file checksums "
+                         "differ): run make tune again")
+    return record
+
+
+def main_axes(tuning: dict | None, rank_weights: list[float]) -> dict[str, tuple]:
+    """The main model's val grid: its tuning's best setting, else the retrieval weights."""
+    if tuning:
+        return {k: (v,) for k, v in tuning["best"].items()}
+    return {"rank_weight": tuple(rank_weights)}
 
 
 def histories(results: dict[str, Result]) -> dict[str, pd.DataFrame]:
@@ -166,14 +215,15 @@ def histories(results: dict[str, Result]) -> dict[str, pd.DataFrame]:
     return {n: r.trial.tuned["fit"].history for n, r in results.items() if not r.baseline}
 
 
-def configurations_tried(results: dict[str, Result]) -> int:
-    """Settings read on val over every model (the count a reader weighs a winner against)."""
-    return sum(len(r.sweep) for r in results.values())
+def configurations_tried(results: dict[str, Result], tuning: dict | None = None) -> int:
+    """Settings read on val over every model, the main model's tuning trials included (the
+    count a reader weighs a winner against)."""
+    return sum(len(r.sweep) for r in results.values()) + len(tuning["trials"] if tuning else ())
 
 
 def metrics_record(exp: Experiment, *, parameters: dict, results: dict[str, Result],
                    skipped: dict[str, str], main: str, uncertainty: dict, ablations: dict,
-                   stage_seconds: dict, provenance: dict) -> dict:
+                   stage_seconds: dict, provenance: dict, tuning: dict | None = None) -> dict:
     """Everything ``metrics.json`` holds: dataset, split, every model's rating, ranking and
     cold-start metrics, searches, seeds, bootstraps, parameters, timings and provenance."""
     prep, chosen = exp.prep, results[main]
@@ -190,18 +240,18 @@ def metrics_record(exp: Experiment, *, parameters: dict, results: dict[str, Resu
         "ranking": {n: r.ranking for n, r in results.items() if r.ranking},
         "ranking_by": {n: {**r.ranking_by, "chosen": r.by, "val_ndcg@10": r.trial.val_by}
                        for n, r in results.items() if r.ranking_by},
-        "cold_start": {n: r.cold_start for n, r in results.items() if r.cold_start},
+        "buckets": {n: r.buckets for n, r in results.items() if r.buckets},
         "seeds": all_seeds(results),
         "uncertainty": uncertainty,
         "ablations": ablations,
-        # the main model's search under the name of its axis, and each baseline's grid
-        "sweeps": {"rank_weight": [{k: v for k, v in row.items() if k != "seconds"}
-                                   for row in chosen.sweep],
-                   **{n: r.sweep for n, r in baselines_of(results).items()}},
+        "sweeps": {n: [{k: v for k, v in row.items() if k != "seconds"} for row in r.sweep]
+                   for n, r in results.items()},
         "baseline_settings": {n: {**r.setting, "at_grid_edge": r.at_edge,
                                   "at_natural_bound": r.at_limit}
                               for n, r in baselines_of(results).items()},
-        "configurations_tried": configurations_tried(results),
+        "configurations_tried": configurations_tried(results, tuning),
+        "tuning": tuning and {k: tuning[k] for k in ("model", "target", "sampler", "seed",
+                                                     "space", "trials", "best")},
         "skipped": skipped,
         "history": {n: h.drop(columns="seconds").to_dict(orient="list")
                     for n, h in histories(results).items()},

@@ -50,6 +50,8 @@ SCALES = {
     "full": Scale(330_975, 86_537, 33_832_162, 2_328_315, 16_000),
     "medium": Scale(33_000, 20_000, 3_400_000, 230_000, 4_000),
     "small": Scale(610, 9_742, 100_836, 3_683, 2_000, tag_vocab=1_500),
+    # the shape of ml-100k (denser users, fewer movies; write it with --layout ml-100k: no tags)
+    "100k": Scale(943, 1_682, 100_000, 2_000, 300, genome_tags=64, tag_vocab=500),
     "tiny": Scale(120, 300, 6_000, 600, 150, genome_tags=64, tag_vocab=200, rank=4),
 }
 

@@ -63,9 +63,9 @@ def movement(ref: dict, run: dict) -> dict:
         metric, ranking = metric_of(path)
         if ranking is None:
             rel = max(rel, abs(a - b) / max(abs(a), abs(b)))
-        elif ranking.group(1) == "coverage":
+        elif ranking.group(2) == "coverage":
             movies = max(movies, abs(a - b) * ref["summary"]["movies"])
-        elif not ranking.group(2) and path[0] != "uncertainty":
+        elif not ranking.group(3) and path[0] != "uncertainty":
             flips = max(flips, abs(a - b) * users_of(path, metric, ref))
     return {"values_differing": differ, "largest_relative": rel, "largest_flips": flips,
             "largest_coverage_movies": movies}

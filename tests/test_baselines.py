@@ -3,6 +3,7 @@
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -219,3 +220,42 @@ def test_the_main_model_is_bootstrapped_against_every_other_model(exp):
     direct = paired_bootstrap(runner_results["bias"].per_user["ndcg"],
                               runner_results["most_popular"].per_user["ndcg"], 50, 0)
     assert uncert["ndcg@10"]["most_popular"] == direct
+
+
+def test_newest_unrated_rule_puts_never_rated_recent_movies_first():
+    class P:
+        n_users, n_movies = 2, 5
+        movies = pd.DataFrame({"movieId": [10, 20, 30, 40, 50],
+                               "title": ["A (1990)", "B (2015)", "C (2015)", "D", "E (1999)"]})
+
+    users, movies = np.array([0, 1, 1, 0]), np.array([0, 0, 4, 3])  # A twice, E, D once
+    rule = baselines.fit_newest_unrated(P, users, movies, None).rankings["rule"]
+    order = np.argsort(-rule.offset.numpy(), kind="stable")
+    # unrated B, C (2015; C's larger id first), then rated: A (2 ratings), then D, E (1 each;
+    # E's larger id first)
+    assert P.movies.movieId[order].tolist() == [30, 20, 10, 50, 40]
+
+
+def test_lightfm_ranks_as_its_own_predictions_and_tunes_its_epochs_on_val(exp):
+    from lightfm import LightFM
+
+    u, m, r = exp.prep.part(TRAIN)
+    feats = baselines.item_features(exp.prep)
+    assert np.allclose(np.asarray(feats.sum(1)).ravel(), 1.0)  # each movie's weights sum to 1
+    fitted = baselines.fit_lightfm(exp.prep, u, m, r, seed=3, epochs=5, no_components=8)
+    same = LightFM(no_components=8, loss="warp", learning_rate=0.05, random_state=3)
+    same.fit_partial(baselines.interactions(exp.prep, u, m), item_features=feats, epochs=5,
+                     num_threads=1)
+    v = fitted.rankings["score"]
+    for user in (0, 7):
+        scores = (v.users[user] @ v.movies.T + v.offset).numpy()
+        want = same.predict(user, np.arange(exp.prep.n_movies), item_features=feats)
+        # the same scores up to the user's own bias, a constant for the user's ranking
+        np.testing.assert_allclose(scores - scores.mean(), want - want.mean(), atol=1e-4)
+    spec = dataclasses.replace(BASELINES["lightfm"], every=2, patience=1, max_epochs=6,
+                               settings=({"no_components": 8, "learning_rate": 0.05},))
+    trial = spec.tune(exp, spec.settings[0], 3, 1)
+    assert trial.tuned["epochs"] in (2, 4, 6) and trial.row["epochs"] == trial.tuned["epochs"]
+    again = baselines.fit_lightfm(exp.prep, u, m, r, seed=3, epochs=trial.tuned["epochs"],
+                                  no_components=8, learning_rate=0.05)
+    assert exp.val_ranking(again.rankings["score"])["val_ndcg@10"] == trial.row["val_ndcg@10"]

@@ -132,3 +132,13 @@ def test_real_small_split_matches_reference(small_dir):
 def test_generated_split_matches_reference(tiny_dir):
     ds = load_movielens(tiny_dir)
     assert np.array_equal(split_ratings(ds.ratings).labels, reference_split(ds.ratings))
+
+
+def test_release_year_from_the_title_end():
+    from movierec.features import release_years
+
+    titles = pd.Series(["Heat (1995)", "Babylon 5", "Crossing Jordan (2001–2007)",
+                        "1984 (1984) ", "Big (1988)x", "Cosmos (1980– )"])
+    got = release_years(titles)
+    assert got[[0, 2, 3, 5]].tolist() == [1995, 2001, 1984, 1980]
+    assert np.isnan(got[[1, 4]]).all()  # no year at the end: none guessed

@@ -102,7 +102,7 @@ def test_full_code_path_report_on_generated_genome_data(tmp_path, monkeypatch, c
                                       *params["MODELS"]}
     assert set(metrics["ranking"]) >= {"most_popular", "ease", "als", "bpr", "hybrid_rank"}
     assert metrics["skipped"] == {}  # tiny data: every baseline runs
-    assert len(metrics["sweeps"]["rank_weight"]) == len(params["RANK_WEIGHTS"])
+    assert len(metrics["sweeps"]["hybrid_rank"]) == len(params["RANK_WEIGHTS"])
     assert sum(metrics["split_sizes"].values()) == 6000
     assert set(metrics["provenance"]["checksums"]) >= {"genome-scores.csv", "ratings.csv"}
     assert metrics["parameters"]["THREADS"] == 0 and "mkl_cbwr" in metrics["provenance"]

@@ -2,6 +2,7 @@
 scoring rule; our variants as specs (readout calibration, reuse of the tuned run)."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -42,6 +43,7 @@ class Planted:
 
     name, about, kind, target, baseline, seeded, retune = ("planted", "", "ranking",
                                                            "val_ndcg@10", True, True, False)
+    limits = {}  # noqa: RUF012
 
     def __init__(self, val: dict[int, float], target: str = "val_ndcg@10"):
         self.val, self.calls, self.target = val, [], target
@@ -205,3 +207,38 @@ def test_unknown_names_and_settings_are_errors_listing_the_known_ones():
         baselines.baseline("nope")
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \['tempreature'\]"):
         spec("hybrid_rank", axes={"tempreature": (0.1,)})
+
+
+def test_tuning_is_a_seeded_search_on_val_whose_record_the_report_reads(tiny_exp, tmp_path,
+                                                                        monkeypatch):
+    from movierec import study, tune
+
+    reads = []
+    original = Experiment.rank
+
+    def spy(self, vectors, part=TEST, k=50):
+        reads.append(part)
+        return original(self, vectors, part, k)
+
+    monkeypatch.setattr(Experiment, "rank", spy)
+    space = {"rank_weight": ("log", 0.1, 10.0), "dim": ("choice", (4, 8))}
+    s = spec("hybrid_rank", epochs=2)
+    a, b = (tune.search(tiny_exp, s, 3, seed=7, space=space) for _ in range(2))
+    assert TEST not in reads  # only val is read
+    assert [r["rank_weight"] for r in a["trials"]] == [r["rank_weight"] for r in b["trials"]]
+    assert len(a["trials"]) == 3 and set(a["best"]) == {"rank_weight", "dim"}
+    best = max(a["trials"], key=lambda r: r["val_ndcg@10"])
+    assert a["best"] == {k: best[k] for k in space}
+    # the report: the best setting is the main model's grid, the trials are counted
+    assert study.main_axes(a, [1.0]) == {k: (v,) for k, v in a["best"].items()}
+    assert study.main_axes(None, [0.1, 1.0]) == {"rank_weight": (0.1, 1.0)}
+    record = {**a, "checksums": tiny_exp.prep.checksums}
+    path = tmp_path / "reports" / "tune" / f"{tiny_exp.prep.name}.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(record))
+    assert study.load_tuning("auto", tiny_exp.prep, tmp_path)["best"] == a["best"]
+    assert study.load_tuning("auto", tiny_exp.prep, tmp_path / "elsewhere") is None
+    assert study.load_tuning(None, tiny_exp.prep, tmp_path) is None
+    path.write_text(json.dumps({**record, "checksums": {"ratings.csv": "0"}}))
+    with pytest.raises(ValueError, match="tuned on other data"):
+        study.load_tuning(path, tiny_exp.prep)

@@ -256,6 +256,27 @@ def full_epoch(exp: Experiment, name: str, conf: dict) -> tuple[dict, MovieRecMo
             "measured": "full epoch"}, res.model
 
 
+def full_epochs(exp: Experiment, names: tuple[str, ...], conf: dict, rounds: int = 3
+                ) -> tuple[dict, MovieRecModel]:
+    """One full epoch of each variant of ``names`` in turn, ``rounds`` times (A B A B ...: a
+    drift of the machine's speed reaches every variant alike): each run's figures and the
+    median epoch; and the first variant's last model."""
+    runs: dict[str, list[dict]] = {n: [] for n in names}
+    model = None
+    for _ in range(rounds):
+        for name in names:
+            epoch, trained = full_epoch(exp, name, conf)
+            runs[name].append(epoch)
+            if name == names[0]:
+                model = trained
+    out = {}
+    for name, rows in runs.items():
+        median = sorted(rows, key=lambda r: r["epoch_seconds"])[len(rows) // 2]
+        out[name] = {**median, "runs": rows, "measured": f"median of {len(rows)} full epochs, "
+                     f"alternating with {[n for n in names if n != name]}"}
+    return out, model
+
+
 def profile_steps(exp: Experiment, name: str, conf: dict, steps: int = 15,
                   top: int = 12, warmup: int = 3) -> list[dict]:
     """torch.profiler's top operators (self CPU time) over ``steps`` training steps."""
@@ -313,6 +334,7 @@ def retrieval_latency(exp: Experiment, model: MovieRecModel, n_users: int = 200)
 
 def run(out: Path, scale: str = "full", batches: int = 20, batch_size: int | None = None,
         full_epoch_of_main: bool = True, seed_batches: int = 3, device: str = "auto",
+        rounds: int = 3,
         quality_scale: str | None = "medium", main: str | None = None) -> dict:
     """Every measurement on generated ``scale`` data, with ``make full``'s training settings
     (``batch_size`` None: full.yaml's); the quality check on ``quality_scale`` data."""
@@ -345,8 +367,7 @@ def run(out: Path, scale: str = "full", batches: int = 20, batch_size: int | Non
     result["feature_bases"] = {"seconds": time.perf_counter() - t0, "kept": exp.feats.kept}
     result["train"] = {v: train_throughput(exp, v, conf, batches) for v in VARIANTS}
     if full_epoch_of_main:
-        epoch, model = full_epoch(exp, main, conf)
-        result["train_full_epoch"] = {main: epoch}
+        result["train_full_epoch"], model = full_epochs(exp, (main, "mf"), conf, rounds)
     else:
         model = _build(exp, main, conf)[0]
     result["profile"] = profile_steps(exp, main, conf)

@@ -37,17 +37,24 @@ def model_order(metrics: dict) -> list[str]:
     return baselines + [m for m in models if m in seen]
 
 
+BUCKET_COLUMNS = {"cold": "cold Recall@50", "sparse": "sparse Recall@50"}
+
+
 def results_table(metrics: dict, columns: tuple[str, ...] = ("rmse", "mae", "recall", "ndcg",
-                                                              "hit_rate", "map", "coverage")
+                                                              "coverage", "cold", "sparse")
                   ) -> str:
-    """One row per model: test rating metrics and ranking metrics at the first cut-off."""
+    """One row per model: test rating metrics, ranking metrics at the first cut-off, and
+    recall@50 of the test's cold and sparse movies (:data:`movierec.experiment.BUCKETS`)."""
     k = metrics["parameters"]["KS"][0]
-    names = dict(RANKING_COLUMNS) | {"rmse": "test RMSE", "mae": "test MAE"}
-    head = [names[c] + (f"@{k}" if c in dict(RANKING_COLUMNS) else "") for c in columns]
-    lines = ["| model | " + " | ".join(head) + " |", "|---|" + "---:|" * len(columns)]
+    names = ({c: f"{n}@{k}" for c, n in RANKING_COLUMNS} | BUCKET_COLUMNS
+             | {"rmse": "test RMSE", "mae": "test MAE"})
+    lines = ["| model | " + " | ".join(names[c] for c in columns) + " |",
+             "|---|" + "---:|" * len(columns)]
     for model in model_order(metrics):
         rating, ranking = metrics["rating"].get(model, {}), metrics["ranking"].get(model, {})
+        buckets = metrics.get("buckets", {}).get(model, {})
         cells = [_num(rating.get(f"test_{c}")) if c in ("rmse", "mae")
+                 else _num(buckets.get(c, {}).get("recall@50")) if c in BUCKET_COLUMNS
                  else _num(ranking.get(f"{c}@{k}")) for c in columns]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -88,12 +95,16 @@ def small_results(metrics: dict) -> str:
     s = metrics["split_sizes"]
     users = metrics.get("evaluated_users", {}).get("test")
     main = metrics.get("main_model", {})
+    tuning = metrics.get("tuning")
+    chosen = (f"its settings chosen on val by a {len(tuning['trials'])}-trial "
+              f"{tuning['sampler']} search, seed {tuning['seed']}" if tuning
+              else f"retrieval weight {main.get('rank_weight', 0):g}, chosen on val")
     protocol = (f"Test split of the per-user chronological split ({s['train']:,} / "
                 f"{s['val']:,} / {s['test']:,} ratings)"
                 + (f"; {users:,} users with a relevant test movie" if users else "")
-                + (f". Main model: {main['name']} (retrieval weight {main['rank_weight']:g}, "
-                   f"chosen on val); {metrics.get('configurations_tried', 0)} configurations "
-                   "tried on val in all." if main else "."))
+                + (f". Main model: {main['name']} ({chosen}); "
+                   f"{metrics.get('configurations_tried', 0)} configurations tried on val in "
+                   "all, over every model." if main else "."))
     return "\n\n".join(p for p in (results_table(metrics), seed_spread(metrics),
                                      uncertainty(metrics), protocol) if p)
 
@@ -116,8 +127,8 @@ def full_results(metrics: dict) -> str:
             notes.append(f"**The run ended with a failed closing check** ({run['status']}; "
                          "the report shows which).")
     said = uncertainty(metrics)
-    return "\n\n".join(p for p in (results_table(metrics, ("rmse", "recall", "ndcg",
-                                                              "coverage")), said,
+    return "\n\n".join(p for p in (results_table(metrics, ("rmse", "recall", "ndcg", "coverage",
+                                                              "cold", "sparse")), said,
                                        " ".join(notes)) if p)
 
 
@@ -141,8 +152,11 @@ def speed_table(bench: dict) -> str:
               f"{r['samples_per_second']:,.0f} samples/s ({r['epoch_seconds']:.0f} s/epoch)")
              for name, r in tr.items()]
     for name, r in bench.get("train_full_epoch", {}).items():
-        rows.append((f"one full epoch of {name} ({bench['sizes']['train']:,} ratings)",
-                     f"{r['epoch_seconds']:.0f} s ({r['samples_per_second']:,.0f} samples/s)"))
+        each = ", ".join(f"{x['epoch_seconds']:.0f}" for x in r.get("runs", [r]))
+        rows.append((f"one full epoch of {name} ({bench['sizes']['train']:,} ratings; "
+                     f"{r.get('measured', 'one run')})",
+                     f"{r['epoch_seconds']:.0f} s ({r['samples_per_second']:,.0f} samples/s; "
+                     f"runs: {each} s)"))
     if "quality" in bench:
         q = bench["quality"]
         rows += [(f"{main} val NDCG@10 / RMSE, {k} features (generated "

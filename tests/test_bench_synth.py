@@ -68,6 +68,7 @@ def test_bench_runs_end_to_end_on_tiny_data(tmp_path, monkeypatch):
     monkeypatch.setenv("MOVIEREC_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("MOVIEREC_CACHE", str(tmp_path / "cache"))
     r = bench.run(tmp_path / "out", scale="tiny", batches=2, batch_size=512, seed_batches=2,
+                  rounds=3,
                   quality_scale="tiny")
     saved = json.loads((tmp_path / "out" / "bench.json").read_text())
     assert saved["sizes"]["ratings"] == 6000
@@ -92,6 +93,11 @@ def test_bench_runs_end_to_end_on_tiny_data(tmp_path, monkeypatch):
                                                 cache_dir=tmp_path / "c2",
                                                 leak_free_tags=True)[0], torch.device("cpu"))
     assert q["most_popular"] == popular.tune(exp, {}, 0, 1).row
+    epochs = saved["train_full_epoch"]  # the main model alternating with mf, three times each
+    assert set(epochs) == {"hybrid_rank", "mf"}
+    for row in epochs.values():
+        times = sorted(x["epoch_seconds"] for x in row["runs"])
+        assert len(times) == 3 and row["epoch_seconds"] == times[1]  # the median
     assert r["seed_pipeline"]["samples"] == 128
     assert r["speedup_vs_seed"] == (saved["train_full_epoch"]["hybrid_rank"]["samples_per_second"]
                                     / r["seed_pipeline"]["samples_per_second"])

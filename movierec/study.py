@@ -197,6 +197,8 @@ def load_tuning(path: str | os.PathLike | None, prep, root: Path | None = None) 
     if path is None:
         return None
     record = json.loads(Path(path).read_text())
+    if not record.get("complete", True):
+        raise ValueError(f"{path}: an unfinished search (make tune stopped): run it again")
     if record["checksums"] != prep.checksums:
         raise ValueError(f"{path} tuned on other data than {prep.name!r} (file checksums "
                          "differ): run make tune again")

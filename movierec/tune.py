@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from movierec.evaluate import best, lower_is_better
 from movierec.experiment import Experiment
 from movierec.prepare import Source
 from movierec.progress import say
@@ -28,15 +29,17 @@ from movierec.train import TrainConfig, resolve_device, seed_everything, set_thr
 from movierec.variants import VariantSpec, variant
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "movierec.ipynb"
-# setting -> ("log", low, high) | ("choice", values): the main model's settings a search tries
+# setting -> ("log", low, high) | ("choice", values): the main model's settings a search tries.
+# The size and the negatives stop at the notebook's defaults: larger ones cost `make small` its
+# 10-minute budget (a trial with 128 dimensions and 4,096 negatives took 9 minutes here).
 SPACE: dict[str, tuple] = {
     "rank_weight": ("log", 0.1, 10.0),
     "temperature": ("log", 0.03, 0.5),
     "reg": ("log", 0.001, 0.3),
-    "dim": ("choice", (32, 64, 128)),
+    "dim": ("choice", (32, 64)),
     "lr": ("log", 0.003, 0.05),
     "dense_lr": ("log", 0.001, 0.01),
-    "n_negatives": ("choice", (256, 1024, 4096)),
+    "n_negatives": ("choice", (256, 1024)),
     "min_positive": ("choice", (3.0, 3.5, 4.0)),
 }
 
@@ -55,13 +58,21 @@ def suggest(trial, space: dict[str, tuple]) -> dict:
 
 
 def search(exp: Experiment, spec: VariantSpec, trials: int, seed: int,
-           space: dict[str, tuple] = SPACE) -> dict:
+           space: dict[str, tuple] = SPACE, save=None) -> dict:
     """``trials`` settings of ``space`` tuned on val, drawn by TPE seeded with ``seed``;
-    returns the record (every trial's row, the best setting by ``spec.target``)."""
+    returns the record (every trial's row, the best setting by ``spec.target``), also handed
+    to ``save`` after every trial (a long search keeps what it found)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rows: list[dict] = []
+
+    def record() -> dict:
+        chosen = best(rows, spec.target)
+        return {"model": spec.name, "target": spec.target, "sampler": "optuna TPE",
+                "seed": seed, "space": {k: list(v[1:]) if v[0] == "log" else list(v[1])
+                                        for k, v in space.items()},
+                "trials": rows, "best": {k: chosen[k] for k in space}}
 
     def objective(trial) -> float:
         setting = suggest(trial, space)
@@ -70,17 +81,15 @@ def search(exp: Experiment, spec: VariantSpec, trials: int, seed: int,
         rows.append({**row, "seconds": time.perf_counter() - t0})
         say(f"tune {spec.name}: trial {len(rows)}/{trials}, {spec.target} "
             f"{row[spec.target]:.4f} ({setting})")
+        if save is not None:
+            save(record())
         return row[spec.target]
 
-    direction = "minimize" if spec.target.endswith(("rmse", "mae")) else "maximize"
+    direction = "minimize" if lower_is_better(spec.target) else "maximize"
     study = optuna.create_study(direction=direction,
                                 sampler=optuna.samplers.TPESampler(seed=seed))
     study.optimize(objective, n_trials=trials)
-    best = rows[study.best_trial.number]
-    return {"model": spec.name, "target": spec.target, "sampler": "optuna TPE",
-            "seed": seed, "space": {k: list(v[1:]) if v[0] == "log" else list(v[1])
-                                    for k, v in space.items()},
-            "trials": rows, "best": {k: best[k] for k in space}}
+    return record()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,10 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     spec = VariantSpec(variant(params["RECOMMEND_WITH"]),
                        TrainConfig.from_parameters(params, seed=seed, progress=False),
                        params["DIM"])
-    record = search(exp, spec, args.trials, seed)
-    record.update(dataset=prep.name, checksums=prep.checksums, git=git_state())
     out = Path(args.out or f"reports/tune/{prep.name}.json")
-    write_json(out, record)
+    about = {"dataset": prep.name, "checksums": prep.checksums, "git": git_state()}
+    record = search(exp, spec, args.trials, seed,
+                    save=lambda r: write_json(out, {**r, **about, "complete": False}))
+    write_json(out, {**record, **about, "complete": True})
     print(f"wrote {out}: best {record['best']}")
     return 0
 

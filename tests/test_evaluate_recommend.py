@@ -191,3 +191,12 @@ def test_explanations_add_up_to_the_score_they_explain(trained):
     pd.testing.assert_frame_equal(top, every.head(2))
     assert top.contribution.abs().is_monotonic_decreasing
     assert top.contribution.abs().min() >= every.contribution.abs()[2:].max()
+
+
+def test_neighbours_are_each_movies_similar_movies(trained):
+    prep, rec = trained
+    ids = prep.movies.movieId.iloc[rec.most_rated(3)].tolist()
+    table = rec.neighbours(ids, k=4)
+    assert table.index.tolist() == [rec.movies.title[rec.movie_row(m)] for m in ids]
+    for movie_id, (_, row) in zip(ids, table.iterrows(), strict=True):
+        assert row.tolist() == rec.similar_movies(movie_id, k=4).title.tolist()

@@ -76,7 +76,8 @@ def test_search_takes_the_best_val_setting_first_of_equals_and_refits_it_per_see
     assert run(tiny_exp, lower, seed=0).setting == {"x": 1}
 
 
-def test_each_seed_reads_test_once_and_val_never_after_tuning(tiny_exp, monkeypatch):
+def parts_ranked(monkeypatch) -> list[int]:
+    """The split parts (TEST, VAL) the experiment ranks from now on, in order."""
     reads = []
     original = Experiment.rank
 
@@ -85,6 +86,11 @@ def test_each_seed_reads_test_once_and_val_never_after_tuning(tiny_exp, monkeypa
         return original(self, vectors, part, k)
 
     monkeypatch.setattr(Experiment, "rank", spy)
+    return reads
+
+
+def test_each_seed_reads_test_once_and_val_never_after_tuning(tiny_exp, monkeypatch):
+    reads = parts_ranked(monkeypatch)
     planted = Planted({1: 0.3, 2: 0.4})
     run(tiny_exp, planted, seed=0, seeds=(1, 2))
     assert reads == [TEST] * 3  # the planted spec reads no val; each seed: one test search
@@ -213,14 +219,7 @@ def test_tuning_is_a_seeded_search_on_val_whose_record_the_report_reads(tiny_exp
                                                                         monkeypatch):
     from movierec import study, tune
 
-    reads = []
-    original = Experiment.rank
-
-    def spy(self, vectors, part=TEST, k=50):
-        reads.append(part)
-        return original(self, vectors, part, k)
-
-    monkeypatch.setattr(Experiment, "rank", spy)
+    reads = parts_ranked(monkeypatch)
     space = {"rank_weight": ("log", 0.1, 10.0), "dim": ("choice", (4, 8))}
     s = spec("hybrid_rank", epochs=2)
     a, b = (tune.search(tiny_exp, s, 3, seed=7, space=space) for _ in range(2))
@@ -242,3 +241,9 @@ def test_tuning_is_a_seeded_search_on_val_whose_record_the_report_reads(tiny_exp
     path.write_text(json.dumps({**record, "checksums": {"ratings.csv": "0"}}))
     with pytest.raises(ValueError, match="tuned on other data"):
         study.load_tuning(path, tiny_exp.prep)
+    path.write_text(json.dumps({**record, "complete": False}))
+    with pytest.raises(ValueError, match="an unfinished search"):
+        study.load_tuning(path, tiny_exp.prep)
+    saved = []
+    tune.search(tiny_exp, s, 2, seed=7, space=space, save=saved.append)
+    assert [len(r["trials"]) for r in saved] == [1, 2]  # kept after every trial

@@ -387,7 +387,8 @@ def test_main_model_masks_never_rated_movies_to_their_content(tiny_exp):
     assert len(unseen) > 0 and bool((model.movie.seen == rated).all())
     assert bool((model.movie.table.weight[unseen] == 0).all())
     assert bool((model.movie.table.weight[rated].abs().sum(1) > 0).any())  # seen ones trained
-    start = torch.log1p(tiny_exp.positive_counts(tiny_exp.train, 3.5).float())
+    threshold = model.config.objective.min_positive
+    start = torch.log1p(tiny_exp.positive_counts(tiny_exp.train, threshold).float())
     start = start - start.mean()
     torch.testing.assert_close(model.retrieval.prior[unseen], start[unseen], rtol=0, atol=1e-6)
     with torch.no_grad():

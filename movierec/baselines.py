@@ -335,7 +335,7 @@ class EpochTuned(Baseline):
     epochs_fit: Callable[..., Iterator[tuple[int, Fitted]]] | None = None
     every: int = 10
     patience: int = 3
-    max_epochs: int = 120
+    max_epochs: int = 200
 
     def tune(self, exp: Experiment, setting: dict, seed: int, threads: int) -> Trial:
         best, best_epochs, best_fitted, stale = None, 0, None, 0
@@ -381,7 +381,7 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in (
              large_grid=grid(factors=(128,), regularization=(3.0, 10.0), alpha=(0.25, 1.0))),
     EpochTuned("lightfm", "LightFM (lightfm-next): WARP on users and movies as sums of their "
                "features' embeddings (identity, genres, tags, release period)", "ranking",
-               fit_lightfm, grid(no_components=(64, 128), learning_rate=(0.02, 0.05)),
+               fit_lightfm, grid(no_components=(32, 64, 128), learning_rate=(0.01, 0.02, 0.05)),
                epochs_fit=lightfm_epochs, max_ratings=5_000_000),
     Baseline("bpr", "BPR (implicit): pairwise ranking matrix factorisation", "ranking", fit_bpr,
              grid(learning_rate=(0.001, 0.003, 0.01),

@@ -7,6 +7,7 @@ import itertools
 
 import matplotlib
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -97,7 +98,10 @@ def frontier(points: pd.DataFrame, chosen: dict, references: dict[str, tuple[str
     dots = ax.scatter(points["val_rmse"], points["val_ndcg@10"], c=points["rank_weight"],
                       cmap="viridis", norm=matplotlib.colors.LogNorm(), s=30,
                       label=f"main model: {len(points)} setting(s) tried")
-    fig.colorbar(dots, ax=ax, label="retrieval weight w", pad=0.02)
+    bar = fig.colorbar(dots, ax=ax, label="retrieval weight w", pad=0.02)
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    bar.ax.yaxis.set_major_formatter(plain)
+    bar.ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     if len(points) <= 8:
         for _, row in points.iterrows():
             ax.annotate(f"w={row.rank_weight:g}", (row.val_rmse, row["val_ndcg@10"]),

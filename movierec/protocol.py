@@ -261,7 +261,9 @@ class Runner:
                 refit=self.refit)
             edge = (f" (at the edge of its grid: {r.at_edge})" if r.at_edge else "") + (
                 f" (at its natural bound: {r.at_limit})" if r.at_limit else "")
-            self._say(f"--- {spec.name}: {len(r.sweep)} setting(s), chosen {r.setting}{edge}; "
+            chosen = {k: float(f"{v:.3g}") if isinstance(v, float) else v
+                      for k, v in r.setting.items()}
+            self._say(f"--- {spec.name}: {len(r.sweep)} setting(s), chosen {chosen}{edge}; "
                       + ", ".join(f"{k} {v:.4f}" for k, v in r.headline().items())
                       + f" ({r.seconds:.0f} s)")
         return out

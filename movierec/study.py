@@ -74,7 +74,8 @@ def uncertainty(results: dict[str, Result], main: str, k: int, seed: int = 0,
     (models that rate); positive: the main model is ahead. ``strongest`` names the best
     baseline of each metric as measured on test."""
     mine = results[main].per_user
-    buckets = [b for b in BUCKETS if b != "warm" and f"{b} recall" in mine]
+    buckets = [b for b in BUCKETS if b != "warm" and f"{b} recall" in mine
+               and (~np.isnan(mine[f"{b} recall"])).sum() >= 2]  # a bootstrap needs two users
     out: dict = {f"recall@{k}": {}, f"ndcg@{k}": {}, "rmse": {},
                  **{f"{b} recall@50": {} for b in buckets}}
     for name, r in results.items():

@@ -72,7 +72,7 @@ def search(exp: Experiment, spec: VariantSpec, trials: int, seed: int,
         return {"model": spec.name, "target": spec.target, "sampler": "optuna TPE",
                 "seed": seed, "space": {k: list(v[1:]) if v[0] == "log" else list(v[1])
                                         for k, v in space.items()},
-                "trials": rows, "best": {k: chosen[k] for k in space}}
+                "trials": list(rows), "best": {k: chosen[k] for k in space}}
 
     def objective(trial) -> float:
         setting = suggest(trial, space)

@@ -114,13 +114,18 @@ def test_skip_reasons_name_the_limit(exp):
     assert "movie-movie matrix" in BASELINES["ease"].skip_reason(big, 10)
 
 
-def test_cold_relevant_keeps_only_movies_never_rated_before_test(exp):
-    rows, cold = exp.cold_relevant()
-    rated = set(exp.prep.part(TRAIN, VAL)[1].tolist())
-    assert len(rows) > 0 and not (set(cold.indices.tolist()) & rated)
-    full = exp.test_relevant.select(rows)
-    for i in range(len(rows)):
-        assert set(cold.row(i)) == set(full.row(i)) - rated
+def test_buckets_hold_the_test_movies_rated_so_often_before_test(exp):
+    counts = np.bincount(exp.prep.part(TRAIN, VAL)[1], minlength=exp.prep.n_movies)
+    seen_users = 0
+    for lo, hi in ((0, 0), (1, 5), (6, float("inf"))):
+        rows, part = exp.bucket_relevant(lo, hi)
+        assert len(rows) > 0 and ((counts[part.indices] >= lo) & (counts[part.indices] <= hi)).all()
+        full = exp.test_relevant.select(rows)
+        for i in range(len(rows)):  # exactly the user's relevant movies of that bucket
+            want = {m for m in full.row(i) if lo <= counts[m] <= hi}
+            assert set(part.row(i)) == want
+        seen_users += len(rows)
+    assert seen_users >= len(exp.test_users)  # every test user is in at least one bucket
 
 
 def test_per_user_metrics_average_to_the_reported_means_with_standard_errors():

@@ -33,6 +33,7 @@ def report() -> dict:
                                       "ci_high": 0.02, "p_not_better": 0.3, "resamples": 2000}},
         "ablations": {},
         "sweeps": {"ease": [{"lam": 300.0, "val_ndcg@10": 0.09}]},
+        "tuning": None,
         "baseline_settings": {"ease": {"lam": 300.0, "at_grid_edge": []}},
         "configurations_tried": 12,
         "skipped": {},

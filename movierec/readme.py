@@ -216,13 +216,20 @@ def _pattern(name: str) -> re.Pattern:
 
 def render_all(root: Path) -> dict[str, str]:
     """Every document under ``root`` with its generated blocks re-rendered; each block must
-    stand in exactly one document."""
+    stand in exactly one document, unless its source report does not exist yet (then in
+    none)."""
     texts = {d: (root / d).read_text(encoding="utf-8") for d in DOCUMENTS}
     homes = {name: [d for d, t in texts.items() if _pattern(name).search(t)] for name in BLOCKS}
     for name, found in homes.items():
+        if not (root / BLOCKS[name][0]).exists():  # a report never run has no block yet
+            if found:
+                raise ValueError(f"the generated block {name!r} stands in {found}, but "
+                                 f"{BLOCKS[name][0]} does not exist: run its make target")
+            continue
         if len(found) != 1:
             raise ValueError(f"the generated block {name!r} must stand in one document of "
                              f"{list(DOCUMENTS)}, found in {found}")
+    homes = {name: found for name, found in homes.items() if found}
     for name, (doc,) in homes.items():
         texts[doc] = render(texts[doc], root, names=(name,))
     return texts

@@ -97,3 +97,13 @@ def test_no_result_sentence_stands_outside_what_metrics_json_generates():
     for where, text in said.items():
         found = RESULT_WORDS.search(text)
         assert found is None, f"{where}: {text[max(0, found.start() - 80):found.end() + 40]!r}"
+
+
+def test_a_block_whose_report_was_never_run_stands_nowhere(tmp_path):
+    for rel in (*readme.DOCUMENTS, *(src for src, _ in readme.BLOCKS.values())):
+        if (ROOT / rel).exists():
+            (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / rel).write_bytes((ROOT / rel).read_bytes())
+    (tmp_path / "reports/bench/bench.json").unlink()
+    with pytest.raises(ValueError, match=r"'speed' stands in .* does not exist: run its make"):
+        readme.render_all(tmp_path)

@@ -12,6 +12,14 @@ from movierec import readme
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def copy_documents_and_reports(to: Path) -> None:
+    """The documents and every source report that exists, copied under ``to``."""
+    for rel in (*readme.DOCUMENTS, *(src for src, _ in readme.BLOCKS.values())):
+        if (ROOT / rel).exists():
+            (to / rel).parent.mkdir(parents=True, exist_ok=True)
+            (to / rel).write_bytes((ROOT / rel).read_bytes())
+
+
 def test_readme_and_docs_agree_with_committed_reports():
     for doc, text in readme.render_all(ROOT).items():
         assert text == (ROOT / doc).read_text(encoding="utf-8"), f"{doc} is stale"
@@ -19,9 +27,7 @@ def test_readme_and_docs_agree_with_committed_reports():
 
 
 def test_a_changed_metric_makes_readme_stale(tmp_path):
-    for rel in (*readme.DOCUMENTS, *(src for src, _ in readme.BLOCKS.values())):
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_bytes((ROOT / rel).read_bytes())
+    copy_documents_and_reports(tmp_path)
     metrics_path = tmp_path / "reports/small/metrics.json"
     metrics = json.loads(metrics_path.read_text())
     model = readme.model_order(metrics)[-1]
@@ -57,9 +63,7 @@ def test_results_table_rows_and_seed_spread():
 def test_missing_or_doubled_block_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="small-results"):
         readme.render("no blocks here", ROOT)
-    for rel in readme.DOCUMENTS:
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_bytes((ROOT / rel).read_bytes())
+    copy_documents_and_reports(tmp_path)
     speed = "<!-- generated:speed -->\n<!-- /generated:speed -->\n"
     with (tmp_path / "README.md").open("a") as f:
         f.write(speed)
@@ -100,10 +104,7 @@ def test_no_result_sentence_stands_outside_what_metrics_json_generates():
 
 
 def test_a_block_whose_report_was_never_run_stands_nowhere(tmp_path):
-    for rel in (*readme.DOCUMENTS, *(src for src, _ in readme.BLOCKS.values())):
-        if (ROOT / rel).exists():
-            (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tmp_path / rel).write_bytes((ROOT / rel).read_bytes())
+    copy_documents_and_reports(tmp_path)
     (tmp_path / "reports/bench/bench.json").unlink()
     with pytest.raises(ValueError, match=r"'speed' stands in .* does not exist: run its make"):
         readme.render_all(tmp_path)

@@ -23,6 +23,9 @@ export MKL_CBWR ?= AVX2
 RECHECK := .cache/recheck
 # `make test` reruns the committed report on a simulated other machine: MKL's generic code path
 OTHER_MKL ?= COMPATIBLE
+# nbval's default limit per cell (2,000 s) is about what the small report's baselines cell
+# takes on a 2-core VM (SVD++, LightFM); a cell may take up to 4 hours (make small: no limit)
+CELL_TIMEOUT ?= 14400
 
 params = $(if $(DATASET),-p DATASET=$(DATASET)) $(foreach p,$(P),-p $(p))
 
@@ -63,9 +66,9 @@ test: lint  ## ruff, unit + real-data tests, the notebook under nbval (reports/s
 	$(PY) -m pytest -q
 	rm -rf $(RECHECK)
 	$(PY) -c 'from movierec.report import rerun_copy; rerun_copy("reports/small/movierec.ipynb", "$(RECHECK)")'
-	MKL_CBWR=$(OTHER_MKL) $(PY) -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider $(RECHECK)/movierec.ipynb
+	MKL_CBWR=$(OTHER_MKL) $(PY) -m pytest -q --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) -p no:cacheprovider $(RECHECK)/movierec.ipynb
 	$(PY) -m movierec.compare reports/small/metrics.json $(RECHECK)/metrics.json --expect-mode tolerance --expect-exact-differs
-	MKL_CBWR=$(OTHER_MKL) MOVIEREC_MODEL=$(CURDIR)/$(RECHECK)/model $(PY) -m pytest -q --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/explore.ipynb
+	MKL_CBWR=$(OTHER_MKL) MOVIEREC_MODEL=$(CURDIR)/$(RECHECK)/model $(PY) -m pytest -q --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) -p no:cacheprovider notebooks/explore.ipynb
 
 generate: $(STAMP)  ## write a MovieLens-format dataset with genome (SCALE=full|medium|small|100k|tiny, SEED=0, OUT=folder)
 	$(PY) -m movierec.synth --scale $(or $(SCALE),full) --seed $(or $(SEED),0) --out $(or $(OUT),$(MOVIEREC_DATA)/synthetic-$(or $(SCALE),full)$(if $(filter-out 0,$(or $(SEED),0)),-seed$(SEED)))

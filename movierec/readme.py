@@ -122,7 +122,8 @@ def full_results(metrics: dict) -> str:
         run = metrics["run"]
         notes.append(f"`make full` took {run['wall_seconds'] / 60:.0f} min end to end "
                      f"({run['cpu_count']} cores of an {run['cpu']}, "
-                     f"{run['memory_gb']:.0f} GiB).")
+                     f"{run['memory_gb']:.0f} GiB)." + (f" Note on that run: {run['note']}"
+                                                         if run.get("note") else ""))
         if run.get("status", "ok") != "ok":
             notes.append(f"**The run ended with a failed closing check** ({run['status']}; "
                          "the report shows which).")

@@ -199,15 +199,18 @@ def render_html(executed: Path) -> Path:
 
 
 def write_run_record(path: Path, seconds: float, params: dict, status: str = "ok") -> None:
-    """The report's wall time (kernel start to rendered HTML), whether it passed, and the
-    machine it ran on."""
+    """The report's wall time (kernel start to rendered HTML), whether it passed, the machine
+    it ran on, and the runner's note on the run (``MOVIEREC_RUN_NOTE``, e.g. that the machine
+    was shared, which its wall time cannot show), if any."""
     from movierec.provenance import cpu_name, write_json
 
+    note = os.environ.get("MOVIEREC_RUN_NOTE", "").strip()
     write_json(path, {"wall_seconds": seconds, "status": status, "cpu": cpu_name(),
                       "cpu_count": os.cpu_count(),
                       "memory_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
                       / 2**30, "dataset": params.get("DATASET"),
-                      "finished": datetime.now(UTC).isoformat(timespec="seconds")})
+                      "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+                      **({"note": note} if note else {})})
 
 
 def rerun_copy(report: str | os.PathLike, folder: str | os.PathLike, **changes) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from movierec import readme
+from movierec import readme, report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,8 +75,21 @@ def test_full_block_quotes_the_recorded_wall_time():
     metrics = json.loads((ROOT / "reports/full/metrics.json").read_text())
     assert "end to end" not in readme.full_results(metrics)
     metrics["run"] = {"wall_seconds": 3000, "cpu_count": 2, "cpu": "X", "memory_gb": 24}
-    assert ("`make full` took 50 min end to end (2 cores of an X, 24 GiB)"
+    assert ("`make full` took 50 min end to end (2 cores of an X, 24 GiB)."
             in readme.full_results(metrics))
+    assert "Note on that run" not in readme.full_results(metrics)
+    metrics["run"]["note"] = "the machine was shared."
+    assert ("(2 cores of an X, 24 GiB). Note on that run: the machine was shared."
+            in readme.full_results(metrics))
+
+
+def test_run_record_keeps_the_runners_note(tmp_path, monkeypatch):
+    monkeypatch.delenv("MOVIEREC_RUN_NOTE", raising=False)
+    report.write_run_record(tmp_path / "run.json", 60.0, {"DATASET": "d"})
+    assert "note" not in json.loads((tmp_path / "run.json").read_text())
+    monkeypatch.setenv("MOVIEREC_RUN_NOTE", "shared with another job. ")
+    report.write_run_record(tmp_path / "run.json", 60.0, {"DATASET": "d"})
+    assert json.loads((tmp_path / "run.json").read_text())["note"] == "shared with another job."
 
 
 RESULT_WORDS = re.compile(r"\b(beats?|beating|loses?|lost|level with|outperform\w*|better than|"

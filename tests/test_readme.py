@@ -54,10 +54,11 @@ def test_results_table_rows_and_seed_spread():
     m = copy.deepcopy(metrics)
     m["seeds"] = {"x": {"mean": {"recall@10": 0.15}, "sd": {"recall@10": 0.0707}, "seeds": 2}}
     assert readme.seed_spread(m) == "- x over 2 seeds: Recall@10 0.1500 ± 0.0707."
-    m["uncertainty"] = {"rmse": {"against": "svdpp", "diff": -0.01, "ci_low": -0.02,
-                                 "ci_high": -0.001}}
+    m["uncertainty"] = {"rmse": {"svdpp": {"diff": -0.01, "ci_low": -0.02, "ci_high": -0.001},
+                                 "svd": {"diff": 0.002, "ci_low": -0.001, "ci_high": 0.005}}}
     m["main_model"] = {"name": "main"}
-    assert "RMSE of svdpp minus main's: -0.0100 [-0.0200, -0.0010]" in readme.uncertainty(m)
+    assert ("- RMSE: main is level with svd (+0.0020 [-0.0010, +0.0050]); loses to svdpp "
+            "(-0.0100 [-0.0200, -0.0010])." in readme.uncertainty(m))
 
 
 def test_missing_or_doubled_block_is_an_error(tmp_path):

@@ -135,11 +135,15 @@ def run_report(notebook: str | os.PathLike, output_dir: str | os.PathLike, param
 @contextmanager
 def local_kernel():
     """A kernel manager on IPC sockets in a private temporary folder (kernel and client are on
-    one machine; over TCP without encryption ipykernel warns on every start)."""
+    one machine; over TCP without encryption ipykernel warns on every start). The kernelspec's
+    environment (``MKL_CBWR``, for a kernel started from JupyterLab) is a default: a variable
+    set where this runs wins (``make small MKL_CBWR=``, ``make tolerance``'s reruns)."""
     from jupyter_client.manager import KernelManager
 
     with tempfile.TemporaryDirectory(prefix="movierec-kernel-") as folder:
         km = KernelManager(kernel_name=KERNEL, transport="ipc", ip=str(Path(folder) / "k"))
+        spec_env = km.kernel_spec.env  # jupyter_client lets it override the caller's environment:
+        spec_env.update({k: os.environ[k] for k in spec_env if k in os.environ})  # a default only
         try:
             yield km
         finally:  # nbclient shuts down only the kernels it started itself

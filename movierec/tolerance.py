@@ -85,6 +85,20 @@ def environment(changes: dict[str, str]):
                 os.environ[k] = v
 
 
+RECORDED = {"MKL_CBWR": "mkl_cbwr", "ATEN_CPU_CAPABILITY": "cpu_capability",
+            "THREADS": "torch_threads"}  # a change -> where a report's provenance records it
+
+
+def check_took_effect(changes: dict, run: dict) -> None:
+    """Raise if the rerun's provenance does not record each change it was asked to run under
+    (a change that never reached the kernel would measure a tolerance of zero)."""
+    for name, value in changes.items():
+        seen = run["provenance"].get(RECORDED[name])
+        if str(seen).lower() != str(value).lower():  # torch names ATEN's "default" DEFAULT
+            raise RuntimeError(f"the rerun asked for {name}={value} but its report records "
+                               f"{RECORDED[name]}={seen!r}: the change did not reach the kernel")
+
+
 def rerun(report_dir: Path, env: dict[str, str], params: dict, folder: Path) -> dict:
     """The committed report rerun in ``folder`` with ``env`` and ``params`` changed; its
     metrics.json."""
@@ -100,7 +114,9 @@ def rerun(report_dir: Path, env: dict[str, str], params: dict, folder: Path) -> 
         except papermill.PapermillExecutionError:
             if not (folder / "metrics.json").exists():
                 raise
-    return json.loads((folder / "metrics.json").read_text())
+    run = json.loads((folder / "metrics.json").read_text())
+    check_took_effect({**env, **params}, run)
+    return run
 
 
 def measure(report_dir: Path, tol: Tolerance | None = None) -> dict:

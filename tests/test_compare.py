@@ -231,3 +231,17 @@ def test_bucket_metrics_use_their_own_users():
 def test_bootstraps_features_and_the_count_of_configurations_are_compared(key, change):
     diffs = fooled(change)
     assert diffs and diffs[0].startswith(key)
+
+
+def test_a_tolerance_rerun_whose_change_never_reached_the_kernel_is_refused():
+    from movierec import tolerance
+
+    run = {"provenance": {"mkl_cbwr": "AVX2", "cpu_capability": "AVX2", "torch_threads": 2}}
+    for change in ({"MKL_CBWR": "COMPATIBLE"}, {"ATEN_CPU_CAPABILITY": "default"},
+                   {"THREADS": 1}):
+        with pytest.raises(RuntimeError, match="did not reach the kernel"):
+            tolerance.check_took_effect(change, run)
+    took = {"provenance": {"mkl_cbwr": "COMPATIBLE", "cpu_capability": "DEFAULT",
+                           "torch_threads": 1}}
+    for env, params in tolerance.RERUNS.values():
+        tolerance.check_took_effect({**env, **params}, took)

@@ -138,6 +138,33 @@ def nbval(notebook: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, cwd=notebook.parent)
 
 
+def test_the_environment_where_a_report_runs_overrides_the_kernelspecs(tmp_path, monkeypatch):
+    # jupyter_client lets a kernelspec's env override the launching process's: make tolerance's
+    # MKL_CBWR=COMPATIBLE rerun (and make small MKL_CBWR=) ran under the spec's AVX2
+    spec = tmp_path / "kernels" / report.KERNEL
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "probe", "language": "python",
+        "env": {"MKL_CBWR": "AVX2", "MOVIEREC_PROBE": "from the spec"}}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")
+    monkeypatch.delenv("MOVIEREC_PROBE", raising=False)
+    seen = []
+    with report.local_kernel() as km:
+        km.start_kernel()
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=60)
+            kc.execute_interactive(
+                "import os; print(os.environ['MKL_CBWR'], '|', os.environ['MOVIEREC_PROBE'])",
+                timeout=60, output_hook=lambda msg: seen.append(msg["content"].get("text", "")))
+        finally:
+            kc.stop_channels()
+    assert "".join(seen).strip() == "COMPATIBLE | from the spec"
+
+
 def test_rerun_copy_needs_an_executed_report(tmp_path):
     with pytest.raises(ValueError, match="not a papermill report"):
         report.rerun_copy(NOTEBOOK, tmp_path)

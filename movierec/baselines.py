@@ -123,20 +123,34 @@ def fit_most_popular(prep, users, movies, ratings, *, seed: int = 0, threads: in
         torch.zeros(prep.n_users, 1), torch.zeros(prep.n_movies, 1), torch.as_tensor(counts))})
 
 
-def fit_newest_unrated(prep, users, movies, ratings, *, seed: int = 0, threads: int = 1
-                       ) -> Fitted:
-    """A rule, no learning (a cold-start reference): movies the fitted data never rates first,
-    the newest release year (from the title) first among them, then the rest by their count
-    of ratings; ties by movieId, the larger (later added) first."""
-    counts = np.bincount(movies, minlength=prep.n_movies)
-    years = np.nan_to_num(release_years(prep.movies["title"]), nan=0.0)
-    order = np.lexsort((-prep.movies["movieId"].to_numpy(), -counts, -years * (counts == 0),
-                        counts > 0))
+def _rule(prep: Prepared, order: np.ndarray) -> Fitted:
+    """A ranking rule: every user gets the movies in ``order``, first to last."""
     score = np.empty(prep.n_movies, np.float32)
     score[order] = np.arange(prep.n_movies, 0, -1)  # exact in float32 below 2^24 movies
     return Fitted(None, {"rule": RankingVectors(torch.zeros(prep.n_users, 1),
                                                 torch.zeros(prep.n_movies, 1),
                                                 torch.as_tensor(score))})
+
+
+def fit_newest(prep, users, movies, ratings, *, seed: int = 0, threads: int = 1) -> Fitted:
+    """A rule, no learning, that reads no rating (a cold-start reference that only uses what
+    is known of a movie at any cut-off): the newest release year (from the title) first, ties
+    by movieId, the larger (later added) first; movies whose title names no year last."""
+    years = np.nan_to_num(release_years(prep.movies["title"]), nan=0.0)
+    return _rule(prep, np.lexsort((-prep.movies["movieId"].to_numpy(), -years)))
+
+
+def fit_newest_unrated(prep, users, movies, ratings, *, seed: int = 0, threads: int = 1
+                       ) -> Fitted:
+    """A rule, no learning (a cold-start reference): movies the fitted data never rates first,
+    the newest release year (from the title) first among them, then the rest by their count
+    of ratings; ties by movieId, the larger (later added) first. On MovieLens it reads the
+    future: a catalogue that lists only movies someone rated makes "never rated so far" mean
+    "rated later" (:meth:`movierec.experiment.Experiment.catalogue_leak`)."""
+    counts = np.bincount(movies, minlength=prep.n_movies)
+    years = np.nan_to_num(release_years(prep.movies["title"]), nan=0.0)
+    return _rule(prep, np.lexsort((-prep.movies["movieId"].to_numpy(), -counts,
+                                   -years * (counts == 0), counts > 0)))
 
 
 # ---- rating models (scikit-surprise) ----
@@ -363,8 +377,11 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in (
              grid(damping=(1.0, 2.0, 5.0, 10.0, 25.0)), seeded=False),
     Baseline("most_popular", "most popular: the most-rated movies", "ranking",
              fit_most_popular, ({},), seeded=False),
+    Baseline("newest", "newest: the newest release first (a rule that reads no rating)",
+             "ranking", fit_newest, ({},), seeded=False),
     Baseline("newest_unrated", "newest unrated: never-rated movies first, newest release "
-             "first (a rule)", "ranking", fit_newest_unrated, ({},), seeded=False),
+             "first (a rule; reads the catalogue's future)", "ranking", fit_newest_unrated,
+             ({},), seeded=False),
     Baseline("svd", "SVD (surprise): biased matrix factorisation by SGD", "rating", fit_svd,
              grid(n_factors=(2, 5, 10, 20, 50), reg_all=(0.005, 0.01, 0.02, 0.05, 0.1)),
              max_ratings=5_000_000),

@@ -36,9 +36,9 @@ FINGERPRINT = ("device", "cpu_vendor", "cpu", "cpu_capability", "mkl_cbwr", "tor
 # the parts of metrics.json that a rerun must reproduce (everything but timings, provenance
 # and parameters, which choose_mode compares first)
 RESULTS = ("split_sizes", "dropped", "summary", "features", "evaluated_users", "main_model",
-           "rating", "ranking", "ranking_by", "buckets", "seeds", "uncertainty", "ablations",
-           "sweeps", "tuning", "baseline_settings", "configurations_tried", "skipped",
-           "history")
+           "rating", "ranking", "ranking_by", "buckets", "catalogue", "seeds", "uncertainty",
+           "ablations", "sweeps", "tuning", "baseline_settings", "configurations_tried",
+           "skipped", "history")
 MACHINE_PARAMETERS = ("THREADS", "DEVICE")  # parameters that describe the machine, not the run
 
 

@@ -125,6 +125,17 @@ class Experiment:
         rows = np.flatnonzero(part.lengths() > 0)
         return rows, part.select(rows)
 
+    def catalogue_leak(self) -> dict[str, int]:
+        """What the catalogue tells of the test period: its movies that train + val never
+        rate, and how many of those test rates. MovieLens lists a movie only if someone rated
+        it, so nearly every never-rated movie is rated later: a score that puts never-rated
+        movies first reads the future, and its cold-start recall with it."""
+        n = self.prep.n_movies
+        seen = np.bincount(self.prep.part(TRAIN, VAL)[1], minlength=n) > 0
+        later = np.bincount(self.prep.part(TEST)[1], minlength=n) > 0
+        return {"movies": n, "never_rated": int((~seen).sum()),
+                "never_rated_rated_in_test": int((~seen & later).sum())}
+
     def test_ranking(self, vectors: RankingVectors, ks: tuple[int, ...] = (10, 20, 50)
                      ) -> tuple[dict[str, float], dict[str, np.ndarray], dict[str, dict]]:
         """One top-k search of the test users, three readings of it: the ranking metrics;

@@ -244,6 +244,7 @@ def metrics_record(exp: Experiment, *, parameters: dict, results: dict[str, Resu
         "ranking_by": {n: {**r.ranking_by, "chosen": r.by, "val_ndcg@10": r.trial.val_by}
                        for n, r in results.items() if r.ranking_by},
         "buckets": {n: r.buckets for n, r in results.items() if r.buckets},
+        "catalogue": exp.catalogue_leak(),
         "seeds": all_seeds(results),
         "uncertainty": uncertainty,
         "ablations": ablations,

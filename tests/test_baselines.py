@@ -241,6 +241,30 @@ def test_newest_unrated_rule_puts_never_rated_recent_movies_first():
     assert P.movies.movieId[order].tolist() == [30, 20, 10, 50, 40]
 
 
+def test_newest_rule_orders_every_movie_by_release_year_and_reads_no_rating():
+    class P:
+        n_users, n_movies = 2, 5
+        movies = pd.DataFrame({"movieId": [10, 20, 30, 40, 50],
+                               "title": ["A (1990)", "B (2015)", "C (2015)", "D", "E (1999)"]})
+
+    order_of = {}
+    for users, movies in ((np.array([0, 1]), np.array([1, 2])), (np.array([], int),) * 2):
+        rule = baselines.fit_newest(P, users, movies, None).rankings["rule"]
+        order_of[len(users)] = P.movies.movieId[np.argsort(-rule.offset.numpy(),
+                                                           kind="stable")].tolist()
+    # 2015 (C's larger id first), 1999, 1990, then D (no year), whatever was rated
+    assert order_of[2] == order_of[0] == [30, 20, 50, 10, 40]
+
+
+def test_catalogue_leak_counts_never_rated_movies_that_test_rates(exp):
+    leak = exp.catalogue_leak()
+    never = set(range(exp.prep.n_movies)) - set(exp.prep.part(TRAIN, VAL)[1].tolist())
+    later = never & set(exp.prep.part(TEST)[1].tolist())
+    assert leak == {"movies": exp.prep.n_movies, "never_rated": len(never),
+                    "never_rated_rated_in_test": len(later)}
+    assert 0 < len(later) < len(never)  # the fixture has both kinds
+
+
 def test_lightfm_ranks_as_its_own_predictions_and_tunes_its_epochs_on_val(exp):
     from lightfm import LightFM
 

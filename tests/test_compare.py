@@ -26,6 +26,7 @@ def report() -> dict:
         "ranking": {"mf": {"recall@10": 0.05, "recall@10_se": 0.009, "coverage@10": 0.1}},
         "ranking_by": {},
         "buckets": {"mf": {"cold": {"recall@10": 0.02, "recall@10_se": 0.012, "users": 60}}},
+        "catalogue": {"movies": 1000, "never_rated": 80, "never_rated_rated_in_test": 78},
         "seeds": {"mf": {"per_seed": {"1": {"recall@10": 0.05}, "2": {"recall@10": 0.058}},
                          "mean": {"recall@10": 0.054}, "sd": {"recall@10": 0.0056568542494923},
                          "seeds": 2}},

@@ -88,6 +88,9 @@ def recall_at_k(curves: dict[str, dict[int, float]], metric: str = "recall") -> 
     return fig
 
 
+WEIGHT_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
+
+
 def frontier(points: pd.DataFrame, chosen: dict, references: dict[str, tuple[str, float]],
              endpoint: tuple[str, float, float] | None = None) -> Figure:
     """Val RMSE against val NDCG@10 of the main model's settings tried on val (``points``: one
@@ -99,9 +102,12 @@ def frontier(points: pd.DataFrame, chosen: dict, references: dict[str, tuple[str
                       cmap="viridis", norm=matplotlib.colors.LogNorm(), s=30,
                       label=f"main model: {len(points)} setting(s) tried")
     bar = fig.colorbar(dots, ax=ax, label="retrieval weight w", pad=0.02)
-    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
-    bar.ax.yaxis.set_major_formatter(plain)
+    lo, hi = points["rank_weight"].min(), points["rank_weight"].max()
+    ticks = [v for v in WEIGHT_TICKS if lo <= v <= hi] or [lo, hi]
+    bar.set_ticks(ticks, labels=[f"{v:g}" for v in ticks])  # a log bar names 1-2-5 steps
     bar.ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))  # RMSEs differ in the 3rd
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.3f"))  # decimal
     if len(points) <= 8:
         for _, row in points.iterrows():
             ax.annotate(f"w={row.rank_weight:g}", (row.val_rmse, row["val_ndcg@10"]),

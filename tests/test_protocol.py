@@ -158,11 +158,12 @@ def test_our_models_are_read_both_ways_on_test(tiny_exp):
 
 
 def test_calibrated_readout_is_chosen_on_val_and_never_worse_than_its_biases(tiny_exp):
-    from movierec.variants import READOUT_SCALES, calibrate_readout, pair_cosines
+    from movierec.variants import READOUT_DAMPINGS, calibrate_readout, pair_cosines
 
     trial = spec("hybrid_rank", epochs=2).tune(tiny_exp, {}, 3)
     readout, model = trial.tuned["readout"], trial.fitted.model
-    assert set(readout) == {"damping", "scale"} and readout["scale"] in READOUT_SCALES
+    assert set(readout) == {"damping", "scale"} and readout["damping"] in READOUT_DAMPINGS
+    assert readout["scale"] > 0
     got = rating_errors(predict(model, tiny_exp.feats, tiny_exp.val),
                         tiny_exp.val.ratings)["rmse"]
     assert got == pytest.approx(trial.rating["val_rmse"])
@@ -178,6 +179,13 @@ def test_calibrated_readout_is_chosen_on_val_and_never_worse_than_its_biases(tin
     want = b.mean + b.user_bias[u] + b.movie_bias[m] + readout["scale"] * cos
     np.testing.assert_allclose(predict(model, tiny_exp.feats, tiny_exp.val).numpy(), want,
                                rtol=1e-5, atol=1e-5)
+    # the scale is val's best for its damping, not a grid point near it
+    def val_rmse(scale: float) -> float:
+        return rmse_mae(b.mean + b.user_bias[u] + b.movie_bias[m] + scale * cos,
+                        tiny_exp.val.ratings.numpy())["rmse"]
+
+    assert all(val_rmse(readout["scale"]) <= val_rmse(readout["scale"] + d)
+               for d in (-0.01, 0.01, 0.5))
     # applying a setting (the refit) does not choose again
     assert calibrate_readout(tiny_exp, model, (TRAIN,), {"damping": 5.0, "scale": 0.0}) == {
         "damping": 5.0, "scale": 0.0}

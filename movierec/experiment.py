@@ -130,11 +130,10 @@ class Experiment:
         rate, and how many of those test rates. MovieLens lists a movie only if someone rated
         it, so nearly every never-rated movie is rated later: a score that puts never-rated
         movies first reads the future, and its cold-start recall with it."""
-        n = self.prep.n_movies
-        seen = np.bincount(self.prep.part(TRAIN, VAL)[1], minlength=n) > 0
-        later = np.bincount(self.prep.part(TEST)[1], minlength=n) > 0
-        return {"movies": n, "never_rated": int((~seen).sum()),
-                "never_rated_rated_in_test": int((~seen & later).sum())}
+        never = self.positive_counts(self.train_val) == 0
+        later = self.positive_counts(self.test) > 0
+        return {"movies": self.prep.n_movies, "never_rated": int(never.sum()),
+                "never_rated_rated_in_test": int((never & later).sum())}
 
     def test_ranking(self, vectors: RankingVectors, ks: tuple[int, ...] = (10, 20, 50)
                      ) -> tuple[dict[str, float], dict[str, np.ndarray], dict[str, dict]]:

@@ -29,7 +29,7 @@ CELL_TIMEOUT ?= 14400
 
 params = $(if $(DATASET),-p DATASET=$(DATASET)) $(foreach p,$(P),-p $(p))
 
-.PHONY: help setup small full tune test lint bench tolerance readme generate lab clean distclean
+.PHONY: help setup small full tune tune-baselines test lint bench tolerance readme generate lab clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -56,6 +56,9 @@ full: $(STAMP)  ## the same on the full dataset with genome (DATASET=ml-latest b
 
 tune: $(STAMP)  ## tune the main model on val with Optuna (TRIALS=30) -> reports/tune/<dataset>.json
 	$(PY) -m movierec.tune --dataset $(or $(DATASET),ml-latest-small) --trials $(or $(TRIALS),30)
+
+tune-baselines: $(STAMP)  ## record the baselines' val grid searches -> reports/tune/<dataset>-baselines.json
+	$(PY) -m movierec.tune --baselines --dataset $(or $(DATASET),ml-latest-small)
 
 lint: $(STAMP)  ## ruff over the package, tests and notebooks
 	$(VENV)/bin/ruff check movierec tests notebooks

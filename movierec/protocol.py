@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from movierec.compare import RANKING_METRIC, Tolerance
 from movierec.evaluate import best, rmse_mae
 from movierec.experiment import Experiment, per_user_sse
 from movierec.prepare import Prepared
@@ -202,14 +203,62 @@ def search(exp: Experiment, spec: Spec, seed: int, threads: int) -> tuple[Trial,
     return chosen, rows
 
 
+def record_mismatch(recorded: dict, row: dict, val_users: int) -> list[str]:
+    """The figures of a val ``row`` that differ from the ``recorded`` one beyond what another
+    CPU moves (:class:`movierec.compare.Tolerance`: a ranking metric by ``flips`` changed
+    top-k entries over ``val_users``, any other number by ``rel``; counts and names exactly)."""
+    out, tol = [], Tolerance()
+    for key, was in recorded.items():
+        now = row.get(key)
+        if isinstance(was, float) and isinstance(now, float):
+            bound = (tol.flips / val_users if RANKING_METRIC.match(key)
+                     else tol.rel * max(abs(was), abs(now)))
+            if abs(was - now) <= bound:
+                continue
+        elif was == now:
+            continue
+        out.append(f"{key} {now!r} (recorded {was!r})")
+    return out
+
+
+def replay(exp: Experiment, spec: Spec, record: dict, seed: int, threads: int
+           ) -> tuple[Trial, list[dict]]:
+    """A search recorded earlier (``record``: its ``sweep`` rows, the ``setting`` chosen;
+    ``make tune-baselines``) in place of :func:`search`: the rows must be ``spec``'s grid and
+    the setting their best by ``spec.target``; only that setting is fitted again on train and
+    read on val, and its val figures must be the recorded ones (a record of other code, data
+    or settings is an error). Returns (that trial, the recorded rows)."""
+    rows, setting = record["sweep"], record["setting"]
+    settings = list(spec.grid(len(exp.train)))
+    tried = [{k: row.get(k) for k in s} for row, s in zip(rows, settings, strict=False)]
+    if len(rows) != len(settings) or tried != settings:
+        was = [{k: v for k, v in r.items() if not k.startswith("val_")} for r in rows]
+        raise ValueError(f"{spec.name}: the recorded search tried {was}, its grid is now "
+                         f"{settings}: run make tune-baselines again")
+    chosen = best(rows, spec.target)
+    if {k: chosen[k] for k in setting} != setting:
+        raise ValueError(f"{spec.name}: the recorded choice {setting} is not the best of its "
+                         f"recorded search by {spec.target}")
+    trial = spec.tune(exp, setting, seed, threads)
+    differ = record_mismatch(chosen, trial.row, len(exp.val_users))
+    if differ:
+        raise ValueError(f"{spec.name}: its recorded choice {setting} now gives "
+                         f"{', '.join(differ)} on val: the record is of other code, data or "
+                         "settings; run make tune-baselines again")
+    return trial, [dict(r) for r in rows]
+
+
 def run(exp: Experiment, spec: Spec, *, seed: int, seeds: Sequence[int] = (),
-        ks: tuple[int, ...] = KS, threads: int = 1, refit: bool = True) -> Result:
-    """Tune ``spec`` on val, then for ``seed`` and each extra seed (seeded specs only): refit
+        ks: tuple[int, ...] = KS, threads: int = 1, refit: bool = True,
+        record: dict | None = None) -> Result:
+    """Tune ``spec`` on val (its grid searched, or its ``record``ed search replayed:
+    :func:`replay`), then for ``seed`` and each extra seed (seeded specs only): refit
     the chosen setting on train + val (``refit``; else the tuned model is tested) and read
     test once. Each extra seed of a spec that ``retune``s tunes the chosen setting again with
     its own seed first (our models: early stopping and readout are part of the setting)."""
     start = time.perf_counter()
-    chosen, rows = search(exp, spec, seed, threads)
+    chosen, rows = (search(exp, spec, seed, threads) if record is None
+                    else replay(exp, spec, record, seed, threads))
     readings, first = {}, None
     for s in (seed, *(x for x in seeds if spec.seeded and x != seed)):
         trial = chosen
@@ -235,7 +284,8 @@ def run(exp: Experiment, spec: Spec, *, seed: int, seeds: Sequence[int] = (),
 @dataclass
 class Runner:
     """Runs specs on one experiment with one protocol and keeps every :class:`Result` (and the
-    specs skipped, with the reason), in the order run."""
+    specs skipped, with the reason), in the order run. A spec named in ``recorded`` replays
+    that recorded search instead of searching its grid (:func:`replay`)."""
 
     exp: Experiment
     seed: int
@@ -243,6 +293,7 @@ class Runner:
     threads: int = 1
     refit: bool = True
     progress: Callable[[str], None] | None = print
+    recorded: dict[str, dict] = field(default_factory=dict)
     results: dict[str, Result] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
 
@@ -258,12 +309,13 @@ class Runner:
                 continue
             r = out[spec.name] = self.results[spec.name] = run(
                 self.exp, spec, seed=self.seed, seeds=seeds, ks=self.ks, threads=self.threads,
-                refit=self.refit)
+                refit=self.refit, record=self.recorded.get(spec.name))
             edge = (f" (at the edge of its grid: {r.at_edge})" if r.at_edge else "") + (
                 f" (at its natural bound: {r.at_limit})" if r.at_limit else "")
             chosen = {k: float(f"{v:.3g}") if isinstance(v, float) else v
                       for k, v in r.setting.items()}
-            self._say(f"--- {spec.name}: {len(r.sweep)} setting(s), chosen {chosen}{edge}; "
+            how = "recorded" if spec.name in self.recorded else "searched"
+            self._say(f"--- {spec.name}: {len(r.sweep)} setting(s) {how}, chosen {chosen}{edge}; "
                       + ", ".join(f"{k} {v:.4f}" for k, v in r.headline().items())
                       + f" ({r.seconds:.0f} s)")
         return out

@@ -187,23 +187,46 @@ def frontier(results: dict[str, Result], main: str, tuning: dict | None = None,
                           frontier_references(results), endpoint)
 
 
-def load_tuning(path: str | os.PathLike | None, prep, root: Path | None = None) -> dict | None:
-    """The record of ``make tune`` at ``path``, checked to be of these data (the same file
-    checksums); ``"auto"``: ``reports/tune/<dataset>.json`` under the checkout ``root`` if
-    there is one; None: no tuning."""
+def load_tuning(path: str | os.PathLike | None, prep, root: Path | None = None,
+                kind: str = "", seed: int | None = None) -> dict | None:
+    """The record of ``make tune`` (``kind`` "-baselines": of ``make tune-baselines``) at
+    ``path``, checked to be complete, of these data (the same file checksums) and, given a
+    ``seed``, searched with it; ``"auto"``: ``reports/tune/<dataset><kind>.json`` under the
+    checkout ``root`` if there is one; None: no record."""
     if path == "auto":
-        path = None if root is None else root / "reports" / "tune" / f"{prep.name}.json"
+        path = None if root is None else root / "reports" / "tune" / f"{prep.name}{kind}.json"
         if path is None or not path.exists():
             return None
     if path is None:
         return None
     record = json.loads(Path(path).read_text())
+    again = f"run make tune{kind} again"
     if not record.get("complete", True):
-        raise ValueError(f"{path}: an unfinished search (make tune stopped): run it again")
+        raise ValueError(f"{path}: an unfinished search (make tune{kind} stopped): {again}")
     if record["checksums"] != prep.checksums:
         raise ValueError(f"{path} tuned on other data than {prep.name!r} (file checksums "
-                         "differ): run make tune again")
+                         f"differ): {again}")
+    if seed is not None and record["seed"] != seed:
+        raise ValueError(f"{path} searched with seed {record['seed']}, this run's is {seed}: "
+                         f"{again} with --seed {seed}, or set the parameter to None")
     return record
+
+
+def describe_search(record: dict | None) -> str:
+    """One line on where the baselines' searches come from (a ``make tune-baselines`` record,
+    or this run)."""
+    if not record:
+        return "the baselines' searches: every grid searched in this run"
+    minutes = sum(b["seconds"] for b in record["baselines"].values()) / 60
+    commit = (record["git"]["commit"] or "unknown")[:7]
+    return (f"the baselines' searches: recorded by make tune-baselines at commit {commit} "
+            f"({minutes:.0f} min there); each recorded choice is fitted again here")
+
+
+def recorded_searches(record: dict | None) -> dict[str, dict]:
+    """The baselines' searches of a ``make tune-baselines`` record, by name, for
+    :class:`movierec.protocol.Runner` (empty: every grid is searched in the run)."""
+    return dict(record["baselines"]) if record else {}
 
 
 def main_axes(tuning: dict | None, rank_weights: list[float]) -> dict[str, tuple]:
@@ -226,7 +249,8 @@ def configurations_tried(results: dict[str, Result], tuning: dict | None = None)
 
 def metrics_record(exp: Experiment, *, parameters: dict, results: dict[str, Result],
                    skipped: dict[str, str], main: str, uncertainty: dict, ablations: dict,
-                   stage_seconds: dict, provenance: dict, tuning: dict | None = None) -> dict:
+                   stage_seconds: dict, provenance: dict, tuning: dict | None = None,
+                   baseline_search: dict | None = None) -> dict:
     """Everything ``metrics.json`` holds: dataset, split, every model's rating, ranking and
     cold-start metrics, searches, seeds, bootstraps, parameters, timings and provenance."""
     prep, chosen = exp.prep, results[main]
@@ -256,6 +280,9 @@ def metrics_record(exp: Experiment, *, parameters: dict, results: dict[str, Resu
         "configurations_tried": configurations_tried(results, tuning),
         "tuning": tuning and {k: tuning[k] for k in ("model", "target", "sampler", "seed",
                                                      "space", "trials", "best")},
+        "baseline_search": baseline_search and {
+            "git": baseline_search["git"], "seed": baseline_search["seed"],
+            "seconds": {n: b["seconds"] for n, b in baseline_search["baselines"].items()}},
         "skipped": skipped,
         "history": {n: h.drop(columns="seconds").to_dict(orient="list")
                     for n, h in histories(results).items()},

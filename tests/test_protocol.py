@@ -255,3 +255,54 @@ def test_tuning_is_a_seeded_search_on_val_whose_record_the_report_reads(tiny_exp
     saved = []
     tune.search(tiny_exp, s, 2, seed=7, space=space, save=saved.append)
     assert [len(r["trials"]) for r in saved] == [1, 2]  # kept after every trial
+
+
+def test_a_recorded_search_is_replayed_fitting_only_its_choice_and_checked(tiny_exp):
+    searched = Planted({1: 0.2, 2: 0.5, 3: 0.1})
+    full = run(tiny_exp, searched, seed=0)
+    record = {"sweep": full.sweep, "setting": full.setting}
+    again = Planted({1: 0.2, 2: 0.5, 3: 0.1})
+    r = run(tiny_exp, again, seed=0, record=record)
+    assert again.calls == [("tune", 2, 0), ("refit", 2, 0)]  # the grid is not searched
+    assert r.sweep == full.sweep and r.setting == full.setting and r.ranking == full.ranking
+    with pytest.raises(ValueError, match="its grid is now"):  # the grid changed since
+        run(tiny_exp, Planted({1: 0.2, 2: 0.5, 4: 0.1}), seed=0, record=record)
+    with pytest.raises(ValueError, match="not the best of its recorded search"):
+        run(tiny_exp, Planted({1: 0.2, 2: 0.5, 3: 0.1}), seed=0,
+            record={**record, "setting": {"x": 1}})
+    with pytest.raises(ValueError, match=r"now gives val_ndcg@10 0\.4 \(recorded 0\.5\)"):
+        run(tiny_exp, Planted({1: 0.2, 2: 0.4, 3: 0.1}), seed=0, record=record)
+    # within another CPU's bound (a few top-k flips over the val users) it is the same figure
+    near = 0.5 + 1 / len(tiny_exp.val_users)
+    assert run(tiny_exp, Planted({1: 0.2, 2: near, 3: 0.1}), seed=0, record=record).sweep
+
+
+def test_recorded_baseline_searches_give_the_searched_results(tiny_exp, tmp_path,
+                                                              monkeypatch):
+    from movierec import study, tune
+    from movierec.baselines import baseline
+
+    names = ["bias", "svd", "most_popular"]
+    record = tune.search_baselines(tiny_exp, names, seed=3, threads=1)
+    assert set(record["baselines"]) == set(names) and record["seed"] == 3
+    assert [r["damping"] for r in record["baselines"]["bias"]["sweep"]] == [
+        s["damping"] for s in baseline("bias").settings]
+    searched = Runner(tiny_exp, seed=3, progress=None)
+    searched.run([baseline(n) for n in names], seeds=(4,))
+    path = tmp_path / "reports" / "tune" / f"{tiny_exp.prep.name}-baselines.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({**record, "checksums": tiny_exp.prep.checksums,
+                                "git": {"commit": "abc1234def", "dirty": False}}))
+    loaded = study.load_tuning("auto", tiny_exp.prep, tmp_path, kind="-baselines", seed=3)
+    assert "recorded by make tune-baselines at commit abc1234" in study.describe_search(loaded)
+    replayed = Runner(tiny_exp, seed=3, progress=None,
+                      recorded=study.recorded_searches(loaded))
+    monkeypatch.setattr(protocol, "search", lambda *a, **k: pytest.fail("a grid searched"))
+    replayed.run([baseline(n) for n in names], seeds=(4,))
+    for n in names:
+        a, b = searched.results[n], replayed.results[n]
+        assert (a.sweep, a.setting, a.rating, a.ranking, a.seeds) == (
+            b.sweep, b.setting, b.rating, b.ranking, b.seeds)
+    with pytest.raises(ValueError, match="searched with seed 3, this run's is 5"):
+        study.load_tuning(path, tiny_exp.prep, kind="-baselines", seed=5)
+    assert study.recorded_searches(None) == {}

@@ -40,6 +40,9 @@ RESULTS = ("split_sizes", "dropped", "summary", "features", "evaluated_users", "
            "ablations", "sweeps", "tuning", "baseline_settings", "configurations_tried",
            "skipped", "history")
 MACHINE_PARAMETERS = ("THREADS", "DEVICE")  # parameters that describe the machine, not the run
+# parameters that say how a run is done, not what it computes: the baselines' searches replayed
+# from their record or searched again, fitted side by side or one after another
+HOW_PARAMETERS = ("BASELINE_SEARCH", "BASELINE_WORKERS")
 
 
 @dataclass(frozen=True)
@@ -97,14 +100,14 @@ def fingerprint(provenance: dict) -> dict:
 
 def run_parameters(params: dict) -> dict:
     """Parameters that define the run (not the machine it ran on)."""
-    return {k: v for k, v in params.items() if k not in MACHINE_PARAMETERS}
+    return {k: v for k, v in params.items() if k not in (*MACHINE_PARAMETERS, *HOW_PARAMETERS)}
 
 
 def choose_mode(ref: dict, ours: dict) -> Comparison:
     """Exact, tolerance or skipped (with the reason), before any value is looked at."""
     if run_parameters(ref.get("parameters", {})) != run_parameters(ours.get("parameters", {})):
         keys = sorted(k for k in set(ref.get("parameters", {})) | set(ours.get("parameters", {}))
-                      if k not in MACHINE_PARAMETERS
+                      if k not in (*MACHINE_PARAMETERS, *HOW_PARAMETERS)
                       and ref["parameters"].get(k) != ours["parameters"].get(k))
         return Comparison("skipped", f"different parameters {keys}")
     if ref["provenance"].get("checksums") != ours["provenance"].get("checksums"):

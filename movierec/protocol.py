@@ -281,10 +281,14 @@ def run(exp: Experiment, spec: Spec, *, seed: int, seeds: Sequence[int] = (),
                   time.perf_counter() - start, first.model, dict(spec.limits))
 
 
+def _run_in_worker(exp: Experiment, spec: Spec, kwargs: dict) -> Result:
+    return run(exp, spec, **kwargs)
+
+
 @dataclass
 class Runner:
     """Runs specs on one experiment with one protocol and keeps every :class:`Result` (and the
-    specs skipped, with the reason), in the order run. A spec named in ``recorded`` replays
+    specs skipped, with the reason), in the order given. A spec named in ``recorded`` replays
     that recorded search instead of searching its grid (:func:`replay`)."""
 
     exp: Experiment
@@ -297,19 +301,29 @@ class Runner:
     results: dict[str, Result] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
 
-    def run(self, specs: Sequence[Spec], seeds: Sequence[int] = ()) -> dict[str, Result]:
+    def run(self, specs: Sequence[Spec], seeds: Sequence[int] = (), workers: int = 1
+            ) -> dict[str, Result]:
         """:func:`run` each spec that scales to the experiment (extra ``seeds`` for the seeded
-        ones); returns this call's results."""
+        ones); returns this call's results. With ``workers`` > 1 the specs run side by side in
+        that many spawned processes, each with ``threads`` torch threads as here (so each
+        result is the one a lone run gives), the longest recorded search first; every process
+        holds a copy of the experiment."""
+        reasons = {s.name: s.skip_reason(self.exp.prep, len(self.exp.train)) for s in specs}
+        kwargs = {s.name: {"seed": self.seed, "seeds": seeds, "ks": self.ks,
+                           "threads": self.threads, "refit": self.refit,
+                           "record": self.recorded.get(s.name)} for s in specs}
+        todo = [s for s in specs if reasons[s.name] is None]
+        done = (self._side_by_side(todo, kwargs, workers) if workers > 1 and len(todo) > 1
+                else {})
         out = {}
         for spec in specs:
-            reason = spec.skip_reason(self.exp.prep, len(self.exp.train))
-            if reason is not None:
-                self.skipped[spec.name] = reason
-                self._say(f"--- {spec.name}: skipped, {reason}")
+            if reasons[spec.name] is not None:
+                self.skipped[spec.name] = reasons[spec.name]
+                self._say(f"--- {spec.name}: skipped, {reasons[spec.name]}")
                 continue
-            r = out[spec.name] = self.results[spec.name] = run(
-                self.exp, spec, seed=self.seed, seeds=seeds, ks=self.ks, threads=self.threads,
-                refit=self.refit, record=self.recorded.get(spec.name))
+            r = out[spec.name] = self.results[spec.name] = (
+                done[spec.name] if spec.name in done
+                else run(self.exp, spec, **kwargs[spec.name]))
             edge = (f" (at the edge of its grid: {r.at_edge})" if r.at_edge else "") + (
                 f" (at its natural bound: {r.at_limit})" if r.at_limit else "")
             chosen = {k: float(f"{v:.3g}") if isinstance(v, float) else v
@@ -319,6 +333,21 @@ class Runner:
                       + ", ".join(f"{k} {v:.4f}" for k, v in r.headline().items())
                       + f" ({r.seconds:.0f} s)")
         return out
+
+    def _side_by_side(self, todo: list, kwargs: dict[str, dict], workers: int
+                      ) -> dict[str, Result]:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        from movierec.train import set_threads
+
+        longest = sorted(todo, key=lambda s: -self.recorded.get(s.name, {}).get(
+            "seconds", float("inf")))  # unrecorded first: their cost is unknown
+        with ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"),
+                                 initializer=set_threads, initargs=(self.threads,)) as pool:
+            futures = {s.name: pool.submit(_run_in_worker, self.exp, s, kwargs[s.name])
+                       for s in longest}
+            return {name: f.result() for name, f in futures.items()}
 
     def _say(self, line: str) -> None:
         say(line)

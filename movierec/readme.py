@@ -91,6 +91,27 @@ def uncertainty(metrics: dict) -> str:
     return head + "\n\n" + "\n".join(f"- {line}" for line in lines)
 
 
+def wall_time(metrics: dict, target: str) -> list[str]:
+    """The sentences on the report's recorded run (its run.json, if any): ``target``'s wall
+    time and machine, the runner's note, a failed closing check; and where the baselines'
+    searches were recorded instead, their time there."""
+    notes = []
+    if "run" in metrics:
+        run = metrics["run"]
+        notes.append(f"`{target}` took {run['wall_seconds'] / 60:.0f} min end to end "
+                     f"({run['cpu_count']} cores of an {run['cpu']}, "
+                     f"{run['memory_gb']:.0f} GiB)." + (f" Note on that run: {run['note']}"
+                                                         if run.get("note") else ""))
+        if run.get("status", "ok") != "ok":
+            notes.append(f"**The run ended with a failed closing check** ({run['status']}; "
+                         "the report shows which).")
+    if metrics.get("baseline_search"):
+        minutes = sum(metrics["baseline_search"]["seconds"].values()) / 60
+        notes.append(f"The baselines' val searches were recorded once by `make tune-baselines` "
+                     f"({minutes:.0f} min, not in that time); the run refits their choices.")
+    return notes
+
+
 def small_results(metrics: dict) -> str:
     s = metrics["split_sizes"]
     users = metrics.get("evaluated_users", {}).get("test")
@@ -105,6 +126,7 @@ def small_results(metrics: dict) -> str:
                 + (f". Main model: {main['name']} ({chosen}); "
                    f"{metrics.get('configurations_tried', 0)} configurations tried on val in "
                    "all, over every model." if main else "."))
+    protocol = " ".join([protocol, *wall_time(metrics, "make small")])
     return "\n\n".join(p for p in (results_table(metrics), seed_spread(metrics),
                                      uncertainty(metrics), protocol) if p)
 
@@ -118,15 +140,7 @@ def full_results(metrics: dict) -> str:
     notes.append(f"The notebook's timed stages took {seconds:,.0f} s in all "
                  f"({metrics['provenance'].get('cpu_count', '?')} CPU cores, "
                  f"{metrics['provenance'].get('device', '?')}).")
-    if "run" in metrics:
-        run = metrics["run"]
-        notes.append(f"`make full` took {run['wall_seconds'] / 60:.0f} min end to end "
-                     f"({run['cpu_count']} cores of an {run['cpu']}, "
-                     f"{run['memory_gb']:.0f} GiB)." + (f" Note on that run: {run['note']}"
-                                                         if run.get("note") else ""))
-        if run.get("status", "ok") != "ok":
-            notes.append(f"**The run ended with a failed closing check** ({run['status']}; "
-                         "the report shows which).")
+    notes += wall_time(metrics, "make full")
     said = uncertainty(metrics)
     return "\n\n".join(p for p in (results_table(metrics, ("rmse", "recall", "ndcg", "coverage",
                                                               "cold", "sparse")), said,

@@ -130,6 +130,14 @@ def test_thread_count_is_a_machine_property_not_a_run_parameter():
     assert compare.compare_reports(report(), run).mode == "tolerance"
 
 
+def test_how_the_baselines_ran_is_not_a_run_parameter():
+    run = report()  # searched again, one after another: the same results, compared exactly
+    run["parameters"].update(BASELINE_SEARCH=None, BASELINE_WORKERS=1)
+    assert compare.compare_reports(report(), run).mode == "exact"
+    run["parameters"]["EPOCHS"] = 5  # a parameter that changes what is computed still counts
+    assert compare.compare_reports(report(), run).reason == "different parameters ['EPOCHS']"
+
+
 def test_committed_report_comparison_and_ci_rule(tmp_path):
     committed = tmp_path / "reports" / "small" / "metrics.json"
     committed.parent.mkdir(parents=True)

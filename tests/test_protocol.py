@@ -306,3 +306,44 @@ def test_recorded_baseline_searches_give_the_searched_results(tiny_exp, tmp_path
     with pytest.raises(ValueError, match="searched with seed 3, this run's is 5"):
         study.load_tuning(path, tiny_exp.prep, kind="-baselines", seed=5)
     assert study.recorded_searches(None) == {}
+
+
+def test_side_by_side_processes_give_the_lone_runs_results(tiny_exp):
+    from movierec.baselines import baseline
+
+    names = ["bias", "svd", "ease", "als"]
+    lone = Runner(tiny_exp, seed=3, progress=None)
+    lone.run([baseline(n) for n in names], seeds=(4,))
+    lines = []
+    pooled = Runner(tiny_exp, seed=3, progress=lines.append)
+    pooled.run([baseline(n) for n in names], seeds=(4,), workers=2)
+    assert list(pooled.results) == names  # in the order given, whatever finished first
+    for n in names:
+        a, b = lone.results[n], pooled.results[n]
+        assert (a.sweep, a.setting, a.rating, a.ranking, a.seeds, a.buckets) == (
+            b.sweep, b.setting, b.rating, b.ranking, b.seeds, b.buckets)
+        assert all(np.array_equal(a.per_user[k], b.per_user[k], equal_nan=True)
+                   for k in a.per_user)
+    assert [line.split(":")[0] for line in lines] == [f"--- {n}" for n in names]
+
+
+class Counted(Planted):
+    """A planted spec whose val row records the torch threads it was fitted with."""
+
+    def __init__(self, name: str):
+        super().__init__({1: 0.5})
+        self.name = name
+
+    def tune(self, exp, setting, seed, threads):
+        trial = super().tune(exp, setting, seed, threads)
+        trial.row["torch_threads"] = torch.get_num_threads()
+        return trial
+
+
+def test_side_by_side_processes_use_the_runners_thread_count(tiny_exp):
+    before = torch.get_num_threads()
+    for threads in (1, 2):
+        r = Runner(tiny_exp, seed=0, threads=threads, progress=None)
+        r.run([Counted("a"), Counted("b")], workers=2)
+        assert [x.sweep[0]["torch_threads"] for x in r.results.values()] == [threads] * 2
+    assert torch.get_num_threads() == before  # the parent's count is left alone

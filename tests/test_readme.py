@@ -84,6 +84,17 @@ def test_full_block_quotes_the_recorded_wall_time():
             in readme.full_results(metrics))
 
 
+def test_small_block_quotes_its_wall_time_and_the_recorded_searches():
+    metrics = json.loads((ROOT / "reports/small/metrics.json").read_text())
+    metrics["run"] = {"wall_seconds": 600, "cpu_count": 2, "cpu": "X", "memory_gb": 24}
+    metrics["baseline_search"] = {"git": {}, "seed": 42, "seconds": {"a": 1500, "b": 300}}
+    said = readme.small_results(metrics)
+    assert "`make small` took 10 min end to end (2 cores of an X, 24 GiB)." in said
+    assert "recorded once by `make tune-baselines` (30 min, not in that time)" in said
+    metrics["baseline_search"] = None  # every grid searched in the run
+    assert "tune-baselines" not in readme.small_results(metrics)
+
+
 def test_run_record_keeps_the_runners_note(tmp_path, monkeypatch):
     monkeypatch.delenv("MOVIEREC_RUN_NOTE", raising=False)
     report.write_run_record(tmp_path / "run.json", 60.0, {"DATASET": "d"})

@@ -306,6 +306,7 @@ def test_recorded_baseline_searches_give_the_searched_results(tiny_exp, tmp_path
     with pytest.raises(ValueError, match="searched with seed 3, this run's is 5"):
         study.load_tuning(path, tiny_exp.prep, kind="-baselines", seed=5)
     assert study.recorded_searches(None) == {}
+    assert study.describe_search(None).endswith("every grid searched in this run")
 
 
 def test_side_by_side_processes_give_the_lone_runs_results(tiny_exp):

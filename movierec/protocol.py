@@ -244,7 +244,8 @@ def replay(exp: Experiment, spec: Spec, record: dict, seed: int, threads: int
     if differ:
         raise ValueError(f"{spec.name}: its recorded choice {setting} now gives "
                          f"{', '.join(differ)} on val: the record is of other code, data or "
-                         "settings; run make tune-baselines again")
+                         "settings; run make tune-baselines again (or search in the run: the "
+                         "report's BASELINE_SEARCH=None)")
     return trial, [dict(r) for r in rows]
 
 

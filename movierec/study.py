@@ -192,8 +192,10 @@ def load_tuning(path: str | os.PathLike | None, prep, root: Path | None = None,
     """The record of ``make tune`` (``kind`` "-baselines": of ``make tune-baselines``) at
     ``path``, checked to be complete, of these data (the same file checksums) and, given a
     ``seed``, searched with it; ``"auto"``: ``reports/tune/<dataset><kind>.json`` under the
-    checkout ``root`` if there is one; None: no record."""
-    if path == "auto":
+    checkout ``root`` if there is one and, given a ``seed``, searched with it (a run with
+    another seed searches for itself); None: no record."""
+    auto = path == "auto"
+    if auto:
         path = None if root is None else root / "reports" / "tune" / f"{prep.name}{kind}.json"
         if path is None or not path.exists():
             return None
@@ -207,6 +209,8 @@ def load_tuning(path: str | os.PathLike | None, prep, root: Path | None = None,
         raise ValueError(f"{path} tuned on other data than {prep.name!r} (file checksums "
                          f"differ): {again}")
     if seed is not None and record["seed"] != seed:
+        if auto:
+            return None
         raise ValueError(f"{path} searched with seed {record['seed']}, this run's is {seed}: "
                          f"{again} with --seed {seed}, or set the parameter to None")
     return record

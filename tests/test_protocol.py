@@ -305,6 +305,8 @@ def test_recorded_baseline_searches_give_the_searched_results(tiny_exp, tmp_path
             b.sweep, b.setting, b.rating, b.ranking, b.seeds)
     with pytest.raises(ValueError, match="searched with seed 3, this run's is 5"):
         study.load_tuning(path, tiny_exp.prep, kind="-baselines", seed=5)
+    # found on its own ("auto"), a record of another seed is not this run's: it searches
+    assert study.load_tuning("auto", tiny_exp.prep, tmp_path, kind="-baselines", seed=5) is None
     assert study.recorded_searches(None) == {}
     assert study.describe_search(None).endswith("every grid searched in this run")
 

@@ -44,11 +44,19 @@ class GlobalMean:
         return np.full(len(users), self.mean, np.float32)
 
 
+# the half-lives (in ratings) that recency-weighted biases try on val: the main model's
+# readout and the recent_bias baseline
+RECENCY_HALF_LIVES = (10.0, 25.0, 50.0, 100.0)
+
+
 @dataclass
 class BiasBaseline:
     """r = mu + b_user + b_movie, with damped (regularised) biases fitted by alternating means.
 
     ``reg_user``/``reg_movie`` act as pseudo-counts shrinking sparse users/movies towards 0.
+    With a ``half_life`` (in ratings), a user's bias is the damped mean of their residuals
+    weighted by recency, 0.5 ** (later ratings of theirs / half_life), so that it follows the
+    user's latest ratings (:meth:`movierec.prepare.Prepared.recency` gives the counts).
     """
 
     n_users: int
@@ -56,20 +64,33 @@ class BiasBaseline:
     reg_user: float = 5.0
     reg_movie: float = 5.0
     iterations: int = 10
+    half_life: float | None = None  # None: every rating of a user weighs the same
     mean: float = 0.0
     user_bias: np.ndarray | None = None
     movie_bias: np.ndarray | None = None
 
-    def fit(self, users: np.ndarray, movies: np.ndarray, ratings: np.ndarray) -> BiasBaseline:
+    def fit(self, users: np.ndarray, movies: np.ndarray, ratings: np.ndarray,
+            recency: np.ndarray | None = None) -> BiasBaseline:
+        """Fit on rated pairs; ``recency`` (each rating's count of later ratings by its user)
+        is required with a ``half_life`` and ignored without one."""
         r = np.asarray(ratings, np.float64)
         self.mean = float(r.mean())
         bu, bm = np.zeros(self.n_users), np.zeros(self.n_movies)
-        nu = np.bincount(users, minlength=self.n_users)
+        if self.half_life is None:
+            weight, nu = None, np.bincount(users, minlength=self.n_users)
+        elif recency is None or len(recency) != len(r):
+            raise ValueError(f"a bias with half_life {self.half_life} needs each rating's "
+                             "recency (Prepared.recency), one per rating")
+        else:
+            weight = 0.5 ** (np.asarray(recency, np.float64) / self.half_life)
+            nu = np.bincount(users, weight, self.n_users)
         nm = np.bincount(movies, minlength=self.n_movies)
         for _ in range(self.iterations):
             resid = r - self.mean - bu[users]
             bm = np.bincount(movies, resid, self.n_movies) / (nm + self.reg_movie)
             resid = r - self.mean - bm[movies]
+            if weight is not None:
+                resid = resid * weight
             bu = np.bincount(users, resid, self.n_users) / (nu + self.reg_user)
         self.user_bias, self.movie_bias = bu, bm
         return self

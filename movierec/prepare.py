@@ -60,6 +60,19 @@ class Prepared:
         mask = np.isin(self.split.labels, parts)
         return self.users[mask], self.items[mask], self.ratings[mask]
 
+    def recency(self, *parts: int) -> np.ndarray:
+        """For each rating of the split ``parts`` (in :meth:`part`'s order), how many later
+        ratings its user has there: 0 for each user's latest (ties in time: the later row is
+        the later rating). Reads only the parts' own timestamps."""
+        mask = np.isin(self.split.labels, parts)
+        users, times = self.users[mask], self.timestamps[mask]
+        order = np.lexsort((np.arange(len(users)), times, users))  # user, time, row
+        n = np.bincount(users, minlength=self.n_users)
+        ends = np.cumsum(n)  # one past each user's last rating in ``order``
+        out = np.empty(len(users), np.int64)
+        out[order] = ends[users[order]] - 1 - np.arange(len(users))
+        return out
+
     def history(self, *parts: int) -> Csr:
         """Each user's rated movies in ``parts`` (default train + val), for masking."""
         u, m, _ = self.part(*(parts or (TRAIN, VAL)))

@@ -11,6 +11,7 @@ with the tuned readout.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from movierec.evaluate import BiasBaseline, lower_is_better, rmse_mae
+from movierec.evaluate import RECENCY_HALF_LIVES, BiasBaseline, lower_is_better, rmse_mae
 from movierec.experiment import Experiment
 from movierec.loss import Objective
 from movierec.model import BY, Encoder, ModelConfig, MovieRecModel, Score, biased_rating
@@ -228,30 +229,33 @@ def pair_cosines(model: MovieRecModel, exp: Experiment, data: Ratings) -> np.nda
 def calibrate_readout(exp: Experiment, model: MovieRecModel, parts: tuple[int, ...],
                       setting: dict | None = None) -> dict:
     """Set ``model``'s rating map to mu + b_user + b_movie + scale · cos(user, movie), biases
-    the damped means of the split ``parts`` (:class:`~movierec.evaluate.BiasBaseline`). With
-    ``setting`` None, both are chosen on val (``model`` is then the model fitted on train): for
-    each damping of READOUT_DAMPINGS the scale is the least-squares fit of the val ratings'
-    residuals from the biases on the cosines (at least 0: a higher cosine never rates lower),
-    and the damping with the lowest val RMSE wins; else ``setting`` is applied (to the model
-    refit on train + val). Returns the setting."""
-    fit_data = exp.prep.part(*parts)
-    biases = {d: BiasBaseline(exp.prep.n_users, exp.prep.n_movies, reg_user=d,
-                              reg_movie=d).fit(*fit_data)
-              for d in ((setting["damping"],) if setting else READOUT_DAMPINGS)}
+    the damped means of the split ``parts`` (:class:`~movierec.evaluate.BiasBaseline`), each
+    user's weighted by recency or not. With ``setting`` None, all are chosen on val (``model``
+    is then the model fitted on train): for each damping of READOUT_DAMPINGS and half-life
+    (None, then each of RECENCY_HALF_LIVES) the scale is the least-squares fit of the val
+    ratings' residuals from the biases on the cosines (at least 0: a higher cosine never rates
+    lower), and the pair with the lowest val RMSE wins; else ``setting`` is applied (to the
+    model refit on train + val; no ``half_life`` key: unweighted). Returns the setting."""
+    fit_data, recency = exp.prep.part(*parts), exp.prep.recency(*parts)
+    pairs = (((setting["damping"], setting.get("half_life")),) if setting
+             else tuple(itertools.product(READOUT_DAMPINGS, (None, *RECENCY_HALF_LIVES))))
+    biases = {(d, h): BiasBaseline(exp.prep.n_users, exp.prep.n_movies, reg_user=d,
+                                   reg_movie=d, half_life=h).fit(*fit_data, recency)
+              for d, h in pairs}
     if setting is None:
         cos = pair_cosines(model, exp, exp.val)
         u, m = exp.val.users.cpu().numpy(), exp.val.movies.cpu().numpy()
         truth = exp.val.ratings.cpu().numpy()
         scores = {}
-        for d, b in biases.items():
+        for (d, h), b in biases.items():
             residual = truth - biased_rating(b.mean, b.user_bias[u], b.movie_bias[m], 0.0)
             # numpy's own sums (pairwise, no BLAS): the same bits under any MKL code path
             scale = max(0.0, float((residual * cos).sum() / max((cos * cos).sum(), 1e-12)))
-            scores[(d, scale)] = rmse_mae(biased_rating(b.mean, b.user_bias[u],
-                                                        b.movie_bias[m], cos, scale),
-                                          truth)["rmse"]
-        damping, scale = min(scores, key=scores.get)
-        setting = {"damping": damping, "scale": scale}
-    b = biases[setting["damping"]]
+            scores[(d, h, scale)] = rmse_mae(biased_rating(b.mean, b.user_bias[u],
+                                                           b.movie_bias[m], cos, scale),
+                                             truth)["rmse"]
+        damping, half_life, scale = min(scores, key=scores.get)
+        setting = {"damping": damping, "half_life": half_life, "scale": scale}
+    b = biases[(setting["damping"], setting.get("half_life"))]
     model.head.set_readout(b.mean, b.user_bias, b.movie_bias, setting["scale"])
     return setting

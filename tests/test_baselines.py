@@ -288,3 +288,24 @@ def test_lightfm_ranks_as_its_own_predictions_and_tunes_its_epochs_on_val(exp):
     again = baselines.fit_lightfm(exp.prep, u, m, r, seed=3, epochs=trial.tuned["epochs"],
                                   no_components=8, learning_rate=0.05)
     assert exp.val_ranking(again.rankings["score"])["val_ndcg@10"] == trial.row["val_ndcg@10"]
+
+
+def test_recent_bias_fits_each_part_with_that_parts_recency(exp):
+    from movierec.evaluate import BiasBaseline, rmse_mae
+
+    spec = baseline("recent_bias")
+    res = run(exp, spec, seed=0)
+    assert len(res.sweep) == len(spec.settings) and {"damping", "half_life"} == set(res.setting)
+    prep = exp.prep
+
+    def fitted(parts):
+        return BiasBaseline(prep.n_users, prep.n_movies, reg_user=res.setting["damping"],
+                            reg_movie=res.setting["damping"],
+                            half_life=res.setting["half_life"]).fit(*prep.part(*parts),
+                                                                   prep.recency(*parts))
+
+    val_u, val_m, val_r = prep.part(VAL)
+    assert res.rating["val_rmse"] == rmse_mae(fitted((TRAIN,)).predict(val_u, val_m),
+                                              val_r)["rmse"]
+    u, m, r = prep.part(TEST)
+    assert res.rating["test_rmse"] == rmse_mae(fitted((TRAIN, VAL)).predict(u, m), r)["rmse"]

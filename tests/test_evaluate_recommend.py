@@ -200,3 +200,22 @@ def test_neighbours_are_each_movies_similar_movies(trained):
     assert table.index.tolist() == [rec.movies.title[rec.movie_row(m)] for m in ids]
     for movie_id, (_, row) in zip(ids, table.iterrows(), strict=True):
         assert row.tolist() == rec.similar_movies(movie_id, k=4).title.tolist()
+
+
+def test_recency_weighted_user_bias_follows_the_latest_ratings():
+    # one movie, one user: the user's bias is the weighted mean of their residuals
+    users, movies = np.zeros(3, np.int64), np.array([0, 1, 2])
+    r = np.array([1.0, 2.0, 5.0])
+    recency = np.array([2, 1, 0])  # the 5 is the latest
+    b = BiasBaseline(1, 3, reg_user=0.0, reg_movie=1e9, half_life=1.0, iterations=1)
+    b.fit(users, movies, r, recency)
+    w = np.array([0.25, 0.5, 1.0])
+    assert b.user_bias[0] == pytest.approx(((r - r.mean()) * w).sum() / w.sum())
+    plain = BiasBaseline(1, 3, reg_user=0.0, reg_movie=1e9, iterations=1).fit(users, movies, r)
+    assert plain.user_bias[0] == pytest.approx(0.0, abs=1e-12)  # unweighted: the mean itself
+    assert b.user_bias[0] > 0.5  # the latest, high rating dominates
+    # no half-life: recency is ignored and nothing changes
+    same = BiasBaseline(1, 3, reg_user=0.0, reg_movie=1e9, iterations=1)
+    assert same.fit(users, movies, r, recency).user_bias.tolist() == plain.user_bias.tolist()
+    with pytest.raises(ValueError, match="recency"):
+        BiasBaseline(1, 3, half_life=10.0).fit(users, movies, r)

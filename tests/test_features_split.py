@@ -142,3 +142,23 @@ def test_release_year_from_the_title_end():
     got = release_years(titles)
     assert got[[0, 2, 3, 5]].tolist() == [1995, 2001, 1984, 1980]
     assert np.isnan(got[[1, 4]]).all()  # no year at the end: none guessed
+
+
+def test_recency_counts_each_users_later_ratings_in_the_parts(tiny_dir):
+    import dataclasses
+
+    prep = prepare(load_movielens(tiny_dir))
+    prep = dataclasses.replace(prep, timestamps=prep.timestamps // 10**7)  # ties in time
+    assert len(np.unique(np.c_[prep.users, prep.timestamps], axis=0)) < len(prep.users)
+    for parts in ((TRAIN,), (TRAIN, VAL)):
+        mask = np.isin(prep.split.labels, parts)
+        users, times = prep.users[mask], prep.timestamps[mask]
+        rows = np.arange(len(users))
+        got = prep.recency(*parts)
+        # by definition: the same user's ratings that are later in time, or as late and later
+        # in row order
+        want = [int(((users == u) & ((times > t) | ((times == t) & (rows > i)))).sum())
+                for i, (u, t) in enumerate(zip(users, times, strict=True))]
+        assert got.tolist() == want
+        assert (np.bincount(users[got == 0], minlength=prep.n_users)
+                == (np.bincount(users, minlength=prep.n_users) > 0)).all()  # one latest each

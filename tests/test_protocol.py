@@ -158,24 +158,38 @@ def test_our_models_are_read_both_ways_on_test(tiny_exp):
 
 
 def test_calibrated_readout_is_chosen_on_val_and_never_worse_than_its_biases(tiny_exp):
+    from movierec.evaluate import RECENCY_HALF_LIVES
     from movierec.variants import READOUT_DAMPINGS, calibrate_readout, pair_cosines
 
     trial = spec("hybrid_rank", epochs=2).tune(tiny_exp, {}, 3)
     readout, model = trial.tuned["readout"], trial.fitted.model
-    assert set(readout) == {"damping", "scale"} and readout["damping"] in READOUT_DAMPINGS
+    assert set(readout) == {"damping", "half_life", "scale"}
+    assert readout["damping"] in READOUT_DAMPINGS
+    assert readout["half_life"] in (None, *RECENCY_HALF_LIVES)
     assert readout["scale"] > 0
     got = rating_errors(predict(model, tiny_exp.feats, tiny_exp.val),
                         tiny_exp.val.ratings)["rmse"]
     assert got == pytest.approx(trial.rating["val_rmse"])
-    b = BiasBaseline(tiny_exp.prep.n_users, tiny_exp.prep.n_movies,
-                     reg_user=readout["damping"], reg_movie=readout["damping"])
-    b.fit(*tiny_exp.prep.part(TRAIN))
     u, m = tiny_exp.val.users.numpy(), tiny_exp.val.movies.numpy()
-    biases_only = rmse_mae(b.mean + b.user_bias[u] + b.movie_bias[m],
-                           tiny_exp.val.ratings.numpy())["rmse"]
+    truth, cos = tiny_exp.val.ratings.numpy(), pair_cosines(model, tiny_exp, tiny_exp.val)
+
+    def biases(damping: float, half_life: float | None) -> BiasBaseline:
+        return BiasBaseline(tiny_exp.prep.n_users, tiny_exp.prep.n_movies, reg_user=damping,
+                            reg_movie=damping, half_life=half_life).fit(
+            *tiny_exp.prep.part(TRAIN), tiny_exp.prep.recency(TRAIN))
+
+    def best_rmse(b: BiasBaseline) -> float:  # with the least-squares scale (>= 0)
+        base = b.mean + b.user_bias[u] + b.movie_bias[m]
+        scale = max(0.0, ((truth - base) * cos).sum() / (cos * cos).sum())
+        return rmse_mae(base + scale * cos, truth)["rmse"]
+
+    b = biases(readout["damping"], readout["half_life"])
+    biases_only = rmse_mae(b.mean + b.user_bias[u] + b.movie_bias[m], truth)["rmse"]
     assert got <= biases_only + 1e-6
+    # the damping and the half-life are val's best pair, recency-weighted or not
+    assert all(got <= best_rmse(biases(d, h)) + 1e-6
+               for d in READOUT_DAMPINGS for h in (None, *RECENCY_HALF_LIVES))
     # the prediction is exactly mu + b_u + b_m + scale * cos
-    cos = pair_cosines(model, tiny_exp, tiny_exp.val)
     want = b.mean + b.user_bias[u] + b.movie_bias[m] + readout["scale"] * cos
     np.testing.assert_allclose(predict(model, tiny_exp.feats, tiny_exp.val).numpy(), want,
                                rtol=1e-5, atol=1e-5)
@@ -190,6 +204,11 @@ def test_calibrated_readout_is_chosen_on_val_and_never_worse_than_its_biases(tin
     assert calibrate_readout(tiny_exp, model, (TRAIN,), {"damping": 5.0, "scale": 0.0}) == {
         "damping": 5.0, "scale": 0.0}
     assert float(model.head.scale.detach()) == 0.0
+    # a recorded half-life weights the biases of the data it is applied to by their recency
+    calibrate_readout(tiny_exp, model, (TRAIN,), {"damping": 5.0, "half_life": 10.0,
+                                                  "scale": 0.0})
+    np.testing.assert_allclose(predict(model, tiny_exp.feats, tiny_exp.val).numpy(),
+                               biases(5.0, 10.0).predict(u, m), rtol=1e-5, atol=1e-5)
 
 
 def test_runner_skips_what_does_not_scale_and_keeps_one_result_type(tiny_exp):

@@ -106,9 +106,13 @@ def wall_time(metrics: dict, target: str) -> list[str]:
             notes.append(f"**The run ended with a failed closing check** ({run['status']}; "
                          "the report shows which).")
     if metrics.get("baseline_search"):
-        minutes = sum(metrics["baseline_search"]["seconds"].values()) / 60
+        recorded = metrics["baseline_search"]["seconds"]
+        minutes = sum(recorded.values()) / 60
+        here = [n for n in metrics.get("baseline_settings", {}) if n not in recorded]
         notes.append(f"The baselines' val searches were recorded once by `make tune-baselines` "
-                     f"({minutes:.0f} min, not in that time); the run refits their choices.")
+                     f"({minutes:.0f} min, not in that time); the run refits their choices"
+                     + (f" and searches the grids the record lacks ({', '.join(here)})"
+                        if here else "") + ".")
     return notes
 
 

@@ -91,6 +91,11 @@ def test_small_block_quotes_its_wall_time_and_the_recorded_searches():
     said = readme.small_results(metrics)
     assert "`make small` took 10 min end to end (2 cores of an X, 24 GiB)." in said
     assert "recorded once by `make tune-baselines` (30 min, not in that time)" in said
+    # the baselines the record lacks were searched in the run, and the sentence names them
+    assert "the run refits their choices and searches the grids the record lacks (" in said
+    assert "the record lacks (global_mean, bias, recent_bias, svd," in said
+    metrics["baseline_settings"] = {"a": {}, "b": {}}
+    assert "the run refits their choices." in readme.small_results(metrics)
     metrics["baseline_search"] = None  # every grid searched in the run
     assert "tune-baselines" not in readme.small_results(metrics)
 

@@ -206,8 +206,11 @@ def search(exp: Experiment, spec: Spec, seed: int, threads: int) -> tuple[Trial,
 def record_mismatch(recorded: dict, row: dict, val_users: int) -> list[str]:
     """The figures of a val ``row`` that differ from the ``recorded`` one beyond what another
     CPU moves (:class:`movierec.compare.Tolerance`: a ranking metric by ``flips`` changed
-    top-k entries over ``val_users``, any other number by ``rel``; counts and names exactly)."""
+    top-k entries over ``val_users``, any other number by ``rel``; counts and names exactly),
+    and its val figures that the record lacks (read since it was made)."""
     out, tol = [], Tolerance()
+    out += [f"{key} {row[key]!r} (not recorded)" for key in row
+            if key.startswith("val_") and key not in recorded]
     for key, was in recorded.items():
         now = row.get(key)
         if isinstance(was, float) and isinstance(now, float):

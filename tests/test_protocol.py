@@ -294,6 +294,15 @@ def test_a_recorded_search_is_replayed_fitting_only_its_choice_and_checked(tiny_
     # within another CPU's bound (a few top-k flips over the val users) it is the same figure
     near = 0.5 + 1 / len(tiny_exp.val_users)
     assert run(tiny_exp, Planted({1: 0.2, 2: near, 3: 0.1}), seed=0, record=record).sweep
+    # a val figure read since the record was made is not taken on trust
+    class AlsoRecall(Planted):
+        def tune(self, exp, setting, seed, threads):
+            trial = super().tune(exp, setting, seed, threads)
+            trial.row["val_recall@10"] = 0.3
+            return trial
+
+    with pytest.raises(ValueError, match=r"now gives val_recall@10 0\.3 \(not recorded\)"):
+        run(tiny_exp, AlsoRecall({1: 0.2, 2: 0.5, 3: 0.1}), seed=0, record=record)
 
 
 def test_recorded_baseline_searches_give_the_searched_results(tiny_exp, tmp_path,

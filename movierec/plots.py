@@ -92,11 +92,14 @@ WEIGHT_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0
 
 
 def frontier(points: pd.DataFrame, chosen: dict, references: dict[str, tuple[str, float]],
-             endpoint: tuple[str, float, float] | None = None) -> Figure:
+             endpoint: tuple[str, float, float] | None = None,
+             current: tuple[str, float, float] | None = None) -> Figure:
     """Val RMSE against val NDCG@10 of the main model's settings tried on val (``points``: one
     row each, with its ``rank_weight``; coloured by it, the ``chosen`` setting ringed);
     ``references``: label -> ("rmse" | "ndcg", val value) drawn as lines (the best
-    baselines); ``endpoint``: (label, val RMSE, val NDCG@10) of a rating-only model."""
+    baselines); ``endpoint``: (label, val RMSE, val NDCG@10) of a rating-only model;
+    ``current``: the same of the chosen setting as trained in this run, where the points come
+    from a record made earlier."""
     fig, ax = plt.subplots(figsize=(8, 4))
     dots = ax.scatter(points["val_rmse"], points["val_ndcg@10"], c=points["rank_weight"],
                       cmap="viridis", norm=matplotlib.colors.LogNorm(), s=30,
@@ -115,6 +118,8 @@ def frontier(points: pd.DataFrame, chosen: dict, references: dict[str, tuple[str
     pick = points[np.logical_and.reduce([points[k] == v for k, v in chosen.items()])].iloc[0]
     ax.plot(pick.val_rmse, pick["val_ndcg@10"], "o", ms=14, mfc="none", mec="red",
             label=f"chosen (w={pick.rank_weight:.3g})")
+    if current is not None:
+        ax.plot(current[1], current[2], "*", ms=14, color="red", label=current[0])
     if endpoint is not None:
         ax.plot(endpoint[1], endpoint[2], "s", color="grey", label=endpoint[0])
     for (label, (axis, value)), style in zip(references.items(), ("--", ":", "-."),

@@ -174,7 +174,8 @@ def frontier(results: dict[str, Result], main: str, tuning: dict | None = None,
              rating_only: str = "hybrid") -> Figure:
     """The main model's settings on val, RMSE against NDCG@10 (its tuning's trials, else its
     grid), with the best baselines' val figures and, if it ran, the same design trained for
-    RMSE alone."""
+    RMSE alone. With a tuning record, the chosen setting as this run trained and calibrated it
+    is drawn too: the record's figures are of the code that made it."""
     r, end = results[main], results.get(rating_only)
     endpoint = end and (f"{rating_only} (w = 0)", end.rating["val_rmse"],
                         end.trial.val_by[end.by])
@@ -183,8 +184,10 @@ def frontier(results: dict[str, Result], main: str, tuning: dict | None = None,
     if "rank_weight" not in points:
         points["rank_weight"] = weight
     chosen = tuning["best"] if tuning else r.setting
+    current = tuning and ("chosen, as trained and calibrated in this run",
+                          r.rating["val_rmse"], r.trial.val_by[r.by])
     return plots.frontier(points, chosen or {"rank_weight": weight},
-                          frontier_references(results), endpoint)
+                          frontier_references(results), endpoint, current or None)
 
 
 def load_tuning(path: str | os.PathLike | None, prep, root: Path | None = None,

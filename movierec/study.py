@@ -184,10 +184,10 @@ def frontier(results: dict[str, Result], main: str, tuning: dict | None = None,
     if "rank_weight" not in points:
         points["rank_weight"] = weight
     chosen = tuning["best"] if tuning else r.setting
-    current = tuning and ("chosen, as trained and calibrated in this run",
-                          r.rating["val_rmse"], r.trial.val_by[r.by])
+    current = (("chosen, as trained and calibrated in this run", r.rating["val_rmse"],
+                r.trial.val_by[r.by]) if tuning else None)
     return plots.frontier(points, chosen or {"rank_weight": weight},
-                          frontier_references(results), endpoint, current or None)
+                          frontier_references(results), endpoint, current)
 
 
 def load_tuning(path: str | os.PathLike | None, prep, root: Path | None = None,

@@ -236,9 +236,10 @@ def calibrate_readout(exp: Experiment, model: MovieRecModel, parts: tuple[int, .
     ratings' residuals from the biases on the cosines (at least 0: a higher cosine never rates
     lower), and the pair with the lowest val RMSE wins; else ``setting`` is applied (to the
     model refit on train + val; no ``half_life`` key: unweighted). Returns the setting."""
-    fit_data, recency = exp.prep.part(*parts), exp.prep.recency(*parts)
     pairs = (((setting["damping"], setting.get("half_life")),) if setting
              else tuple(itertools.product(READOUT_DAMPINGS, (None, *RECENCY_HALF_LIVES))))
+    fit_data = exp.prep.part(*parts)
+    recency = (exp.prep.recency(*parts) if any(h is not None for _, h in pairs) else None)
     biases = {(d, h): BiasBaseline(exp.prep.n_users, exp.prep.n_movies, reg_user=d,
                                    reg_movie=d, half_life=h).fit(*fit_data, recency)
               for d, h in pairs}

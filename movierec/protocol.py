@@ -252,41 +252,87 @@ def replay(exp: Experiment, spec: Spec, record: dict, seed: int, threads: int
     return trial, [dict(r) for r in rows]
 
 
-def run(exp: Experiment, spec: Spec, *, seed: int, seeds: Sequence[int] = (),
-        ks: tuple[int, ...] = KS, threads: int = 1, refit: bool = True,
-        record: dict | None = None) -> Result:
-    """Tune ``spec`` on val (its grid searched, or its ``record``ed search replayed:
-    :func:`replay`), then for ``seed`` and each extra seed (seeded specs only): refit
-    the chosen setting on train + val (``refit``; else the tuned model is tested) and read
-    test once. Each extra seed of a spec that ``retune``s tunes the chosen setting again with
-    its own seed first (our models: early stopping and readout are part of the setting)."""
-    start = time.perf_counter()
-    chosen, rows = (search(exp, spec, seed, threads) if record is None
-                    else replay(exp, spec, record, seed, threads))
-    readings, first = {}, None
-    for s in (seed, *(x for x in seeds if spec.seeded and x != seed)):
-        trial = chosen
-        if s != seed and (spec.retune or not refit):
-            trial = spec.tune(exp, chosen.setting, s, threads)
-        fitted = spec.refit(exp, trial, s, threads) if refit else trial.fitted
-        readings[s] = read_test(exp, fitted, trial.by, ks)
-        say(f"{spec.name}: seed {s} on test: " + ", ".join(
-            f"{k} {v:.4f}" for k, v in readings[s].headline.items()))
-        if s == seed:
-            first = fitted
-        trial.fitted = None
-    one = readings[seed]
+def tune(exp: Experiment, spec: Spec, seed: int, threads: int, record: dict | None = None
+         ) -> tuple[Trial, list[dict]]:
+    """``spec``'s grid searched on val (:func:`search`), or its ``record``ed search replayed
+    (:func:`replay`)."""
+    return (search(exp, spec, seed, threads) if record is None
+            else replay(exp, spec, record, seed, threads))
+
+
+def seeds_of(spec: Spec, seed: int, seeds: Sequence[int] = ()) -> tuple[int, ...]:
+    """The seeds ``spec`` is read on test with: ``seed``, then the extra ``seeds`` (seeded
+    specs only; a deterministic one would repeat the same numbers)."""
+    return (seed, *(x for x in seeds if spec.seeded and x != seed))
+
+
+def read_seed(exp: Experiment, spec: Spec, chosen: Trial, s: int, *, seed: int,
+              ks: tuple[int, ...] = KS, threads: int = 1, refit: bool = True
+              ) -> tuple[Reading, Fitted]:
+    """Seed ``s``'s test reading of the ``chosen`` setting: its refit on train + val
+    (``refit``; else the tuned model, ``chosen``'s own for ``s`` = ``seed``), after tuning the
+    setting again with ``s`` first for an extra seed of a spec that ``retune``s (our models:
+    early stopping and readout are part of the setting). Returns (the reading, the model)."""
+    trial = chosen
+    if s != seed and (spec.retune or not refit):
+        trial = spec.tune(exp, chosen.setting, s, threads)
+    fitted = spec.refit(exp, trial, s, threads) if refit else trial.fitted
+    reading = read_test(exp, fitted, trial.by, ks)
+    say(f"{spec.name}: seed {s} on test: " + ", ".join(
+        f"{k} {v:.4f}" for k, v in reading.headline.items()))
+    trial.fitted = None
+    return reading, fitted
+
+
+def result_of(spec: Spec, chosen: Trial, rows: list[dict], readings: dict[int, Reading],
+              model: Any, seconds: float) -> Result:
+    """A spec's :class:`Result` from its val search (``chosen``, ``rows``) and its test
+    ``readings`` by seed, the first seed's first (``model``: that seed's)."""
+    one = next(iter(readings.values()))
     per_user = {k: np.mean([r.per_user[k] for r in readings.values()], axis=0)
                 for k in one.per_user}  # a bucket's users are the same in every seed
     return Result(spec.name, spec.about, spec.kind, spec.baseline, spec.target, rows,
                   chosen.setting, chosen, {**chosen.rating, **one.rating}, one.ranking,
                   one.ranking_by, one.buckets, per_user,
-                  {s: r.headline for s, r in readings.items()},
-                  time.perf_counter() - start, first.model, dict(spec.limits))
+                  {s: r.headline for s, r in readings.items()}, seconds, model,
+                  dict(spec.limits))
 
 
-def _run_in_worker(exp: Experiment, spec: Spec, kwargs: dict) -> Result:
-    return run(exp, spec, **kwargs)
+def run(exp: Experiment, spec: Spec, *, seed: int, seeds: Sequence[int] = (),
+        ks: tuple[int, ...] = KS, threads: int = 1, refit: bool = True,
+        record: dict | None = None) -> Result:
+    """Tune ``spec`` on val (its grid searched, or its ``record``ed search replayed:
+    :func:`replay`), then read test once for ``seed`` and each extra seed (:func:`read_seed`)."""
+    start = time.perf_counter()
+    chosen, rows = tune(exp, spec, seed, threads, record)
+    readings, model = {}, None
+    for s in seeds_of(spec, seed, seeds):
+        readings[s], fitted = read_seed(exp, spec, chosen, s, seed=seed, ks=ks,
+                                        threads=threads, refit=refit)
+        if s == seed:
+            model = fitted.model
+    return result_of(spec, chosen, rows, readings, model, time.perf_counter() - start)
+
+
+def _first_in_worker(exp: Experiment, spec: Spec, kwargs: dict
+                     ) -> tuple[Trial, list[dict], Reading, Any, float]:
+    """A spec's val search and its first seed's test reading, in a worker process."""
+    start = time.perf_counter()
+    chosen, rows = tune(exp, spec, kwargs["seed"], kwargs["threads"], kwargs["record"])
+    reading, fitted = read_seed(exp, spec, chosen, kwargs["seed"], **_seed_kwargs(kwargs))
+    return chosen, rows, reading, fitted.model, time.perf_counter() - start
+
+
+def _seed_in_worker(exp: Experiment, spec: Spec, chosen: Trial, s: int, kwargs: dict
+                    ) -> tuple[Reading, float]:
+    """An extra seed's test reading, in a worker process."""
+    start = time.perf_counter()
+    reading, _ = read_seed(exp, spec, chosen, s, **_seed_kwargs(kwargs))
+    return reading, time.perf_counter() - start
+
+
+def _seed_kwargs(kwargs: dict) -> dict:
+    return {k: kwargs[k] for k in ("seed", "ks", "threads", "refit")}
 
 
 @dataclass
@@ -308,17 +354,17 @@ class Runner:
     def run(self, specs: Sequence[Spec], seeds: Sequence[int] = (), workers: int = 1
             ) -> dict[str, Result]:
         """:func:`run` each spec that scales to the experiment (extra ``seeds`` for the seeded
-        ones); returns this call's results. With ``workers`` > 1 the specs run side by side in
-        that many spawned processes, each with ``threads`` torch threads as here (so each
-        result is the one a lone run gives), the longest recorded search first; every process
-        holds a copy of the experiment."""
+        ones); returns this call's results. With ``workers`` > 1 the specs and their seeds
+        run side by side in that many spawned processes (:meth:`_side_by_side`), each with
+        ``threads`` torch threads as here, so that each result is the one a lone run gives;
+        every process holds a copy of the experiment."""
         reasons = {s.name: s.skip_reason(self.exp.prep, len(self.exp.train)) for s in specs}
         kwargs = {s.name: {"seed": self.seed, "seeds": seeds, "ks": self.ks,
                            "threads": self.threads, "refit": self.refit,
                            "record": self.recorded.get(s.name)} for s in specs}
         todo = [s for s in specs if reasons[s.name] is None]
-        done = (self._side_by_side(todo, kwargs, workers) if workers > 1 and len(todo) > 1
-                else {})
+        jobs = sum(len(seeds_of(s, self.seed, seeds)) for s in todo)
+        done = self._side_by_side(todo, kwargs, workers) if workers > 1 and jobs > 1 else {}
         out = {}
         for spec in specs:
             if reasons[spec.name] is not None:
@@ -340,18 +386,51 @@ class Runner:
 
     def _side_by_side(self, todo: list, kwargs: dict[str, dict], workers: int
                       ) -> dict[str, Result]:
+        """Each spec as jobs in ``workers`` spawned processes: its val search with its first
+        seed's test reading, then one job per extra seed (each refit is independent of the
+        others). At most ``workers`` jobs run at once, the costliest spec's first (by its
+        recorded search's seconds; unrecorded ones first, their cost unknown), so that a long
+        spec's seeds spread over the workers instead of queueing behind one process."""
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         from movierec.train import set_threads
 
-        longest = sorted(todo, key=lambda s: -self.recorded.get(s.name, {}).get(
-            "seconds", float("inf")))  # unrecorded first: their cost is unknown
+        cost = {s.name: self.recorded.get(s.name, {}).get("seconds", float("inf"))
+                for s in todo}
+        order = {s.name: i for i, s in enumerate(sorted(todo, key=lambda s: -cost[s.name]))}
+        extras = {s.name: seeds_of(s, self.seed, kwargs[s.name]["seeds"])[1:] for s in todo}
+        queue = [(order[s.name], 0, s, None) for s in todo]  # (priority, job, spec, extra seed)
+        firsts, readings, seconds = {}, {s.name: {} for s in todo}, {}
         with ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"),
                                  initializer=set_threads, initargs=(self.threads,)) as pool:
-            futures = {s.name: pool.submit(_run_in_worker, self.exp, s, kwargs[s.name])
-                       for s in longest}
-            return {name: f.result() for name, f in futures.items()}
+            running = {}
+            while queue or running:
+                queue.sort(key=lambda job: job[:2])
+                while queue and len(running) < workers:
+                    _, _, spec, s = queue.pop(0)
+                    kw = kwargs[spec.name]
+                    future = (pool.submit(_first_in_worker, self.exp, spec, kw) if s is None else
+                              pool.submit(_seed_in_worker, self.exp, spec,
+                                          firsts[spec.name][0], s, kw))
+                    running[future] = (spec, s)
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    spec, s = running.pop(future)
+                    if s is None:
+                        chosen, rows, first, model, took = future.result()
+                        firsts[spec.name], seconds[spec.name] = (chosen, rows, first, model), took
+                        queue += [(order[spec.name], i, spec, x)
+                                  for i, x in enumerate(extras[spec.name], 1)]
+                    else:
+                        readings[spec.name][s], took = future.result()
+                        seconds[spec.name] += took
+        out = {}
+        for spec in todo:
+            chosen, rows, first, model = firsts[spec.name]
+            by_seed = {self.seed: first, **{x: readings[spec.name][x] for x in extras[spec.name]}}
+            out[spec.name] = result_of(spec, chosen, rows, by_seed, model, seconds[spec.name])
+        return out
 
     def _say(self, line: str) -> None:
         say(line)

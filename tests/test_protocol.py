@@ -3,6 +3,7 @@ scoring rule; our variants as specs (readout calibration, reuse of the tuned run
 
 import dataclasses
 import json
+import time
 
 import numpy as np
 import pytest
@@ -369,6 +370,36 @@ class Counted(Planted):
         trial = super().tune(exp, setting, seed, threads)
         trial.row["torch_threads"] = torch.get_num_threads()
         return trial
+
+
+class Meeting(Planted):
+    """A planted spec whose extra seeds' refits each wait (up to 30 s) until every extra seed
+    has started: they finish at once only if they run at the same time."""
+
+    def __init__(self, folder, first: int, extra: tuple[int, ...]):
+        super().__init__({1: 0.5})
+        self.name, self.folder, self.first, self.extra = "meeting", folder, first, extra
+
+    def refit(self, exp, trial, seed, threads):
+        if seed != self.first:
+            (self.folder / f"started-{seed}").touch()
+            deadline = time.monotonic() + 30
+            while (len(list(self.folder.glob("started-*"))) < len(self.extra)
+                   and time.monotonic() < deadline):
+                time.sleep(0.05)
+            if len(list(self.folder.glob("started-*"))) == len(self.extra):
+                (self.folder / f"met-{seed}").touch()
+        return super().refit(exp, trial, seed, threads)
+
+
+def test_side_by_side_a_specs_extra_seeds_run_at_once_in_both_processes(tiny_exp, tmp_path):
+    extra = (0, 5)  # seed 0 is an extra seed like any other
+    r = Runner(tiny_exp, seed=3, progress=None)
+    r.run([Meeting(tmp_path, 3, extra)], seeds=extra, workers=2)
+    assert sorted(p.name for p in tmp_path.glob("met-*")) == ["met-0", "met-5"]
+    assert list(r.results["meeting"].seeds) == [3, 0, 5]  # the first seed first, then as given
+    lone = run(tiny_exp, Planted({1: 0.5}), seed=3, seeds=extra)
+    assert r.results["meeting"].seeds == lone.seeds
 
 
 def test_side_by_side_processes_use_the_runners_thread_count(tiny_exp):

@@ -298,41 +298,57 @@ def result_of(spec: Spec, chosen: Trial, rows: list[dict], readings: dict[int, R
                   dict(spec.limits))
 
 
+def first_reading(exp: Experiment, spec: Spec, *, seed: int, ks: tuple[int, ...] = KS,
+                  threads: int = 1, refit: bool = True, record: dict | None = None
+                  ) -> tuple[Trial, list[dict], Reading, Any]:
+    """``spec`` tuned on val (its grid searched, or its ``record``ed search replayed:
+    :func:`tune`) and read on test for ``seed``: (the chosen trial, the val rows, the reading,
+    the refitted model)."""
+    chosen, rows = tune(exp, spec, seed, threads, record)
+    reading, fitted = read_seed(exp, spec, chosen, seed, seed=seed, ks=ks, threads=threads,
+                                refit=refit)
+    return chosen, rows, reading, fitted.model
+
+
 def run(exp: Experiment, spec: Spec, *, seed: int, seeds: Sequence[int] = (),
         ks: tuple[int, ...] = KS, threads: int = 1, refit: bool = True,
         record: dict | None = None) -> Result:
-    """Tune ``spec`` on val (its grid searched, or its ``record``ed search replayed:
-    :func:`replay`), then read test once for ``seed`` and each extra seed (:func:`read_seed`)."""
+    """:func:`first_reading`, then a test reading for each extra seed (:func:`read_seed`)."""
     start = time.perf_counter()
-    chosen, rows = tune(exp, spec, seed, threads, record)
-    readings, model = {}, None
-    for s in seeds_of(spec, seed, seeds):
-        readings[s], fitted = read_seed(exp, spec, chosen, s, seed=seed, ks=ks,
-                                        threads=threads, refit=refit)
-        if s == seed:
-            model = fitted.model
+    chosen, rows, first, model = first_reading(exp, spec, seed=seed, ks=ks, threads=threads,
+                                               refit=refit, record=record)
+    readings = {seed: first}
+    for s in seeds_of(spec, seed, seeds)[1:]:
+        readings[s], _ = read_seed(exp, spec, chosen, s, seed=seed, ks=ks, threads=threads,
+                                   refit=refit)
     return result_of(spec, chosen, rows, readings, model, time.perf_counter() - start)
 
 
-def _first_in_worker(exp: Experiment, spec: Spec, kwargs: dict
-                     ) -> tuple[Trial, list[dict], Reading, Any, float]:
-    """A spec's val search and its first seed's test reading, in a worker process."""
-    start = time.perf_counter()
-    chosen, rows = tune(exp, spec, kwargs["seed"], kwargs["threads"], kwargs["record"])
-    reading, fitted = read_seed(exp, spec, chosen, kwargs["seed"], **_seed_kwargs(kwargs))
-    return chosen, rows, reading, fitted.model, time.perf_counter() - start
+# A spawned worker's own copy of the experiment, sent once when the process starts
+# (:func:`_start_worker`) rather than with every job; never set in the notebook's process.
+_WORKER_EXPERIMENT: dict[str, Experiment] = {}
 
 
-def _seed_in_worker(exp: Experiment, spec: Spec, chosen: Trial, s: int, kwargs: dict
-                    ) -> tuple[Reading, float]:
-    """An extra seed's test reading, in a worker process."""
+def _start_worker(exp: Experiment, threads: int) -> None:
+    from movierec.train import set_threads
+
+    set_threads(threads)
+    _WORKER_EXPERIMENT["exp"] = exp
+
+
+def _first_in_worker(spec: Spec, kwargs: dict) -> tuple[Trial, list[dict], Reading, Any, float]:
+    """:func:`first_reading` in a worker process, with its seconds."""
     start = time.perf_counter()
-    reading, _ = read_seed(exp, spec, chosen, s, **_seed_kwargs(kwargs))
+    got = first_reading(_WORKER_EXPERIMENT["exp"], spec, **kwargs)
+    return (*got, time.perf_counter() - start)
+
+
+def _seed_in_worker(spec: Spec, chosen: Trial, s: int, kwargs: dict) -> tuple[Reading, float]:
+    """An extra seed's test reading in a worker process, with its seconds."""
+    start = time.perf_counter()
+    reading, _ = read_seed(_WORKER_EXPERIMENT["exp"], spec, chosen, s,
+                           **{k: v for k, v in kwargs.items() if k != "record"})
     return reading, time.perf_counter() - start
-
-
-def _seed_kwargs(kwargs: dict) -> dict:
-    return {k: kwargs[k] for k in ("seed", "ks", "threads", "refit")}
 
 
 @dataclass
@@ -359,12 +375,14 @@ class Runner:
         ``threads`` torch threads as here, so that each result is the one a lone run gives;
         every process holds a copy of the experiment."""
         reasons = {s.name: s.skip_reason(self.exp.prep, len(self.exp.train)) for s in specs}
-        kwargs = {s.name: {"seed": self.seed, "seeds": seeds, "ks": self.ks,
-                           "threads": self.threads, "refit": self.refit,
-                           "record": self.recorded.get(s.name)} for s in specs}
+        kwargs = {s.name: {"seed": self.seed, "ks": self.ks, "threads": self.threads,
+                           "refit": self.refit, "record": self.recorded.get(s.name)}
+                  for s in specs}
         todo = [s for s in specs if reasons[s.name] is None]
-        jobs = sum(len(seeds_of(s, self.seed, seeds)) for s in todo)
-        done = self._side_by_side(todo, kwargs, workers) if workers > 1 and jobs > 1 else {}
+        extras = {s.name: seeds_of(s, self.seed, seeds)[1:] for s in todo}
+        jobs = len(todo) + sum(map(len, extras.values()))
+        done = (self._side_by_side(todo, extras, kwargs, workers) if workers > 1 and jobs > 1
+                else {})
         out = {}
         for spec in specs:
             if reasons[spec.name] is not None:
@@ -373,7 +391,7 @@ class Runner:
                 continue
             r = out[spec.name] = self.results[spec.name] = (
                 done[spec.name] if spec.name in done
-                else run(self.exp, spec, **kwargs[spec.name]))
+                else run(self.exp, spec, seeds=seeds, **kwargs[spec.name]))
             edge = (f" (at the edge of its grid: {r.at_edge})" if r.at_edge else "") + (
                 f" (at its natural bound: {r.at_limit})" if r.at_limit else "")
             chosen = {k: float(f"{v:.3g}") if isinstance(v, float) else v
@@ -384,35 +402,33 @@ class Runner:
                       + f" ({r.seconds:.0f} s)")
         return out
 
-    def _side_by_side(self, todo: list, kwargs: dict[str, dict], workers: int
-                      ) -> dict[str, Result]:
-        """Each spec as jobs in ``workers`` spawned processes: its val search with its first
-        seed's test reading, then one job per extra seed (each refit is independent of the
-        others). At most ``workers`` jobs run at once, the costliest spec's first (by its
-        recorded search's seconds; unrecorded ones first, their cost unknown), so that a long
-        spec's seeds spread over the workers instead of queueing behind one process."""
+    def _side_by_side(self, todo: list, extras: dict[str, tuple[int, ...]],
+                      kwargs: dict[str, dict], workers: int) -> dict[str, Result]:
+        """Each spec as jobs in ``workers`` spawned processes, each sent the experiment once:
+        its val search with its first seed's test reading, then one job per ``extras`` seed
+        (each refit is independent of the others). At most ``workers`` jobs run at once, the
+        costliest spec's first (by its recorded search's seconds; unrecorded ones first, their
+        cost unknown), so that a long spec's seeds spread over the workers instead of queueing
+        behind one process."""
         import multiprocessing
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-        from movierec.train import set_threads
 
         cost = {s.name: self.recorded.get(s.name, {}).get("seconds", float("inf"))
                 for s in todo}
         order = {s.name: i for i, s in enumerate(sorted(todo, key=lambda s: -cost[s.name]))}
-        extras = {s.name: seeds_of(s, self.seed, kwargs[s.name]["seeds"])[1:] for s in todo}
         queue = [(order[s.name], 0, s, None) for s in todo]  # (priority, job, spec, extra seed)
         firsts, readings, seconds = {}, {s.name: {} for s in todo}, {}
         with ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"),
-                                 initializer=set_threads, initargs=(self.threads,)) as pool:
+                                 initializer=_start_worker,
+                                 initargs=(self.exp, self.threads)) as pool:
             running = {}
             while queue or running:
                 queue.sort(key=lambda job: job[:2])
                 while queue and len(running) < workers:
                     _, _, spec, s = queue.pop(0)
                     kw = kwargs[spec.name]
-                    future = (pool.submit(_first_in_worker, self.exp, spec, kw) if s is None else
-                              pool.submit(_seed_in_worker, self.exp, spec,
-                                          firsts[spec.name][0], s, kw))
+                    future = (pool.submit(_first_in_worker, spec, kw) if s is None else
+                              pool.submit(_seed_in_worker, spec, firsts[spec.name][0], s, kw))
                     running[future] = (spec, s)
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:

@@ -409,3 +409,20 @@ def test_side_by_side_processes_use_the_runners_thread_count(tiny_exp):
         r.run([Counted("a"), Counted("b")], workers=2)
         assert [x.sweep[0]["torch_threads"] for x in r.results.values()] == [threads] * 2
     assert torch.get_num_threads() == before  # the parent's count is left alone
+
+
+def test_side_by_side_sends_the_experiment_once_per_process_not_per_job(tiny_exp, monkeypatch):
+    import pickle
+    from multiprocessing.reduction import ForkingPickler
+
+    sent = []
+
+    def counted(exp):  # what multiprocessing pickles an Experiment with, counted
+        sent.append(1)
+        return pickle.loads, (pickle.dumps(exp),)
+
+    monkeypatch.setitem(ForkingPickler._extra_reducers, Experiment, counted)
+    r = Runner(tiny_exp, seed=3, progress=None)
+    r.run([Counted("a"), Counted("b"), Counted("c")], seeds=(4, 5), workers=2)  # 9 jobs
+    assert [list(x.seeds) for x in r.results.values()] == [[3, 4, 5]] * 3
+    assert 1 <= len(sent) <= 2  # once for each worker process started

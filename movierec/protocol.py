@@ -337,17 +337,18 @@ def _start_worker(exp: Experiment, threads: int) -> None:
 
 
 def _first_in_worker(spec: Spec, kwargs: dict) -> tuple[Trial, list[dict], Reading, Any, float]:
-    """:func:`first_reading` in a worker process, with its seconds."""
+    """:func:`first_reading` in a worker process (``kwargs``: its keywords, the spec's
+    ``record`` among them), with its seconds."""
     start = time.perf_counter()
     got = first_reading(_WORKER_EXPERIMENT["exp"], spec, **kwargs)
     return (*got, time.perf_counter() - start)
 
 
 def _seed_in_worker(spec: Spec, chosen: Trial, s: int, kwargs: dict) -> tuple[Reading, float]:
-    """An extra seed's test reading in a worker process, with its seconds."""
+    """An extra seed's test reading in a worker process (``kwargs``: :func:`read_seed`'s
+    keywords), with its seconds."""
     start = time.perf_counter()
-    reading, _ = read_seed(_WORKER_EXPERIMENT["exp"], spec, chosen, s,
-                           **{k: v for k, v in kwargs.items() if k != "record"})
+    reading, _ = read_seed(_WORKER_EXPERIMENT["exp"], spec, chosen, s, **kwargs)
     return reading, time.perf_counter() - start
 
 
@@ -375,13 +376,12 @@ class Runner:
         ``threads`` torch threads as here, so that each result is the one a lone run gives;
         every process holds a copy of the experiment."""
         reasons = {s.name: s.skip_reason(self.exp.prep, len(self.exp.train)) for s in specs}
-        kwargs = {s.name: {"seed": self.seed, "ks": self.ks, "threads": self.threads,
-                           "refit": self.refit, "record": self.recorded.get(s.name)}
-                  for s in specs}
+        shared = {"seed": self.seed, "ks": self.ks, "threads": self.threads,
+                  "refit": self.refit}  # every job's keywords; a spec's record: its first's
         todo = [s for s in specs if reasons[s.name] is None]
         extras = {s.name: seeds_of(s, self.seed, seeds)[1:] for s in todo}
         jobs = len(todo) + sum(map(len, extras.values()))
-        done = (self._side_by_side(todo, extras, kwargs, workers) if workers > 1 and jobs > 1
+        done = (self._side_by_side(todo, extras, shared, workers) if workers > 1 and jobs > 1
                 else {})
         out = {}
         for spec in specs:
@@ -391,7 +391,8 @@ class Runner:
                 continue
             r = out[spec.name] = self.results[spec.name] = (
                 done[spec.name] if spec.name in done
-                else run(self.exp, spec, seeds=seeds, **kwargs[spec.name]))
+                else run(self.exp, spec, seeds=seeds, record=self.recorded.get(spec.name),
+                         **shared))
             edge = (f" (at the edge of its grid: {r.at_edge})" if r.at_edge else "") + (
                 f" (at its natural bound: {r.at_limit})" if r.at_limit else "")
             chosen = {k: float(f"{v:.3g}") if isinstance(v, float) else v
@@ -403,13 +404,14 @@ class Runner:
         return out
 
     def _side_by_side(self, todo: list, extras: dict[str, tuple[int, ...]],
-                      kwargs: dict[str, dict], workers: int) -> dict[str, Result]:
+                      shared: dict, workers: int) -> dict[str, Result]:
         """Each spec as jobs in ``workers`` spawned processes, each sent the experiment once:
         its val search with its first seed's test reading, then one job per ``extras`` seed
         (each refit is independent of the others). At most ``workers`` jobs run at once, the
         costliest spec's first (by its recorded search's seconds; unrecorded ones first, their
         cost unknown), so that a long spec's seeds spread over the workers instead of queueing
-        behind one process."""
+        behind one process. ``shared``: every job's keywords (a spec's record goes to its
+        first job alone)."""
         import multiprocessing
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -426,9 +428,10 @@ class Runner:
                 queue.sort(key=lambda job: job[:2])
                 while queue and len(running) < workers:
                     _, _, spec, s = queue.pop(0)
-                    kw = kwargs[spec.name]
-                    future = (pool.submit(_first_in_worker, spec, kw) if s is None else
-                              pool.submit(_seed_in_worker, spec, firsts[spec.name][0], s, kw))
+                    future = (pool.submit(_first_in_worker, spec,
+                                          {**shared, "record": self.recorded.get(spec.name)})
+                              if s is None else
+                              pool.submit(_seed_in_worker, spec, firsts[spec.name][0], s, shared))
                     running[future] = (spec, s)
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:

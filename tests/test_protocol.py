@@ -412,16 +412,16 @@ def test_side_by_side_processes_use_the_runners_thread_count(tiny_exp):
 
 
 def test_side_by_side_sends_the_experiment_once_per_process_not_per_job(tiny_exp, monkeypatch):
+    import copyreg
     import pickle
-    from multiprocessing.reduction import ForkingPickler
 
     sent = []
 
-    def counted(exp):  # what multiprocessing pickles an Experiment with, counted
+    def counted(exp):  # every pickler's reduction of an Experiment (copyreg's table), counted
         sent.append(1)
-        return pickle.loads, (pickle.dumps(exp),)
+        return exp.__reduce_ex__(pickle.HIGHEST_PROTOCOL)  # object's own: no recursion
 
-    monkeypatch.setitem(ForkingPickler._extra_reducers, Experiment, counted)
+    monkeypatch.setitem(copyreg.dispatch_table, Experiment, counted)
     r = Runner(tiny_exp, seed=3, progress=None)
     r.run([Counted("a"), Counted("b"), Counted("c")], seeds=(4, 5), workers=2)  # 9 jobs
     assert [list(x.seeds) for x in r.results.values()] == [[3, 4, 5]] * 3

@@ -18,12 +18,15 @@ import sys
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 
 from movierec import provenance, study, variants
-from movierec.evaluate import ranking_metrics
+from movierec.csr import Csr
+from movierec.evaluate import hit_matrix, ranking_metrics
 from movierec.experiment import Experiment
 from movierec.features import release_years
 from movierec.prepare import Source
+from movierec.report import notebook_defaults
 from movierec.split import TRAIN
 from movierec.tensors import RankingVectors
 from movierec.train import TrainConfig, resolve_device, set_threads
@@ -72,15 +75,16 @@ def with_age(vectors: RankingVectors, now: np.ndarray, release: np.ndarray, h: n
 
 
 def main(seeds: list[int]) -> dict:
-    set_threads(2)
-    prep, _ = Source("ml-latest-small", None, None).prepare()
-    exp = Experiment(prep, resolve_device("auto"), seed=42)
     root = provenance.project_root()
+    conf = {**notebook_defaults(root / "notebooks" / "movierec.ipynb"),  # make small's parameters
+            **yaml.safe_load((root / "notebooks" / "params" / "small.yaml").read_text())}
+    set_threads(conf["THREADS"])
+    prep, _ = Source(conf["DATASET"]).prepare()
+    exp = Experiment(prep, resolve_device(conf["DEVICE"]), seed=conf["SEED"])
     tuning = study.load_tuning("auto", prep, root)
-    train = TrainConfig(epochs=30, batch_size=1024, lr=0.01, dense_lr=0.003, patience=3,
-                        n_negatives=1024, seed=42)  # the small parameters
-    spec = variants.VariantSpec(variants.variant("hybrid_rank"), train, 64,
-                                axes=study.main_axes(tuning, [1.0]))
+    spec = variants.VariantSpec(variants.variant(conf["RECOMMEND_WITH"]),
+                                TrainConfig.from_parameters(conf), conf["DIM"],
+                                axes=study.main_axes(tuning, conf["RANK_WEIGHTS"]))
     setting = spec.grid(len(exp.train))[0]
     release = release_years(prep.movies["title"])
     h = age_log_ratio(prep, release)
@@ -90,6 +94,8 @@ def main(seeds: list[int]) -> dict:
     counts = np.bincount(prep.items[mask], minlength=prep.n_movies)
     rel = exp.val_relevant
     cold = counts[rel.indices] == 0
+    users = np.repeat(np.arange(len(exp.val_users)), rel.lengths())
+    cold_rel = Csr.from_pairs(users[cold], rel.indices[cold], len(exp.val_users))
     out = {"h": {str(a): round(float(x), 3) for a, x in enumerate(h)}, "setting": setting,
            "val_cold_pairs": int(cold.sum()), "seeds": {}}
     for seed in seeds:
@@ -100,14 +106,9 @@ def main(seeds: list[int]) -> dict:
             v = with_age(vectors, now, release, h, g, future)
             topk = exp.rank(v, part=1, k=50)
             m = ranking_metrics(topk, rel, (10, 50), n_items=prep.n_movies)
-            users = np.repeat(np.arange(len(exp.val_users)), rel.lengths())
-            top_sets = [set(t) for t in topk]
-            in_top = np.array([m_ in top_sets[u] for u, m_ in zip(users, rel.indices,
-                                                                   strict=True)])
-            rows[f"{g}{'' if future else ' clip'}"] = {"ndcg@10": m["ndcg@10"],
-                                                     "recall@10": m["recall@10"],
-                            "recall@50": m["recall@50"],
-                            "cold_pairs_in_top50": int(in_top[cold].sum())}
+            rows[f"{g}{'' if future else ' clip'}"] = {
+                **{k: m[k] for k in ("ndcg@10", "recall@10", "recall@50")},
+                "cold_pairs_in_top50": int(hit_matrix(topk, cold_rel).sum())}
         out["seeds"][seed] = rows
         print(json.dumps({seed: rows}), flush=True)
     return out

@@ -54,11 +54,11 @@ small: $(STAMP)  ## run the notebook on ml-latest-small into reports/small (ipyn
 full: $(STAMP)  ## the same on the full dataset with genome (DATASET=ml-latest by default; ml-25m, or a folder)
 	$(PY) -m movierec.report $(NOTEBOOK) notebooks/params/full.yaml reports/full -p DATASET=$(or $(DATASET),$(FULL_DATASET)) $(foreach p,$(P),-p $(p))
 
-tune: $(STAMP)  ## tune the main model on val with Optuna (TRIALS=30) -> reports/tune/<dataset>.json
-	$(PY) -m movierec.tune --dataset $(or $(DATASET),ml-latest-small) --trials $(or $(TRIALS),30)
+tune: $(STAMP)  ## record the main model's val search (MAIN_TRIALS) -> reports/tune/<dataset>.json, notebooks/params/tuned.yaml
+	$(PY) -m movierec.tune $(if $(DATASET),--dataset $(DATASET))
 
 tune-baselines: $(STAMP)  ## record the baselines' val grid searches -> reports/tune/<dataset>-baselines.json
-	$(PY) -m movierec.tune --baselines --dataset $(or $(DATASET),ml-latest-small)
+	$(PY) -m movierec.tune --baselines $(if $(DATASET),--dataset $(DATASET))
 
 lint: $(STAMP)  ## ruff over the package, tests and notebooks
 	$(VENV)/bin/ruff check movierec tests notebooks

@@ -25,8 +25,8 @@ import torch
 from movierec.csr import Csr
 from movierec.features import MovieFeatures
 from movierec.model import ModelConfig, MovieRecModel
+from movierec.runtime import resolve_device
 from movierec.tensors import FeatureTensors
-from movierec.train import resolve_device
 
 FORMAT = 2  # 2: the model's config holds its objective (the loss a new user is folded in with)
 DATA_FILES = ("model.pt", "arrays.npz", "movies.parquet")  # each one hashed in the manifest

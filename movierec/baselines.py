@@ -25,7 +25,7 @@ from movierec.evaluate import RECENCY_HALF_LIVES, BiasBaseline, GlobalMean, rmse
 from movierec.experiment import Experiment
 from movierec.features import bag_matrix, release_years
 from movierec.prepare import Prepared
-from movierec.protocol import Fitted, Kind, Trial, grid
+from movierec.protocol import Fitted, Grid, Kind, Trial, grid
 from movierec.split import TRAIN, VAL
 from movierec.tensors import RankingVectors
 
@@ -63,6 +63,13 @@ class Baseline:
         """The val grid tried with ``n_ratings`` training ratings."""
         return (self.large_grid if self.large_grid is not None and n_ratings > self.large_above
                 else self.settings)
+
+    def proposals(self, n_ratings: int, seed: int) -> Grid:
+        return Grid(self.grid(n_ratings))
+
+    def searched(self) -> dict:
+        """The grid's axes (the small-data grid)."""
+        return {k: sorted({s[k] for s in self.settings}) for k in self.settings[0]}
 
     def skip_reason(self, prep: Prepared, n_ratings: int) -> str | None:
         """Why this baseline does not run on ``prep`` (None: it runs)."""
@@ -373,7 +380,9 @@ class EpochTuned(Baseline):
             if stale >= self.patience or epochs >= self.max_epochs:
                 break
         return Trial(setting, {**setting, "epochs": best_epochs, **best}, {}, best_fitted,
-                     by="score", tuned={"epochs": best_epochs})
+                     by="score", tuned={"epochs": best_epochs},
+                     capped=[f"epochs ({self.max_epochs})"] if best_epochs >= self.max_epochs
+                     else [])
 
     def refit(self, exp: Experiment, trial: Trial, seed: int, threads: int) -> Fitted:
         return self._fit(exp, (TRAIN, VAL), seed, threads,

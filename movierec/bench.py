@@ -44,9 +44,10 @@ from movierec.prepare import cache_path, cache_root, prepare, prepare_cached, sa
 from movierec.provenance import device_info, git_state, package_versions, write_json
 from movierec.recommend import Recommender
 from movierec.report import notebook_defaults
+from movierec.runtime import resolve_device
 from movierec.split import TRAIN, VAL, split_ratings
 from movierec.tensors import Ratings
-from movierec.train import TrainConfig, fit, make_optimizers, resolve_device, shuffled, train_step
+from movierec.train import TrainConfig, fit, make_optimizers, shuffled, train_step
 from movierec.variants import VARIANTS, VariantSpec, variant
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -191,26 +192,26 @@ def full_config(path: Path = FULL_YAML) -> dict:
 
 
 def full_spec(name: str, conf: dict) -> tuple[VariantSpec, dict]:
-    """The variant called ``name`` as ``make full`` trains it, and its setting (the first
-    retrieval weight, for a variant with a retrieval term)."""
+    """The variant called ``name`` as ``make full`` trains it, and its setting (the main
+    model's: full.yaml's ``MAIN_SETTING``)."""
     spec = VariantSpec(variant(name), TrainConfig.from_parameters(conf, progress=False),
                        conf["DIM"])
-    weight = spec.variant.objective.rank_weight and float(conf["RANK_WEIGHTS"][0])
-    return spec, ({"rank_weight": weight} if weight else {})
+    return spec, (dict(conf["MAIN_SETTING"]) if name == conf["RECOMMEND_WITH"] else {})
 
 
 def _build(exp: Experiment, name: str, conf: dict) -> tuple[MovieRecModel, TrainConfig]:
     """The variant's initial model and training settings (one epoch), exactly as the protocol
     builds them (prior, seen mask, feature bases included)."""
     spec, setting = full_spec(name, conf)
-    mcfg, tcfg = spec.configs(exp, setting, conf["SEED"])
+    mcfg, tcfg = spec.configs(exp, setting)
     return spec.build(exp, mcfg, conf["SEED"], exp.train), replace(tcfg, epochs=1)
 
 
-def _batches(exp: Experiment, tcfg: TrainConfig, n: int) -> tuple[list[Ratings], float]:
+def _batches(exp: Experiment, tcfg: TrainConfig, n: int, seed: int
+             ) -> tuple[list[Ratings], float]:
     """The first ``n`` batches of a shuffled epoch, and the seconds the shuffle took."""
     t0 = time.perf_counter()
-    data = shuffled(exp.train, torch.Generator().manual_seed(tcfg.seed))
+    data = shuffled(exp.train, torch.Generator().manual_seed(seed))
     seconds = time.perf_counter() - t0
     b = tcfg.batch_size
     return [data[i * b:(i + 1) * b] for i in range(n)], seconds
@@ -220,9 +221,9 @@ def _warmed_up(exp: Experiment, name: str, conf: dict, warmup: int, n: int):
     """A fresh model of variant ``name`` after ``warmup`` training steps: (a function taking
     one step on a batch, the next ``n`` batches, the shuffle's seconds)."""
     model, tcfg = _build(exp, name, conf)
-    opts, gen = make_optimizers(model, tcfg), torch.Generator().manual_seed(tcfg.seed)
+    opts, gen = make_optimizers(model, tcfg), torch.Generator().manual_seed(conf["SEED"])
     model.train()
-    data, shuffle = _batches(exp, tcfg, warmup + n)
+    data, shuffle = _batches(exp, tcfg, warmup + n, conf["SEED"])
 
     def step_on(batch: Ratings) -> float:
         return train_step(model, exp.feats, batch, tcfg, opts, gen)
@@ -251,7 +252,7 @@ def train_throughput(exp: Experiment, name: str, conf: dict, batches: int,
 def full_epoch(exp: Experiment, name: str, conf: dict) -> tuple[dict, MovieRecModel]:
     """One whole epoch of ``fit``, shuffle included."""
     model, tcfg = _build(exp, name, conf)
-    res = fit(model, exp.feats, exp.train, tcfg, None, monitor=None)
+    res = fit(model, exp.feats, exp.train, tcfg, None, seed=conf["SEED"], monitor=None)
     return {"samples_per_second": res.samples_per_second, "epoch_seconds": res.seconds,
             "measured": "full epoch"}, res.model
 
@@ -356,8 +357,10 @@ def run(out: Path, scale: str = "full", batches: int = 20, batch_size: int | Non
         shutil.rmtree(cache_dir, ignore_errors=True)
     result["sizes"] = {**prep.summary, **prep.split.sizes()}
     dev = resolve_device(device)
-    result["train_settings"] = {"batch_size": batch_size, "n_negatives": conf["N_NEGATIVES"],
-                                "rank_weight": float(conf["RANK_WEIGHTS"][0]), "ranks": ranks,
+    result["train_settings"] = {"batch_size": batch_size,
+                                "n_negatives": conf["MAIN_SETTING"]["n_negatives"],
+                                "rank_weight": conf["MAIN_SETTING"]["rank_weight"],
+                                "ranks": ranks,
                                 "threads": torch.get_num_threads()}
     exact = Experiment(prep, dev)
     result["train_exact_features"] = {main: train_throughput(exact, main, conf, batches)}

@@ -30,6 +30,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from movierec.bounds import MAX_RATING_ERROR, RANKING_METRIC, Tolerance
+
 # what CPU bits depend on (README, Reproducibility); the first differing one forbids "exact"
 FINGERPRINT = ("device", "cpu_vendor", "cpu", "cpu_capability", "mkl_cbwr", "torch_threads",
                "versions")
@@ -45,20 +47,6 @@ MACHINE_PARAMETERS = ("THREADS", "DEVICE")  # parameters that describe the machi
 HOW_PARAMETERS = ("BASELINE_SEARCH", "BASELINE_WORKERS")
 
 
-@dataclass(frozen=True)
-class Tolerance:
-    """Bounds for a run on another CPU (docs/reproducibility.md says how they were measured)."""
-
-    rel: float = 1e-5  # continuous values: |a - b| <= rel * max(|a|, |b|)
-    flips: int = 3  # ranking metrics: top-k entries that may change over all evaluated users
-    coverage_movies: int = 10  # coverage: distinct movies shown that may differ
-    p_shift: float = 0.02  # a bootstrap's share of resamples not ahead (near-ties move some)
-
-
-# a per-user ranking metric (its user mean, or that mean's standard error) and coverage
-RANKING_METRIC = re.compile(r"^(?:(?P<bucket>\w+) )?(?:val_)?(recall|ndcg|hit_rate|map|coverage)"
-                            r"@\d+(_se)?$")
-MAX_RATING_ERROR = 4.5  # ratings lie in 0.5..5: no RMSE or MAE exceeds this
 
 
 @dataclass
@@ -232,10 +220,11 @@ def compare_values(ref, ours, comparison: Comparison, path: tuple[str, ...], *,
                                       f"{bound:.3g})")
 
 
-def compare_reports(ref: dict, ours: dict, *, tol: Tolerance = Tolerance(),
+def compare_reports(ref: dict, ours: dict, *, tol: Tolerance | None = None,
                     mode: str | None = None) -> Comparison:
     """Compare the results of two ``metrics.json`` dicts. ``mode`` forces "exact" or
     "tolerance" (when the run is comparable at all); by default the fingerprint decides."""
+    tol = tol or Tolerance()
     comparison = choose_mode(ref, ours)
     if not comparison.compared:
         return comparison

@@ -9,18 +9,18 @@ test ranks every user with a relevant test movie (or a seeded sample of ``max_te
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
 
 from movierec.csr import Csr
 from movierec.evaluate import per_user_ranking, ranking_metrics
-from movierec.model import ModelConfig, MovieRecModel
-from movierec.prepare import Prepared
-from movierec.recommend import topk_search
+from movierec.prepare import Prepared, Source
+from movierec.retrieval import topk_search
+from movierec.runtime import resolve_device, seed_everything, set_threads
 from movierec.split import TEST, TRAIN, VAL
 from movierec.tensors import FeatureTensors, RankingVectors, Ratings
-from movierec.train import predict, rating_errors
 
 # the test movies by how often train + val rate them: never, a few times, often
 BUCKETS = {"cold": (0, 0), "sparse": (1, 5), "warm": (6, float("inf"))}
@@ -78,16 +78,6 @@ class Experiment:
         """Per-movie count of the ratings >= ``min_rating`` in ``data``."""
         keep = data.ratings >= min_rating
         return torch.bincount(data.movies[keep], minlength=self.prep.n_movies)
-
-    def model_config(self, **settings) -> ModelConfig:
-        """A model's configuration: this dataset's sizes and ``settings``."""
-        f = self.prep.features
-        return ModelConfig(
-            n_users=self.prep.n_users, n_movies=self.prep.n_movies, n_tags=len(f.tag_vocab),
-            n_genres=int(f.genres.indices.max()) + 1 if len(f.genres.indices) else 1,
-            n_genome_tags=0 if f.genome is None else f.genome.shape[1],
-            global_mean=float(self.train.ratings.mean()), tag_rank=self.feats.rank("tag"),
-            genome_rank=self.feats.rank("genome"), **settings)
 
     def rank(self, vectors: RankingVectors, part: int = TEST, k: int = 50
              ) -> np.ndarray:
@@ -159,17 +149,6 @@ class Experiment:
                                                                 (50,))["recall@50"]
         return metrics, per_user, buckets
 
-    def validation(self, monitor: str):
-        """The per-epoch validation function for :func:`movierec.train.fit`: val RMSE, and
-        val recall@10 and NDCG@10 when ``monitor`` is a ranking metric."""
-        def evaluate(model: MovieRecModel) -> dict[str, float]:
-            out = {"val_rmse": rating_errors(predict(model, self.feats, self.val),
-                                             self.val.ratings)["rmse"]}
-            if "@" in monitor:
-                out.update(self.val_ranking(model.ranking_vectors(self.feats)))
-            return out
-        return evaluate
-
 
 def per_user_sse(pred: np.ndarray, data: Ratings, n_users: int
                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -179,3 +158,32 @@ def per_user_sse(pred: np.ndarray, data: Ratings, n_users: int
     err = np.asarray(pred, np.float64) - data.ratings.cpu().numpy().astype(np.float64)
     return (np.bincount(users, err**2, n_users),
             np.bincount(users, minlength=n_users).astype(np.float64))
+
+
+@dataclass
+class Setup:
+    """What a run works on: the experiment, where its data came from, and the machine."""
+
+    exp: Experiment
+    source: Source
+    cache_status: str  # the prepared-data cache: hit, or written
+    device: torch.device
+    threads: int
+
+
+def setup(params: dict[str, Any]) -> Setup:
+    """The experiment a report's parameters describe (upper-case names, as in the notebook's
+    parameters cell): Python, numpy and torch seeded with ``SEED``, ``THREADS`` torch threads,
+    the ``DEVICE``, ``DATASET`` read from ``DATA_ROOT`` and prepared (``USE_GENOME``,
+    ``LEAK_FREE_TAGS``; cached in ``CACHE_DIR``), and evaluated on ``MAX_TEST_USERS`` test users
+    with ``TAG_RANK``/``GENOME_RANK`` feature bases. The one set-up of the notebook, ``make
+    tune``, ``make bench`` and the probes."""
+    seed_everything(params["SEED"])
+    threads = set_threads(params["THREADS"])
+    device = resolve_device(params["DEVICE"])
+    source = Source(params["DATASET"], params.get("DATA_ROOT"), params.get("CACHE_DIR"),
+                    use_genome=params["USE_GENOME"], leak_free_tags=params["LEAK_FREE_TAGS"])
+    prep, status = source.prepare()
+    exp = Experiment(prep, device, seed=params["SEED"], max_test_users=params["MAX_TEST_USERS"],
+                     tag_rank=params["TAG_RANK"], genome_rank=params["GENOME_RANK"])
+    return Setup(exp, source, status, device, threads)

@@ -77,15 +77,17 @@ def movie_index(movies: pd.DataFrame, ids: np.ndarray) -> np.ndarray:
 def genre_bags(movies: pd.DataFrame, file: str = "movies.csv", first: int = 2) -> Csr:
     """Per-movie genre bags over :data:`GENRES`; unknown genre names raise DataError (naming
     the lines of ``file``, whose first movie is on line ``first``)."""
-    exploded = movies["genres"].str.split("|").explode()
+    split = movies["genres"].str.split("|")
+    exploded = split.explode()
     codes = pd.Index(list(GENRES)).get_indexer(exploded.to_numpy())
     bad = codes < 0
-    if bad.any():
+    if bad.any():  # the frame's index: each movie's row in the file
         rows = np.unique(exploded.index.to_numpy()[bad])
         names = sorted(set(exploded.to_numpy()[bad]))[:5]
         raise DataError(file, f"unknown genre(s) {names}; expected one of {list(GENRES)}",
                         column="genres", lines=rows + first, count=len(rows))
-    return bags_from_pairs(exploded.index.to_numpy(), codes, len(movies))
+    positions = np.repeat(np.arange(len(movies)), split.str.len().to_numpy())
+    return bags_from_pairs(positions, codes, len(movies))
 
 
 @lru_cache(maxsize=1)
@@ -110,13 +112,14 @@ def stem_tags(tags: pd.Series) -> pd.Series:
 def tag_bags(
     tags: pd.DataFrame, movies: pd.DataFrame, vocab: list[str] | None = None
 ) -> tuple[Csr, list[str]]:
-    """Per-movie stemmed-tag bags and the vocabulary (0 = NO_TAG, then by first appearance).
+    """Per-movie stemmed-tag bags and the vocabulary (0 = NO_TAG, then the stemmed tags in
+    sorted order, so that it does not depend on the order of the file's rows).
 
     Given a ``vocab``, tags outside it are ignored (used for a frozen vocabulary).
     """
     stemmed = stem_tags(tags["tag"])
     if vocab is None:
-        codes, uniques = pd.factorize(stemmed, sort=False)
+        codes, uniques = pd.factorize(stemmed, sort=True)
         vocab = [NO_TAG, *map(str, uniques)]
         codes = codes + 1
     else:

@@ -1,6 +1,6 @@
 """The terms of the training objective, as plain tensor functions, and the objective's settings.
 
-A model's loss (:meth:`movierec.model.MovieRecModel.objective`) is ``RMSE + rank_weight x
+A model's loss (:meth:`movierec.model.MovieRecModel.loss_from`) is ``RMSE + rank_weight x
 sampled softmax + reg x L2``: RMSE on the ratings, a softmax that ranks each positive (a rated
 movie) above catalogue negatives, and L2 on the rows the batch reads. This module holds the
 settings (:class:`Objective`) and the arithmetic; the model composes them.

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from movierec.loss import Objective, bounded_softmax, rmse
+from movierec.ops import unique_indices
 from movierec.tensors import FeatureTensors, RankingVectors
 
 RATING_MID, RATING_HALF_RANGE = 2.75, 2.25  # cos in [-1, 1] -> rating in [0.5, 5.0]
@@ -46,17 +47,6 @@ def unit_rows(x: torch.Tensor, eps: float = 1e-12) -> tuple[torch.Tensor, torch.
     to its divisor was one of the training step's slowest operations)."""
     norm = torch.linalg.vector_norm(x, dim=1)
     return x * norm.clamp_min(eps).reciprocal().unsqueeze(1), norm
-
-
-def unique_indices(index: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``torch.unique(index, return_inverse=True)`` for indexes into a table of ``size`` rows
-    (the distinct indexes, sorted, and each entry's position among them), by marking the table
-    instead of sorting: a few linear passes, 2-4x faster than the sort for a training batch."""
-    mark = torch.zeros(size, dtype=torch.bool, device=index.device).index_fill_(0, index, True)
-    uniq = mark.nonzero().squeeze(1)
-    position = torch.empty(size, dtype=torch.long, device=index.device).index_copy_(
-        0, uniq, torch.arange(len(uniq), device=index.device))
-    return uniq, position.index_select(0, index)
 
 
 def biased_rating(mean, user_bias, movie_bias, interaction, scale=None):
@@ -80,7 +70,8 @@ class ModelConfig:
     score: Score = "cosine"
     global_mean: float = 3.5
     prior: bool = False  # a fixed per-movie logit (log popularity) in the retrieval score
-    temperature: float = 0.1  # retrieval score = interaction / temperature (+ prior)
+    temperature: float = 1.0  # retrieval score = interaction / temperature (+ prior); the main
+    # model's is one of its settings (variants.MAIN_SPACE); without a prior it orders nothing
     tag_rank: int = 0  # > 0: tag table = fixed basis (n_tags, tag_rank) @ learned coefficients
     genome_rank: int = 0  # > 0: the same for the genome-tag table
     objective: Objective = field(default_factory=Objective)
@@ -609,7 +600,7 @@ class MovieRecModel(nn.Module):
              ratings: torch.Tensor, negatives: torch.Tensor | None = None) -> torch.Tensor:
         """The training loss of a batch of (user, movie, rating) rows, ``negatives`` the
         catalogue negatives of the retrieval term (:attr:`ModelConfig.objective`). Each
-        distinct movie (rated or negative) is read once (:meth:`objective`)."""
+        distinct movie (rated or negative) is read once (:meth:`loss_from`)."""
         wanted = movies if negatives is None else torch.cat([movies, negatives])
         uniq, inverse = unique_indices(wanted, feats.n_movies)
         return self.loss_from(self.user(users), self.head.user_bias(users),

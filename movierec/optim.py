@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from movierec.model import unique_indices
+from movierec.ops import unique_indices
 
 BETAS = (0.9, 0.999)
 EPS = 1e-8

@@ -62,11 +62,11 @@ class Prepared:
 
     def recency(self, *parts: int) -> np.ndarray:
         """For each rating of the split ``parts`` (in :meth:`part`'s order), how many later
-        ratings its user has there: 0 for each user's latest (ties in time: the later row is
-        the later rating). Reads only the parts' own timestamps."""
+        ratings its user has there: 0 for each user's latest (ties in time: ordered by movie,
+        as the split orders them). Reads only the parts' own timestamps."""
         mask = np.isin(self.split.labels, parts)
         users, times = self.users[mask], self.timestamps[mask]
-        order = np.lexsort((np.arange(len(users)), times, users))  # user, time, row
+        order = np.lexsort((self.items[mask], times, users))  # user, time, movie
         n = np.bincount(users, minlength=self.n_users)
         ends = np.cumsum(n)  # one past each user's last rating in ``order``
         out = np.empty(len(users), np.int64)
@@ -136,12 +136,33 @@ class Prepared:
 
 
 
+def canonical(ds: MovieLens) -> MovieLens:
+    """``ds`` with its rows in one order, whatever order its files list them in: ratings by
+    user then movie (a user rates a movie once), movies by id, tags by user, movie, time and
+    text. Every result is computed from this order, so none depends on the files' row order
+    (MovieLens's own files list ratings by user and movie, movies by id). Movies keep their
+    file rows as the index, so that an error can still name a line."""
+    def by(frame: pd.DataFrame | None, keys: list[str], keep_index: bool = False):
+        if frame is None or frame.empty:
+            return frame
+        ordered = frame.reset_index(drop=True).sort_values(keys, kind="stable")
+        order = ordered.index.to_numpy()
+        if (order == np.arange(len(order))).all():
+            return frame
+        return frame.iloc[order] if keep_index else ordered.reset_index(drop=True)
+
+    return replace(ds, ratings=by(ds.ratings, ["userId", "movieId"]),
+                   movies=by(ds.movies, ["movieId"], keep_index=True),
+                   tags=by(ds.tags, ["userId", "movieId", "timestamp", "tag"]))
+
+
 def prepare(ds: MovieLens, *, leak_free_tags: bool = False, use_genome: bool = True) -> Prepared:
-    """Index, split and featurise a dataset.
+    """Index, split and featurise a dataset (its rows in :func:`canonical` order).
 
     ``leak_free_tags`` keeps only tags written no later than the tagging user's last training
     rating (by default every tag is used, as in the seed: see README, "Leakage").
     """
+    ds = canonical(ds)
     r = ds.ratings
     user_ids, users = np.unique(r["userId"].to_numpy(), return_inverse=True)
     split = split_ratings(r)
@@ -154,7 +175,7 @@ def prepare(ds: MovieLens, *, leak_free_tags: bool = False, use_genome: bool = T
         dropped["tags_after_cutoff"] = features.tags_dropped_leak_free
     return Prepared(
         name=ds.name,
-        movies=ds.movies,
+        movies=ds.movies.reset_index(drop=True),
         user_ids=user_ids.astype(np.int64),
         users=users.astype(np.int64),
         items=movie_index(ds.movies, r["movieId"].to_numpy()),
@@ -173,7 +194,7 @@ def prepare(ds: MovieLens, *, leak_free_tags: bool = False, use_genome: bool = T
 # On-disk cache of prepared arrays, keyed by the input files' checksums and the options
 
 CACHE_ENV = "MOVIEREC_CACHE"
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: rows in canonical order, the tag vocabulary sorted
 _ARRAYS = ("user_ids", "users", "items", "ratings", "timestamps")
 
 

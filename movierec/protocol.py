@@ -1,9 +1,11 @@
 """One protocol for every model, ours and the library baselines.
 
-A model is a :class:`Spec`: a val grid and how one setting is fitted. :func:`run` tunes it
-(every setting fitted on train and read on val; the best by the spec's ``target``), refits the
-chosen setting on train + val and reads test once per seed, keeping each user's test values for
-the paired bootstrap. Every model comes back as one :class:`Result`.
+A model is a :class:`Spec`: what its val search tries (its proposals: a grid, or a sampler that
+proposes each setting after the figures of the ones before) and how one setting is fitted.
+:func:`run` searches it (every setting fitted on train and read on val; the best by the spec's
+``target``), or replays a recorded search (:func:`replay`), refits the chosen setting on train +
+val and reads test once per seed, keeping each user's test values for the paired bootstrap.
+Every model comes back as one :class:`Result`.
 
 A model that ranks can offer several scorings (ours: its retrieval score and its predicted
 rating); the one with the higher val NDCG@10 is chosen on the tuned model (:func:`choose_by`)
@@ -20,8 +22,8 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from movierec.compare import RANKING_METRIC, Tolerance
-from movierec.evaluate import best, rmse_mae
+from movierec.bounds import RANKING_METRIC, Tolerance
+from movierec.evaluate import best, lower_is_better, rmse_mae
 from movierec.experiment import Experiment, per_user_sse
 from movierec.prepare import Prepared
 from movierec.progress import Throttle, say
@@ -30,6 +32,7 @@ from movierec.tensors import RankingVectors
 
 Kind = Literal["rating", "ranking", "both"]
 KS = (10, 20, 50)
+HEADLINE_BUCKETS = ("cold", "sparse")  # each seed's recall@50 of these movies (Experiment)
 
 
 @dataclass
@@ -43,6 +46,31 @@ class Fitted:
     model: Any = None
 
 
+class Proposals(Protocol):
+    """What a search tries, one setting at a time: :meth:`ask` the next (None: the search is
+    over), then :meth:`tell` it the setting's val figure (by the spec's target)."""
+
+    def ask(self) -> dict | None: ...
+
+    def tell(self, value: float) -> None: ...
+
+
+class Grid:
+    """The proposals of a grid: its settings in order (what they score is not read)."""
+
+    def __init__(self, settings) -> None:
+        self.settings, self.next = list(settings), 0
+
+    def ask(self) -> dict | None:
+        if self.next == len(self.settings):
+            return None
+        self.next += 1
+        return dict(self.settings[self.next - 1])
+
+    def tell(self, value: float) -> None:
+        pass
+
+
 @dataclass
 class Trial:
     """One setting fitted on train and read on val."""
@@ -54,6 +82,7 @@ class Trial:
     by: str | None = None  # the scoring chosen on val (a model that ranks)
     val_by: dict[str, float] = field(default_factory=dict)  # val NDCG@10 of each scoring
     tuned: dict = field(default_factory=dict)  # what the refit reuses (epochs, readout, ...)
+    capped: list[str] = field(default_factory=list)  # what stopped at its cap (e.g. epochs)
 
 
 class Spec(Protocol):
@@ -68,7 +97,9 @@ class Spec(Protocol):
     retune: bool  # each seed tunes the chosen setting again (early stopping, readout)
     limits: dict[str, tuple[float, float]]  # each setting's natural range (may be empty)
 
-    def grid(self, n_ratings: int) -> Sequence[dict]: ...
+    def proposals(self, n_ratings: int, seed: int) -> Proposals: ...
+
+    def searched(self) -> dict: ...  # what the search covers (axes or space), for the report
 
     def skip_reason(self, prep: Prepared, n_ratings: int) -> str | None: ...
 
@@ -114,6 +145,7 @@ class Result:
     seconds: float
     model: Any = None  # the final model of the first seed (ours: a MovieRecModel)
     limits: dict[str, tuple[float, float]] = field(default_factory=dict)  # natural ranges
+    search: dict = field(default_factory=dict)  # how the setting was chosen (Search.facts)
 
     @property
     def by(self) -> str | None:
@@ -124,6 +156,11 @@ class Result:
         """Settings chosen at an end of their grid that is not their natural bound: the
         best value may lie beyond the grid."""
         return at_edge(self.setting, self.sweep, self.limits)
+
+    @property
+    def capped(self) -> list[str]:
+        """What the chosen setting's tuning stopped at its cap (e.g. epochs)."""
+        return list(self.trial.capped)
 
     @property
     def at_limit(self) -> list[str]:
@@ -177,6 +214,8 @@ def read_test(exp: Experiment, fitted: Fitted, by: str | None, ks: tuple[int, ..
             ranking_by[name] = ranking
             users.update(ranked_users)
             head.update({k: ranking[k] for k in (f"recall@{ks[0]}", f"ndcg@{ks[0]}")})
+            head.update({f"{b} recall@50": buckets[b]["recall@50"] for b in HEADLINE_BUCKETS
+                         if b in buckets})
         else:
             ranking_by[name] = exp.ranking(vectors, TEST, ks)
     return Reading(rating, ranking, ranking_by if len(ranking_by) > 1 else {}, buckets, users,
@@ -184,39 +223,50 @@ def read_test(exp: Experiment, fitted: Fitted, by: str | None, ks: tuple[int, ..
 
 
 def search(exp: Experiment, spec: Spec, seed: int, threads: int) -> tuple[Trial, list[dict]]:
-    """Every setting of ``spec``'s grid fitted on train and read on val: (the best trial by
-    ``spec.target``, the table of every setting). Only the best trial keeps its model."""
+    """Every setting ``spec`` proposes (:meth:`Spec.proposals`) fitted on train and read on
+    val: (the best trial by ``spec.target``, the table of every setting, each row with the
+    seconds its fit took). Only the best trial keeps its model."""
     chosen, rows = None, []
-    settings = spec.grid(len(exp.train))
+    proposals = spec.proposals(len(exp.train), seed)
     report = Throttle()
-    for i, setting in enumerate(settings, 1):
+    while (setting := proposals.ask()) is not None:
+        start = time.perf_counter()
         trial = spec.tune(exp, setting, seed, threads)
-        rows.append(trial.row)
-        report(f"{spec.name}: setting {i}/{len(settings)} {setting}: " + ", ".join(
-            f"{k} {v:.4f}" for k, v in trial.row.items() if k.startswith("val_")),
-            final=i == len(settings))
+        rows.append({**trial.row, "seconds": time.perf_counter() - start})
+        proposals.tell(trial.row[spec.target])
+        report(f"{spec.name}: setting {len(rows)} {setting}: " + ", ".join(
+            f"{k} {v:.4f}" for k, v in trial.row.items() if k.startswith("val_")))
         if chosen is None or best([chosen, trial], spec.target,
                                   lambda t, m: t.row[m]) is trial:
             chosen = trial
         else:
             trial.fitted = None
+    if chosen is None:
+        raise ValueError(f"{spec.name}: its search proposes no setting")
     return chosen, rows
 
 
-def record_mismatch(recorded: dict, row: dict, val_users: int) -> list[str]:
-    """The figures of a val ``row`` that differ from the ``recorded`` one beyond what another
-    CPU moves (:class:`movierec.compare.Tolerance`: a ranking metric by ``flips`` changed
-    top-k entries over ``val_users``, any other number by ``rel``; counts and names exactly),
-    and its val figures that the record lacks (read since it was made)."""
+def val_figures(row: dict) -> dict:
+    """A search row's figures read on val and its training's (what a replay must match)."""
+    return {k: v for k, v in row.items() if k.startswith("val_") or k in TRAINING_FIGURES}
+
+
+TRAINING_FIGURES = ("best_epoch", "epochs", "by")  # what tuning a setting fixed besides val
+
+
+def record_mismatch(recorded: dict, row: dict, val_users: int, exact: bool) -> list[str]:
+    """The figures of a val ``row`` that differ from the ``recorded`` one: any difference when
+    ``exact`` (the record's machine); else beyond what another CPU moves
+    (:class:`movierec.bounds.Tolerance`: a ranking metric by ``flips`` changed top-k entries
+    over ``val_users``, any other number by ``rel``; counts and names exactly); and its
+    figures that the record lacks (read since it was made)."""
     out, tol = [], Tolerance()
-    out += [f"{key} {row[key]!r} (not recorded)" for key in row
-            if key.startswith("val_") and key not in recorded]
-    for key, was in recorded.items():
-        now = row.get(key)
-        if isinstance(was, float) and isinstance(now, float):
-            bound = (tol.flips / val_users if RANKING_METRIC.match(key)
-                     else tol.rel * max(abs(was), abs(now)))
-            if abs(was - now) <= bound:
+    want, got = val_figures(recorded), val_figures(row)
+    out += [f"{key} {got[key]!r} (not recorded)" for key in got if key not in want]
+    for key, was in want.items():
+        now = got.get(key)
+        if not exact and isinstance(was, float) and isinstance(now, float):
+            if abs(was - now) <= replay_bound(key, was, now, val_users, tol):
                 continue
         elif was == now:
             continue
@@ -224,40 +274,84 @@ def record_mismatch(recorded: dict, row: dict, val_users: int) -> list[str]:
     return out
 
 
+def replay_bound(key: str, was: float, now: float, val_users: int, tol: Tolerance) -> float:
+    """How far another CPU may move the val figure ``key``."""
+    return (tol.flips / val_users if RANKING_METRIC.match(key)
+            else tol.rel * max(abs(was), abs(now)))
+
+
+def runner_up_gap(rows: list[dict], target: str) -> float:
+    """How far the best row's ``target`` is ahead of the next best's (inf: a single row)."""
+    values = sorted((r[target] for r in rows), reverse=not lower_is_better(target))
+    return abs(values[0] - values[1]) if len(values) > 1 else float("inf")
+
+
+def check_proposals(spec: Spec, rows: list[dict], n_ratings: int, seed: int) -> None:
+    """The recorded ``rows`` must be what ``spec``'s search proposes now, told the recorded
+    figures (a grid: its settings in order; TPE: the same draws), and all of it."""
+    proposals = spec.proposals(n_ratings, seed)
+    for i, row in enumerate(rows):
+        setting = proposals.ask()
+        if setting is None or {k: row.get(k) for k in setting} != setting:
+            raise ValueError(f"{spec.name}: the recorded search's setting {i + 1} is "
+                             f"{ {k: v for k, v in row.items() if k not in val_figures(row)} }, "
+                             f"its search now proposes {setting}: the record is of another "
+                             "search (grid, space, budget or seed)")
+        proposals.tell(row[spec.target])
+    if (more := proposals.ask()) is not None:
+        raise ValueError(f"{spec.name}: its search now tries more than the {len(rows)} "
+                         f"recorded settings (next: {more})")
+
+
 def replay(exp: Experiment, spec: Spec, record: dict, seed: int, threads: int
-           ) -> tuple[Trial, list[dict]]:
-    """A search recorded earlier (``record``: its ``sweep`` rows, the ``setting`` chosen;
-    ``make tune-baselines``) in place of :func:`search`: the rows must be ``spec``'s grid and
-    the setting their best by ``spec.target``; only that setting is fitted again on train and
-    read on val, and its val figures must be the recorded ones (a record of other code, data
-    or settings is an error). Returns (that trial, the recorded rows)."""
-    rows, setting = record["sweep"], record["setting"]
-    settings = list(spec.grid(len(exp.train)))
-    tried = [{k: row.get(k) for k in s} for row, s in zip(rows, settings, strict=False)]
-    if len(rows) != len(settings) or tried != settings:
-        was = [{k: v for k, v in r.items() if not k.startswith("val_")} for r in rows]
-        raise ValueError(f"{spec.name}: the recorded search tried {was}, its grid is now "
-                         f"{settings}: run make tune-baselines again")
+           ) -> tuple[Trial, list[dict], str]:
+    """A search recorded earlier (``record``: its ``sweep`` rows, the ``setting`` chosen, and
+    ``exact``: whether it was recorded on this machine fingerprint; ``make tune``) in place of
+    :func:`search`. The rows must be what ``spec``'s search proposes now
+    (:func:`check_proposals`) and the setting their best by ``spec.target``; only that setting
+    is fitted again on train and read on val. Its val figures must equal the recorded ones
+    (``exact``), or lie within another CPU's bounds; then also its target must have moved by
+    less than half its lead over the runner-up, so that no drift the bounds allow can change
+    the choice unseen, else the whole search runs again here. A record of other code, data or
+    settings is an error. Returns (that trial, the rows, how the choice was made)."""
+    rows, setting = [dict(r) for r in record["sweep"]], record["setting"]
+    check_proposals(spec, rows, len(exp.train), seed)
     chosen = best(rows, spec.target)
     if {k: chosen[k] for k in setting} != setting:
         raise ValueError(f"{spec.name}: the recorded choice {setting} is not the best of its "
                          f"recorded search by {spec.target}")
     trial = spec.tune(exp, setting, seed, threads)
-    differ = record_mismatch(chosen, trial.row, len(exp.val_users))
+    differ = record_mismatch(chosen, trial.row, len(exp.val_users), record["exact"])
     if differ:
+        where = "on this machine fingerprint" if record["exact"] else "beyond another CPU's bounds"
         raise ValueError(f"{spec.name}: its recorded choice {setting} now gives "
-                         f"{', '.join(differ)} on val: the record is of other code, data or "
-                         "settings; run make tune-baselines again (or search in the run: the "
-                         "report's BASELINE_SEARCH=None)")
-    return trial, [dict(r) for r in rows]
+                         f"{', '.join(differ)} on val ({where}): the record is of other code, "
+                         "data or settings; remake it (make tune / make tune-baselines), or "
+                         "search in the run (the notebook's MAIN_SETTING / BASELINE_SEARCH)")
+    if record["exact"]:
+        return trial, rows, "recorded, refitted exactly"
+    moved = abs(trial.row[spec.target] - chosen[spec.target])
+    gap = runner_up_gap(rows, spec.target)
+    if moved < gap / 2:
+        return trial, rows, (f"recorded on another machine, refitted within its bounds "
+                             f"({spec.target} moved {moved:.2g}, under half the lead "
+                             f"{gap:.2g})")
+    say(f"{spec.name}: {spec.target} moved {moved:.2g} on this machine, not under half the "
+        f"recorded lead {gap:.2g}: the whole search runs again here")
+    trial, rows = search(exp, spec, seed, threads)
+    return trial, rows, (f"searched again here ({spec.target} of the recorded choice moved "
+                         f"{moved:.2g}, not under half its lead {gap:.2g})")
 
 
 def tune(exp: Experiment, spec: Spec, seed: int, threads: int, record: dict | None = None
-         ) -> tuple[Trial, list[dict]]:
-    """``spec``'s grid searched on val (:func:`search`), or its ``record``ed search replayed
-    (:func:`replay`)."""
-    return (search(exp, spec, seed, threads) if record is None
-            else replay(exp, spec, record, seed, threads))
+         ) -> tuple[Trial, list[dict], str]:
+    """``spec``'s search run on val (:func:`search`), or its ``record``ed search replayed
+    (:func:`replay`): (the chosen trial, the rows, how it was chosen)."""
+    if record is None:
+        trial, rows = search(exp, spec, seed, threads)
+        return trial, rows, ("given, not searched" if isinstance(spec, Fixed)
+                             else "searched here")
+    return replay(exp, spec, record, seed, threads)
 
 
 def seeds_of(spec: Spec, seed: int, seeds: Sequence[int] = ()) -> tuple[int, ...]:
@@ -284,10 +378,20 @@ def read_seed(exp: Experiment, spec: Spec, chosen: Trial, s: int, *, seed: int,
     return reading, fitted
 
 
+def search_facts(spec: Spec, rows: list[dict], how: str, record: dict | None) -> dict:
+    """What the report says of a spec's search: how its setting was chosen, what it covers,
+    how many settings it tried and the seconds their fits took (where they ran: here, or
+    where the record was made)."""
+    return {"how": how, "searched": spec.searched(), "tried": len(rows),
+            "seconds": sum(r.get("seconds", 0.0) for r in rows),
+            **({"record": record["made"]} if record and "searched again" not in how else {})}
+
+
 def result_of(spec: Spec, chosen: Trial, rows: list[dict], readings: dict[int, Reading],
-              model: Any, seconds: float) -> Result:
-    """A spec's :class:`Result` from its val search (``chosen``, ``rows``) and its test
-    ``readings`` by seed, the first seed's first (``model``: that seed's)."""
+              model: Any, seconds: float, search: dict) -> Result:
+    """A spec's :class:`Result` from its val search (``chosen``, ``rows``, ``search``: its
+    facts) and its test ``readings`` by seed, the first seed's first (``model``: that
+    seed's)."""
     one = next(iter(readings.values()))
     per_user = {k: np.mean([r.per_user[k] for r in readings.values()], axis=0)
                 for k in one.per_user}  # a bucket's users are the same in every seed
@@ -295,19 +399,19 @@ def result_of(spec: Spec, chosen: Trial, rows: list[dict], readings: dict[int, R
                   chosen.setting, chosen, {**chosen.rating, **one.rating}, one.ranking,
                   one.ranking_by, one.buckets, per_user,
                   {s: r.headline for s, r in readings.items()}, seconds, model,
-                  dict(spec.limits))
+                  dict(spec.limits), search)
 
 
 def first_reading(exp: Experiment, spec: Spec, *, seed: int, ks: tuple[int, ...] = KS,
                   threads: int = 1, refit: bool = True, record: dict | None = None
-                  ) -> tuple[Trial, list[dict], Reading, Any]:
-    """``spec`` tuned on val (its grid searched, or its ``record``ed search replayed:
+                  ) -> tuple[Trial, list[dict], Reading, Any, dict]:
+    """``spec`` tuned on val (its search run, or its ``record``ed search replayed:
     :func:`tune`) and read on test for ``seed``: (the chosen trial, the val rows, the reading,
-    the refitted model)."""
-    chosen, rows = tune(exp, spec, seed, threads, record)
+    the refitted model, the search's facts)."""
+    chosen, rows, how = tune(exp, spec, seed, threads, record)
     reading, fitted = read_seed(exp, spec, chosen, seed, seed=seed, ks=ks, threads=threads,
                                 refit=refit)
-    return chosen, rows, reading, fitted.model
+    return chosen, rows, reading, fitted.model, search_facts(spec, rows, how, record)
 
 
 def run(exp: Experiment, spec: Spec, *, seed: int, seeds: Sequence[int] = (),
@@ -315,151 +419,20 @@ def run(exp: Experiment, spec: Spec, *, seed: int, seeds: Sequence[int] = (),
         record: dict | None = None) -> Result:
     """:func:`first_reading`, then a test reading for each extra seed (:func:`read_seed`)."""
     start = time.perf_counter()
-    chosen, rows, first, model = first_reading(exp, spec, seed=seed, ks=ks, threads=threads,
-                                               refit=refit, record=record)
+    chosen, rows, first, model, facts = first_reading(exp, spec, seed=seed, ks=ks,
+                                                      threads=threads, refit=refit,
+                                                      record=record)
     readings = {seed: first}
     for s in seeds_of(spec, seed, seeds)[1:]:
         readings[s], _ = read_seed(exp, spec, chosen, s, seed=seed, ks=ks, threads=threads,
                                    refit=refit)
-    return result_of(spec, chosen, rows, readings, model, time.perf_counter() - start)
-
-
-# A spawned worker's own copy of the experiment, sent once when the process starts
-# (:func:`_start_worker`) rather than with every job; never set in the notebook's process.
-_WORKER_EXPERIMENT: dict[str, Experiment] = {}
-
-
-def _start_worker(exp: Experiment, threads: int) -> None:
-    from movierec.train import set_threads
-
-    set_threads(threads)
-    _WORKER_EXPERIMENT["exp"] = exp
-
-
-def _first_in_worker(spec: Spec, kwargs: dict) -> tuple[Trial, list[dict], Reading, Any, float]:
-    """:func:`first_reading` in a worker process (``kwargs``: its keywords, the spec's
-    ``record`` among them), with its seconds."""
-    start = time.perf_counter()
-    got = first_reading(_WORKER_EXPERIMENT["exp"], spec, **kwargs)
-    return (*got, time.perf_counter() - start)
-
-
-def _seed_in_worker(spec: Spec, chosen: Trial, s: int, kwargs: dict) -> tuple[Reading, float]:
-    """An extra seed's test reading in a worker process (``kwargs``: :func:`read_seed`'s
-    keywords), with its seconds."""
-    start = time.perf_counter()
-    reading, _ = read_seed(_WORKER_EXPERIMENT["exp"], spec, chosen, s, **kwargs)
-    return reading, time.perf_counter() - start
-
-
-@dataclass
-class Runner:
-    """Runs specs on one experiment with one protocol and keeps every :class:`Result` (and the
-    specs skipped, with the reason), in the order given. A spec named in ``recorded`` replays
-    that recorded search instead of searching its grid (:func:`replay`)."""
-
-    exp: Experiment
-    seed: int
-    ks: tuple[int, ...] = KS
-    threads: int = 1
-    refit: bool = True
-    progress: Callable[[str], None] | None = print
-    recorded: dict[str, dict] = field(default_factory=dict)
-    results: dict[str, Result] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)
-
-    def run(self, specs: Sequence[Spec], seeds: Sequence[int] = (), workers: int = 1
-            ) -> dict[str, Result]:
-        """:func:`run` each spec that scales to the experiment (extra ``seeds`` for the seeded
-        ones); returns this call's results. With ``workers`` > 1 the specs and their seeds
-        run side by side in that many spawned processes (:meth:`_side_by_side`), each with
-        ``threads`` torch threads as here, so that each result is the one a lone run gives;
-        every process holds a copy of the experiment."""
-        reasons = {s.name: s.skip_reason(self.exp.prep, len(self.exp.train)) for s in specs}
-        shared = {"seed": self.seed, "ks": self.ks, "threads": self.threads,
-                  "refit": self.refit}  # every job's keywords; a spec's record: its first's
-        todo = [s for s in specs if reasons[s.name] is None]
-        extras = {s.name: seeds_of(s, self.seed, seeds)[1:] for s in todo}
-        jobs = len(todo) + sum(map(len, extras.values()))
-        done = (self._side_by_side(todo, extras, shared, workers) if workers > 1 and jobs > 1
-                else {})
-        out = {}
-        for spec in specs:
-            if reasons[spec.name] is not None:
-                self.skipped[spec.name] = reasons[spec.name]
-                self._say(f"--- {spec.name}: skipped, {reasons[spec.name]}")
-                continue
-            r = out[spec.name] = self.results[spec.name] = (
-                done[spec.name] if spec.name in done
-                else run(self.exp, spec, seeds=seeds, record=self.recorded.get(spec.name),
-                         **shared))
-            edge = (f" (at the edge of its grid: {r.at_edge})" if r.at_edge else "") + (
-                f" (at its natural bound: {r.at_limit})" if r.at_limit else "")
-            chosen = {k: float(f"{v:.3g}") if isinstance(v, float) else v
-                      for k, v in r.setting.items()}
-            how = "recorded" if spec.name in self.recorded else "searched"
-            self._say(f"--- {spec.name}: {len(r.sweep)} setting(s) {how}, chosen {chosen}{edge}; "
-                      + ", ".join(f"{k} {v:.4f}" for k, v in r.headline().items())
-                      + f" ({r.seconds:.0f} s)")
-        return out
-
-    def _side_by_side(self, todo: list, extras: dict[str, tuple[int, ...]],
-                      shared: dict, workers: int) -> dict[str, Result]:
-        """Each spec as jobs in ``workers`` spawned processes, each sent the experiment once:
-        its val search with its first seed's test reading, then one job per ``extras`` seed
-        (each refit is independent of the others). At most ``workers`` jobs run at once, the
-        costliest spec's first (by its recorded search's seconds; unrecorded ones first, their
-        cost unknown), so that a long spec's seeds spread over the workers instead of queueing
-        behind one process. ``shared``: every job's keywords (a spec's record goes to its
-        first job alone)."""
-        import multiprocessing
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-        cost = {s.name: self.recorded.get(s.name, {}).get("seconds", float("inf"))
-                for s in todo}
-        order = {s.name: i for i, s in enumerate(sorted(todo, key=lambda s: -cost[s.name]))}
-        queue = [(order[s.name], 0, s, None) for s in todo]  # (priority, job, spec, extra seed)
-        firsts, readings, seconds = {}, {s.name: {} for s in todo}, {}
-        with ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"),
-                                 initializer=_start_worker,
-                                 initargs=(self.exp, self.threads)) as pool:
-            running = {}
-            while queue or running:
-                queue.sort(key=lambda job: job[:2])
-                while queue and len(running) < workers:
-                    _, _, spec, s = queue.pop(0)
-                    future = (pool.submit(_first_in_worker, spec,
-                                          {**shared, "record": self.recorded.get(spec.name)})
-                              if s is None else
-                              pool.submit(_seed_in_worker, spec, firsts[spec.name][0], s, shared))
-                    running[future] = (spec, s)
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    spec, s = running.pop(future)
-                    if s is None:
-                        chosen, rows, first, model, took = future.result()
-                        firsts[spec.name], seconds[spec.name] = (chosen, rows, first, model), took
-                        queue += [(order[spec.name], i, spec, x)
-                                  for i, x in enumerate(extras[spec.name], 1)]
-                    else:
-                        readings[spec.name][s], took = future.result()
-                        seconds[spec.name] += took
-        out = {}
-        for spec in todo:
-            chosen, rows, first, model = firsts[spec.name]
-            by_seed = {self.seed: first, **{x: readings[spec.name][x] for x in extras[spec.name]}}
-            out[spec.name] = result_of(spec, chosen, rows, by_seed, model, seconds[spec.name])
-        return out
-
-    def _say(self, line: str) -> None:
-        say(line)
-        if self.progress is not None:
-            self.progress(line)
+    return result_of(spec, chosen, rows, readings, model, time.perf_counter() - start, facts)
 
 
 @dataclass(frozen=True)
 class Fixed:
-    """``spec`` with its grid fixed to one ``setting`` (e.g. an ablation of a chosen model)."""
+    """``spec`` with its search fixed to one ``setting`` (e.g. an ablation of a chosen model,
+    or a setting given rather than searched)."""
 
     spec: Any
     setting: dict
@@ -467,5 +440,8 @@ class Fixed:
     def __getattr__(self, name: str):
         return getattr(self.spec, name)
 
-    def grid(self, n_ratings: int) -> tuple[dict, ...]:
-        return (dict(self.setting),)
+    def proposals(self, n_ratings: int, seed: int) -> Grid:
+        return Grid([self.setting])
+
+    def searched(self) -> dict:
+        return {k: [v] for k, v in self.setting.items()}

@@ -18,8 +18,8 @@ import torch
 from movierec.atomic import write_atomically
 from movierec.progress import duration, say
 
-PACKAGES = ("movierec", "torch", "numpy", "pandas", "pyarrow", "nltk", "matplotlib",
-            "papermill")
+PACKAGES = ("movierec", "torch", "numpy", "pandas", "pyarrow", "scipy", "nltk", "scikit-surprise",
+            "implicit", "lightfm-next", "scikit-learn", "optuna", "matplotlib", "papermill")
 
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:

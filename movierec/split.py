@@ -24,16 +24,17 @@ def split_sizes(n: np.ndarray | int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return n_train, n_val, m - n_val
 
 
-def chronological_split(users: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+def chronological_split(users: np.ndarray, timestamps: np.ndarray, movies: np.ndarray
+                        ) -> np.ndarray:
     """Label each rating TRAIN, VAL or TEST (int8), aligned with the input rows.
 
-    Each user's ratings are ordered by timestamp with a stable sort, so ties keep file order;
-    the first ``split_sizes(n)[0]`` go to train, the next to val, the rest to test.
-    Vectorised: two stable argsorts and a cumulative count, no per-user Python.
+    Each user's ratings are ordered by timestamp, ties (ratings in the same second) by movie,
+    so that the split depends on the ratings, not on the order a file lists them in (a user
+    rates a movie once); the first ``split_sizes(n)[0]`` go to train, the next to val, the
+    rest to test. Vectorised: one lexsort and a cumulative count, no per-user Python.
     """
     users = np.asarray(users)
-    order = np.argsort(timestamps, kind="stable")
-    order = order[np.argsort(users[order], kind="stable")]
+    order = np.lexsort((movies, timestamps, users))
     sorted_users = users[order]
     starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
     counts = np.diff(np.r_[starts, len(users)])
@@ -65,7 +66,8 @@ class Split:
 def split_ratings(ratings: pd.DataFrame) -> Split:
     """Chronological per-user split of a ratings table."""
     return Split(chronological_split(ratings["userId"].to_numpy(),
-                                     ratings["timestamp"].to_numpy()))
+                                     ratings["timestamp"].to_numpy(),
+                                     ratings["movieId"].to_numpy()))
 
 
 def train_cutoffs(ratings: pd.DataFrame, split: Split) -> pd.Series:

@@ -23,7 +23,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from movierec.compare import RESULTS, Tolerance, compare_reports, metric_of, users_of
+from movierec.bounds import Tolerance
+from movierec.compare import RESULTS, compare_reports, metric_of, users_of
 from movierec.provenance import write_json
 
 RERUNS = {  # name -> (environment changes, parameter changes)

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import math
 import os
-import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -27,37 +25,6 @@ from movierec.model import ModelConfig, MovieRecModel
 from movierec.optim import RowAdam
 from movierec.progress import Throttle, duration
 from movierec.tensors import FeatureTensors, Ratings
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks CUDA, then Apple MPS, then CPU."""
-    if str(device) != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def set_threads(threads: int) -> int:
-    """Use ``threads`` CPU threads in torch (0: leave the count as it is; torch starts with one
-    per physical core) and return the count in use. CPU results are bit-for-bit reproducible
-    for a fixed count: the split of a parallel sum among threads changes its rounding."""
-    if threads < 0:
-        raise ValueError(f"threads must be >= 0, got {threads}")
-    if threads:
-        torch.set_num_threads(threads)
-    return torch.get_num_threads()
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, numpy and torch (for code outside movierec) and return a torch Generator
-    that movierec's own functions take explicitly."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 @dataclass(frozen=True)
@@ -70,14 +37,14 @@ class TrainConfig:
     lr: float  # row-wise Adam on the embedding tables (dense Adam on the feature tables)
     dense_lr: float  # AdamW on the projection, biases and scale
     patience: int  # early stopping: epochs without improvement of the monitored metric
-    n_negatives: int  # uniform catalogue negatives per batch, shared by its rows
-    seed: int
+    n_negatives: int = 0  # uniform catalogue negatives per batch (the retrieval loss's)
     weight_decay: float = 0.01  # AdamW, the projection matrix only (never the embeddings)
     progress: bool = True  # report epochs (movierec.progress)
 
     @classmethod
     def from_parameters(cls, params: dict, **changes) -> TrainConfig:
-        """The settings of a notebook's parameters (upper-case field names: ``EPOCHS``, ...)."""
+        """The settings of a notebook's parameters (upper-case field names: ``EPOCHS``, ...);
+        a field the parameters lack must be given in ``changes``."""
         names = [f.name for f in fields(cls)]
         return cls(**{**{n: params[n.upper()] for n in names if n.upper() in params}, **changes})
 
@@ -185,13 +152,13 @@ RESUMABLE_CHANGES = ("epochs", "progress")  # settings a resumed training may ch
 
 
 def resume_state(checkpoint: str | os.PathLike, model: MovieRecModel, cfg: TrainConfig,
-                 opts: list[torch.optim.Optimizer], gen: torch.Generator) -> tuple:
+                 seed: int, opts: list[torch.optim.Optimizer], gen: torch.Generator) -> tuple:
     """Restore model, optimisers and generator from ``checkpoint``, which must have been
-    written with the same model and training settings (but the epoch count); returns
-    (history, best, next epoch)."""
+    written with the same model and training settings (but the epoch count) and ``seed``;
+    returns (history, best, next epoch)."""
     state = load_checkpoint(checkpoint, map_location=model.user.weight.device)
-    mine = {**model.config.to_dict(), **asdict(cfg)}
-    theirs = {**state["model_config"], **state["train_config"]}
+    mine = {**model.config.to_dict(), **asdict(cfg), "seed": seed}
+    theirs = {**state["model_config"], **state["train_config"], "seed": state.get("seed")}
     differ = sorted(k for k in set(mine) | set(theirs)
                     if k not in RESUMABLE_CHANGES and mine.get(k) != theirs.get(k))
     if differ:
@@ -211,6 +178,7 @@ def fit(
     cfg: TrainConfig,
     evaluate: Callable[[MovieRecModel], dict[str, float]] | None,
     *,
+    seed: int,
     monitor: str | None = "val_rmse",
     mode: str = "min",
     checkpoint: str | os.PathLike | None = None,
@@ -219,7 +187,8 @@ def fit(
     max_batches: int | None = None,
     label: str = "training",
 ) -> FitResult:
-    """Train ``model`` and return the state with the best ``monitor`` value.
+    """Train ``model`` and return the state with the best ``monitor`` value. ``seed`` draws the
+    batches' order and the retrieval loss's negatives.
 
     ``evaluate(model)`` returns validation metrics (e.g. ``{"val_rmse": ...}``) after each epoch;
     training stops after ``cfg.patience`` epochs without improvement. With ``monitor=None`` it
@@ -229,13 +198,16 @@ def fit(
     with the same result as an uninterrupted run. ``max_batches`` bounds each epoch (benchmarks).
     With ``cfg.progress``, epochs are reported (:mod:`movierec.progress`) as ``label``.
     """
-    gen = torch.Generator().manual_seed(cfg.seed)
+    if model.config.objective.rank_weight and cfg.n_negatives < 1:
+        raise ValueError(f"a retrieval loss (rank_weight {model.config.objective.rank_weight})"
+                         f" needs n_negatives >= 1, got {cfg.n_negatives}")
+    gen = torch.Generator().manual_seed(seed)
     opts = make_optimizers(model, cfg)
     history: list[dict] = []
     best = {"value": math.inf if mode == "min" else -math.inf, "epoch": -1, "state": None}
     start_epoch = 0
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        history, best, start_epoch = resume_state(checkpoint, model, cfg, opts, gen)
+        history, best, start_epoch = resume_state(checkpoint, model, cfg, seed, opts, gen)
     steps = math.ceil(len(train) / cfg.batch_size)
     if max_batches is not None:
         steps = min(steps, max_batches)
@@ -271,7 +243,7 @@ def fit(
                 "model": model.state_dict(), "optimizers": [o.state_dict() for o in opts],
                 "generator": gen.get_state(), "history": history, "best": best,
                 "epoch": epoch, "model_config": model.config.to_dict(),
-                "train_config": asdict(cfg), "meta": meta or {}})
+                "train_config": asdict(cfg), "seed": seed, "meta": meta or {}})
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     model.eval()

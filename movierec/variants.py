@@ -1,11 +1,14 @@
-"""Our models: named designs (:data:`VARIANTS`) and how the protocol tunes, refits and tests
-them (:class:`VariantSpec`).
+"""Our models: named designs (:data:`VARIANTS`) and how the protocol searches, tunes, refits and
+tests them (:class:`VariantSpec`).
 
 Tuning one setting: trained on train and early-stopped on val (the best epoch's state is kept);
 a calibrated rating readout is chosen on val; the scoring (retrieval or predicted rating) with
 the higher val NDCG@10 is chosen. The refit: retrained from the same initialisation on train +
 val for the best number of epochs (so every user's latest ratings inform the test predictions),
 with the tuned readout.
+
+The main model's settings have no default here: each comes from its setting (the notebook's
+``MAIN_SETTING``: make tune's choice, or the search of :data:`MAIN_SPACE` run in the report).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from movierec.evaluate import RECENCY_HALF_LIVES, BiasBaseline, lower_is_better,
 from movierec.experiment import Experiment
 from movierec.loss import Objective
 from movierec.model import BY, Encoder, ModelConfig, MovieRecModel, Score, biased_rating
-from movierec.protocol import Fitted, Trial, choose_by, grid
+from movierec.protocol import Fitted, Fixed, Grid, Trial, choose_by, grid
 from movierec.split import TRAIN, VAL
 from movierec.tensors import Ratings
 from movierec.train import FitResult, TrainConfig, fit, predict, rating_errors
@@ -38,26 +41,38 @@ class Variant:
     encoder: Encoder
     score: Score
     prior: bool = False  # a fixed popularity prior (log count) in the retrieval score
-    temperature: float = 0.1  # retrieval score = interaction / temperature (+ prior)
     objective: Objective = field(default_factory=Objective)
     monitor: str = "val_rmse"  # early stopping (and the choice among settings) on this
     # "learned": the rating head trained with the model; "calibrated": after training, damped
     # biases + a scale on the cosine chosen on val (calibrate_readout), the vectors unchanged
     readout: str = "learned"
+    requires: tuple[str, ...] = ()  # settings without a default: each setting must name them
 
+
+# setting -> ("log", low, high) | ("choice", values): the main model's search space (make tune,
+# or the report's own search where no record exists). The size and the negatives stop at 64 and
+# 1,024: a trial with 128 dimensions and 4,096 negatives took 9 minutes on the 2-core VM, and
+# the main model is trained eight times in make small (docs/research.md).
+MAIN_SPACE: dict[str, tuple] = {
+    "rank_weight": ("log", 0.1, 10.0),
+    "temperature": ("log", 0.03, 0.5),
+    "reg": ("log", 0.001, 0.3),
+    "dim": ("choice", (32, 64)),
+    "lr": ("log", 0.003, 0.05),
+    "dense_lr": ("log", 0.001, 0.01),
+    "n_negatives": ("choice", (256, 1024)),
+    "min_positive": ("choice", (3.0, 3.5, 4.0)),
+}
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("seed", "the seed's design, bugs fixed: content encoder, cosine on the rating scale",
             "content", "cosine"),
     Variant("hybrid", "content + movie-id embedding, rating biases: the rating model",
             "hybrid", "cosine_bias", objective=Objective(reg=0.05)),
-    # its defaults (for data without a tuning record) carry what make tune found on
-    # ml-latest-small's val (reports/tune): a softer temperature, positives rated >= 4, less L2
     Variant("hybrid_rank", "the main model: the hybrid trained with RMSE + w x sampled softmax, "
             "its rating readout calibrated on val",
-            "hybrid", "cosine_bias", prior=True, temperature=0.3,
-            objective=Objective(rank_weight=1.0, min_positive=4.0, reg=0.02),
-            monitor="val_ndcg@10", readout="calibrated"),
+            "hybrid", "cosine_bias", prior=True, monitor="val_ndcg@10", readout="calibrated",
+            requires=tuple(MAIN_SPACE)),
     Variant("mf", "baseline: biased matrix factorisation, no content features",
             "id", "dot_bias", objective=Objective(reg=0.05)),
 )}
@@ -70,6 +85,43 @@ def variant(name: str) -> Variant:
     return VARIANTS[name]
 
 
+def suggest(trial, space: dict[str, tuple]) -> dict:
+    """One setting drawn by an Optuna ``trial`` from ``space``."""
+    out = {}
+    for name, (kind, *args) in space.items():
+        if kind == "log":
+            out[name] = trial.suggest_float(name, args[0], args[1], log=True)
+        elif kind == "choice":
+            out[name] = trial.suggest_categorical(name, list(args[0]))
+        else:
+            raise ValueError(f"unknown kind {kind!r} of setting {name!r}")
+    return out
+
+
+class Tpe:
+    """Proposals of ``trials`` settings of ``space`` by Optuna's TPE sampler seeded with
+    ``seed``, each proposal after the val figures of the ones before (:meth:`tell`); the same
+    seed and figures propose the same settings."""
+
+    def __init__(self, space: dict[str, tuple], trials: int, seed: int, minimize: bool) -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.space, self.left, self.trial = space, trials, None
+        self.study = optuna.create_study(direction="minimize" if minimize else "maximize",
+                                         sampler=optuna.samplers.TPESampler(seed=seed))
+
+    def ask(self) -> dict | None:
+        if self.left == 0:
+            return None
+        self.left -= 1
+        self.trial = self.study.ask()
+        return suggest(self.trial, self.space)
+
+    def tell(self, value: float) -> None:
+        self.study.tell(self.trial, value)
+
+
 # the calibrated readout's bias dampings tried on val (its scale is fitted, not gridded: a
 # denser dataset chose the old grid's largest scale, 2, and its largest damping, 10)
 READOUT_DAMPINGS = (2.0, 5.0, 10.0, 25.0, 50.0)
@@ -80,14 +132,17 @@ _FIELDS = {cls: {f.name for f in dataclasses.fields(cls)}
 @dataclass(frozen=True)
 class VariantSpec:
     """A variant as a :class:`~movierec.protocol.Spec`: its training settings, embedding size
-    and val grid (``axes``: a setting's name -> its values; a name of an
-    :class:`~movierec.loss.Objective`, :class:`~movierec.model.ModelConfig` or
-    :class:`~movierec.train.TrainConfig` field, e.g. ``{"rank_weight": [0.1, 1.0]}``)."""
+    and what its val search tries: a grid (``axes``: a setting's name -> its values; a name of
+    an :class:`~movierec.loss.Objective`, :class:`~movierec.model.ModelConfig` or
+    :class:`~movierec.train.TrainConfig` field, e.g. ``{"rank_weight": [0.1, 1.0]}``), or
+    ``trials`` settings of a ``space`` (:data:`MAIN_SPACE`'s form) proposed by TPE."""
 
     variant: Variant
     train: TrainConfig
     dim: int
     axes: dict[str, tuple] = field(default_factory=dict)
+    space: dict[str, tuple] | None = None  # a TPE search of this space instead of a grid
+    trials: int = 0  # the TPE search's budget
     checkpoint_dir: str | Path | None = None  # a checkpoint per training, resumed if present
     kind = "both"
     baseline = False
@@ -96,11 +151,14 @@ class VariantSpec:
     limits = {}  # noqa: RUF012 (no natural bounds declared)
 
     def __post_init__(self) -> None:
-        unknown = set(self.axes) - set().union(*_FIELDS.values())
+        unknown = {*self.axes, *(self.space or ())} - set().union(*_FIELDS.values())
         if unknown:
-            raise ValueError(f"unknown setting(s) {sorted(unknown)} in the grid of "
+            raise ValueError(f"unknown setting(s) {sorted(unknown)} in the search of "
                              f"{self.name!r}; a setting names a field of Objective, "
                              "ModelConfig or TrainConfig")
+        if self.space is not None and (self.axes or self.trials < 1):
+            raise ValueError(f"{self.name}: a TPE search takes a space and trials >= 1, not "
+                             "axes")
 
     @property
     def name(self) -> str:
@@ -115,22 +173,39 @@ class VariantSpec:
         return self.variant.monitor
 
     def grid(self, n_ratings: int) -> tuple[dict, ...]:
-        return grid(**self.axes)
+        """The settings of a grid search (empty for a TPE search)."""
+        return () if self.space is not None else grid(**self.axes)
+
+    def proposals(self, n_ratings: int, seed: int):
+        """What the val search tries: the grid, or TPE over the space seeded with ``seed``."""
+        if self.space is None:
+            return Grid(self.grid(n_ratings))
+        return Tpe(self.space, self.trials, seed, lower_is_better(self.target))
+
+    def searched(self) -> dict:
+        """What the search covers, for the report: the grid's axes or the TPE space."""
+        if self.space is None:
+            return {k: list(v) for k, v in self.axes.items()}
+        return {k: list(v[1:]) if v[0] == "log" else list(v[1]) for k, v in self.space.items()}
 
     def skip_reason(self, prep, n_ratings: int) -> None:
         return None
 
-    def configs(self, exp: Experiment, setting: dict, seed: int
-                ) -> tuple[ModelConfig, TrainConfig]:
-        """The model and training configurations of ``setting`` with ``seed``."""
+    def configs(self, exp: Experiment, setting: dict) -> tuple[ModelConfig, TrainConfig]:
+        """The model and training configurations of ``setting`` (which must name every
+        setting the variant ``requires``)."""
         v = self.variant
+        missing = [k for k in v.requires if k not in setting]
+        if missing:
+            raise ValueError(f"{self.name} has no default for {missing}: its setting must name "
+                             "them (the notebook's MAIN_SETTING, or its search)")
         pick = {cls: {k: x for k, x in setting.items() if k in names}
                 for cls, names in _FIELDS.items()}
         objective = replace(v.objective, **pick[Objective])
-        mcfg = exp.model_config(**{"dim": self.dim, "encoder": v.encoder, "score": v.score,
-                                   "prior": v.prior, "temperature": v.temperature,
-                                   "objective": objective, **pick[ModelConfig]})
-        return mcfg, replace(self.train, seed=seed, **pick[TrainConfig])
+        mcfg = model_config(exp, **{"dim": self.dim, "encoder": v.encoder, "score": v.score,
+                                   "prior": v.prior, "objective": objective,
+                                   **pick[ModelConfig]})
+        return mcfg, replace(self.train, **pick[TrainConfig])
 
     def build(self, exp: Experiment, mcfg: ModelConfig, seed: int, data: Ratings
               ) -> MovieRecModel:
@@ -172,11 +247,11 @@ class VariantSpec:
         return Fitted(rate, {b: model.ranking_vectors(exp.feats, b) for b in order}, model)
 
     def tune(self, exp: Experiment, setting: dict, seed: int, threads: int = 1) -> Trial:
-        mcfg, tcfg = self.configs(exp, setting, seed)
+        mcfg, tcfg = self.configs(exp, setting)
         v = self.variant
         ckpt = self._checkpoint(setting, seed, "tune")
         result = fit(self.build(exp, mcfg, seed, exp.train), exp.feats, exp.train, tcfg,
-                     exp.validation(v.monitor), monitor=v.monitor,
+                     validation(exp, v.monitor), seed=seed, monitor=v.monitor,
                      mode="min" if lower_is_better(v.monitor) else "max",
                      checkpoint=ckpt, resume=ckpt is not None, meta=self._meta(exp),
                      label=self._label(setting, seed, "tuned on train"))
@@ -192,9 +267,11 @@ class VariantSpec:
                "val_ndcg@10": val_by[by]}
         if "val_recall@10" in best:
             row["val_recall@10"] = float(best["val_recall@10"])
-        row.update({"by": by, "seconds": result.seconds})
+        row["by"] = by
         return Trial(setting, row, rating, fitted, by, val_by,
-                     {"fit": result, "readout": readout, "configs": (mcfg, tcfg)})
+                     {"fit": result, "readout": readout, "configs": (mcfg, tcfg)},
+                     capped=[f"epochs ({tcfg.epochs})"] if result.best_epoch >= tcfg.epochs
+                     else [])
 
     def refit(self, exp: Experiment, trial: Trial, seed: int, threads: int = 1) -> Fitted:
         """The tuned setting retrained from the same start on train + val for the tuned number
@@ -203,13 +280,47 @@ class VariantSpec:
         tuned: FitResult = trial.tuned["fit"]
         ckpt = self._checkpoint(trial.setting, seed, "refit")
         final = fit(self.build(exp, mcfg, seed, exp.train_val), exp.feats, exp.train_val,
-                    replace(tcfg, epochs=tuned.best_epoch), None, monitor=None,
+                    replace(tcfg, epochs=tuned.best_epoch), None, seed=seed, monitor=None,
                     checkpoint=ckpt, resume=ckpt is not None,
                     meta={**self._meta(exp), "refit": True},
                     label=self._label(trial.setting, seed, "refit on train + val"))
         if trial.tuned["readout"]:
             calibrate_readout(exp, final.model, (TRAIN, VAL), trial.tuned["readout"])
         return self.fitted(exp, final.model)
+
+
+def main_spec(params: dict, setting: dict | None = None):
+    """The main model (``RECOMMEND_WITH``) as a report's parameters run it: its search, TPE
+    over :data:`MAIN_SPACE` for ``MAIN_TRIALS`` trials, or, given a ``setting``, that setting
+    alone (not searched); the other training settings from ``EPOCHS``, ``BATCH_SIZE``, ...
+    (:meth:`TrainConfig.from_parameters`), its checkpoints in ``CHECKPOINT_DIR``."""
+    spec = VariantSpec(variant(params["RECOMMEND_WITH"]), TrainConfig.from_parameters(params),
+                       params["DIM"], space=MAIN_SPACE, trials=params["MAIN_TRIALS"],
+                       checkpoint_dir=params.get("CHECKPOINT_DIR"))
+    return spec if setting is None else Fixed(spec, dict(setting))
+
+
+def model_config(exp: Experiment, **settings) -> ModelConfig:
+    """A model's configuration on ``exp``: the dataset's sizes and ``settings``."""
+    f = exp.prep.features
+    return ModelConfig(
+        n_users=exp.prep.n_users, n_movies=exp.prep.n_movies, n_tags=len(f.tag_vocab),
+        n_genres=int(f.genres.indices.max()) + 1 if len(f.genres.indices) else 1,
+        n_genome_tags=0 if f.genome is None else f.genome.shape[1],
+        global_mean=float(exp.train.ratings.mean()), tag_rank=exp.feats.rank("tag"),
+        genome_rank=exp.feats.rank("genome"), **settings)
+
+
+def validation(exp: Experiment, monitor: str):
+    """The per-epoch validation of :func:`movierec.train.fit` on ``exp``: val RMSE, and val
+    recall@10 and NDCG@10 when ``monitor`` is a ranking metric."""
+    def evaluate(model: MovieRecModel) -> dict[str, float]:
+        out = {"val_rmse": rating_errors(predict(model, exp.feats, exp.val),
+                                         exp.val.ratings)["rmse"]}
+        if "@" in monitor:
+            out.update(exp.val_ranking(model.ranking_vectors(exp.feats)))
+        return out
+    return evaluate
 
 
 def specs(names: list[str], train: TrainConfig, dim: int, **kwargs) -> list[VariantSpec]:

@@ -42,12 +42,21 @@ def train_config(**changes):
     from movierec.train import TrainConfig
 
     base = {"epochs": 4, "batch_size": 256, "lr": 0.01, "dense_lr": 0.003, "patience": 10,
-            "n_negatives": 1024, "seed": 3, "progress": False}
+            "n_negatives": 1024, "progress": False}
     return TrainConfig(**{**base, **changes})
 
 
+# a setting of the main model for tests (it has no defaults: variants.MAIN_SPACE)
+MAIN = {"rank_weight": 1.0, "temperature": 0.3, "reg": 0.02, "min_positive": 4.0,
+        "lr": 0.01, "dense_lr": 0.003, "n_negatives": 1024}
+
+
 def spec(name: str, dim: int = 8, axes: dict | None = None, **train):
-    """Our variant ``name`` as a protocol spec with :func:`train_config` settings."""
+    """Our variant ``name`` as a protocol spec with :func:`train_config` settings; the main
+    model's settings that ``axes`` does not search are :data:`MAIN`'s (and ``dim``)."""
     from movierec.variants import VariantSpec, variant
 
-    return VariantSpec(variant(name), train_config(**train), dim, axes=axes or {})
+    v = variant(name)
+    main = {**MAIN, "dim": dim, **{k: x for k, x in train.items() if k in MAIN}}
+    fixed = {k: (x,) for k, x in main.items() if k in v.requires}
+    return VariantSpec(v, train_config(**train), dim, axes={**fixed, **(axes or {})})

@@ -13,7 +13,8 @@ from movierec.experiment import Experiment
 from movierec.features import GENRES
 from movierec.prepare import prepare
 from movierec.protocol import run
-from movierec.recommend import Recommender, topk_search
+from movierec.recommend import Recommender
+from movierec.retrieval import topk_search
 
 from .conftest import spec
 

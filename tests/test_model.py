@@ -12,9 +12,11 @@ from movierec.data import load_movielens
 from movierec.experiment import Experiment
 from movierec.features import MovieFeatures
 from movierec.loss import Objective, rmse, sampled_softmax
-from movierec.model import ModelConfig, MovieRecModel, unique_indices
+from movierec.model import ModelConfig, MovieRecModel
+from movierec.ops import unique_indices
 from movierec.prepare import prepare
 from movierec.tensors import FeatureTensors
+from movierec.variants import model_config
 
 from .conftest import spec
 
@@ -293,7 +295,7 @@ def test_the_model_loss_is_the_plain_formula(tiny_exp, variant):
     composition: RMSE of the model's ratings + w x the sampled softmax of the retrieval score
     over the positives + reg x the rows' squared norms; gradients too."""
     s = spec(variant, axes={"rank_weight": (0.7,)} if variant == "hybrid_rank" else {})
-    mcfg, _ = s.configs(tiny_exp, s.grid(0)[0], 0)
+    mcfg, _ = s.configs(tiny_exp, s.grid(0)[0])
     model = s.build(tiny_exp, mcfg, 0, tiny_exp.train)
     obj = mcfg.objective
     data = tiny_exp.train
@@ -337,7 +339,7 @@ def test_the_model_loss_is_the_plain_formula(tiny_exp, variant):
 
 
 def test_softmax_positive_filter_ignores_low_ratings(tiny_exp):
-    model = MovieRecModel(tiny_exp.model_config(
+    model = MovieRecModel(model_config(tiny_exp,
         dim=8, encoder="hybrid", score="cosine_bias", prior=True,
         objective=Objective(rating=False, rank_weight=1.0, min_positive=3.5)),
         torch.Generator().manual_seed(0))
@@ -355,7 +357,7 @@ def test_gradients_bit_identical_with_several_threads(tiny_exp, variant):
     """One large batch's gradients, computed five times with >= 2 threads, are bit-identical
     (the backward of ``tensor[index]`` accumulated duplicates in a thread-dependent order)."""
     s = spec(variant, dim=64)
-    mcfg, _ = s.configs(tiny_exp, {}, 0)
+    mcfg, _ = s.configs(tiny_exp, s.grid(0)[0])
     train = tiny_exp.train
     negatives = (torch.randint(tiny_exp.feats.n_movies, (256,),
                                generator=torch.Generator().manual_seed(1))
@@ -380,7 +382,7 @@ def test_main_model_masks_never_rated_movies_to_their_content(tiny_exp):
     """Catalogue negatives reach every movie, but a movie the training data never rates keeps
     a zero id vector and its initial prior: its vector is its content encoding."""
     s = spec("hybrid_rank", epochs=3)
-    trial = s.tune(tiny_exp, {}, 3)
+    trial = s.tune(tiny_exp, s.grid(0)[0], 3)
     model = trial.fitted.model
     rated = torch.bincount(tiny_exp.train.movies, minlength=tiny_exp.prep.n_movies) > 0
     unseen = torch.nonzero(~rated).squeeze(1)

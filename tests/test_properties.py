@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from movierec.csr import Csr
 from movierec.data import DataError, load_movielens
 from movierec.evaluate import ranking_metrics
-from movierec.recommend import topk_search
+from movierec.retrieval import topk_search
 from movierec.split import TEST, TRAIN, VAL, chronological_split, split_sizes
 
 from .conftest import write_csv

@@ -13,6 +13,7 @@ from movierec.experiment import Experiment
 from movierec.model import MovieRecModel
 from movierec.prepare import prepare
 from movierec.protocol import run
+from movierec.runtime import resolve_device, set_threads
 from movierec.split import TEST, TRAIN
 from movierec.tensors import Ratings
 from movierec.train import (
@@ -21,9 +22,8 @@ from movierec.train import (
     model_from_checkpoint,
     predict,
     rating_errors,
-    resolve_device,
-    set_threads,
 )
+from movierec.variants import model_config, validation
 
 from .conftest import spec, train_config
 
@@ -34,14 +34,14 @@ def tiny_exp(tiny_dir):
 
 
 def test_tiny_model_overfits_training_data(tiny_exp):
-    cfg = tiny_exp.model_config(dim=16, encoder="hybrid", score="cosine_bias")
+    cfg = model_config(tiny_exp, dim=16, encoder="hybrid", score="cosine_bias")
     model = MovieRecModel(cfg, torch.Generator().manual_seed(0))
     train = tiny_exp.train
     before = rating_errors(predict(model, tiny_exp.feats, train), train.ratings)["rmse"]
     res = fit(model, tiny_exp.feats, train, train_config(epochs=40, lr=0.03),
               lambda m: {"train_rmse": rating_errors(predict(m, tiny_exp.feats, train),
                                                      train.ratings)["rmse"]},
-              monitor="train_rmse")
+              seed=3, monitor="train_rmse")
     after = res.history["train_rmse"].min()
     assert after < 0.5 * before and after < 0.5
 
@@ -77,8 +77,11 @@ from movierec.train import TrainConfig
 from movierec.variants import VariantSpec, variant
 exp = Experiment(prepare(load_movielens(sys.argv[1])), torch.device("cpu"))
 train = TrainConfig(epochs=2, batch_size=2048, lr=0.01, dense_lr=0.003, patience=3,
-                    n_negatives=256, seed=5, progress=False)
-res = run(exp, VariantSpec(variant("hybrid_rank"), train, 32), seed=5)
+                    n_negatives=256, progress=False)
+main = {"rank_weight": 1.0, "temperature": 0.3, "reg": 0.02, "min_positive": 4.0,
+        "lr": 0.01, "dense_lr": 0.003, "n_negatives": 256, "dim": 32}
+res = run(exp, VariantSpec(variant("hybrid_rank"), train, 32,
+                           axes={k: (v,) for k, v in main.items()}), seed=5)
 digest = hashlib.sha256()
 for value in res.model.state_dict().values():
     digest.update(value.numpy().tobytes())
@@ -97,13 +100,13 @@ def test_two_processes_train_to_bit_identical_results(tiny_dir):
 
 
 def test_checkpoint_round_trip_and_resume_equals_uninterrupted(tiny_exp, tmp_path):
-    cfg_model = tiny_exp.model_config(dim=8, encoder="hybrid", score="cosine_bias")
-    evaluate = tiny_exp.validation("val_rmse")
+    cfg_model = model_config(tiny_exp, dim=8, encoder="hybrid", score="cosine_bias")
+    evaluate = validation(tiny_exp, "val_rmse")
 
     def fit_for(epochs, ckpt, resume=False):
         model = MovieRecModel(cfg_model, torch.Generator().manual_seed(0))
         return fit(model, tiny_exp.feats, tiny_exp.train, train_config(epochs=epochs),
-                   evaluate, checkpoint=ckpt, resume=resume)
+                   evaluate, seed=3, checkpoint=ckpt, resume=resume)
 
     full = fit_for(4, tmp_path / "full.pt")
     fit_for(2, tmp_path / "part.pt")  # "killed" after epoch 2
@@ -120,18 +123,18 @@ def test_checkpoint_round_trip_and_resume_equals_uninterrupted(tiny_exp, tmp_pat
 
 
 def test_a_checkpoint_of_other_settings_is_not_resumed(tiny_exp, tmp_path):
-    cfg_model = tiny_exp.model_config(dim=8, encoder="hybrid", score="cosine_bias")
+    cfg_model = model_config(tiny_exp, dim=8, encoder="hybrid", score="cosine_bias")
     ckpt = tmp_path / "ckpt.pt"
     fit(MovieRecModel(cfg_model), tiny_exp.feats, tiny_exp.train, train_config(epochs=1),
-        None, monitor=None, checkpoint=ckpt)
+        None, seed=3, monitor=None, checkpoint=ckpt)
     with pytest.raises(ValueError, match=r"ckpt.pt was written with other settings.*seed"):
         fit(MovieRecModel(cfg_model), tiny_exp.feats, tiny_exp.train,
-            train_config(epochs=2, seed=9), None, monitor=None, checkpoint=ckpt, resume=True)
+            train_config(epochs=2), None, seed=9, monitor=None, checkpoint=ckpt, resume=True)
 
 
 def test_killed_mid_epoch_resumes_to_the_same_result(tiny_exp, tmp_path):
-    cfg_model = tiny_exp.model_config(dim=8, encoder="content", score="cosine")
-    evaluate = tiny_exp.validation("val_rmse")
+    cfg_model = model_config(tiny_exp, dim=8, encoder="content", score="cosine")
+    evaluate = validation(tiny_exp, "val_rmse")
     calls = {"n": 0}
 
     def dies_in_epoch_3(model):
@@ -146,11 +149,12 @@ def test_killed_mid_epoch_resumes_to_the_same_result(tiny_exp, tmp_path):
     ckpt = tmp_path / "ckpt.pt"
     with pytest.raises(KeyboardInterrupt):
         fit(new_model(), tiny_exp.feats, tiny_exp.train, train_config(epochs=4),
-            dies_in_epoch_3, checkpoint=ckpt)
+            dies_in_epoch_3, seed=3, checkpoint=ckpt)
     assert load_checkpoint(ckpt)["epoch"] == 1  # the last complete epoch (0-based)
     resumed = fit(new_model(), tiny_exp.feats, tiny_exp.train, train_config(epochs=4), evaluate,
-                  checkpoint=ckpt, resume=True)
-    clean = fit(new_model(), tiny_exp.feats, tiny_exp.train, train_config(epochs=4), evaluate)
+                  seed=3, checkpoint=ckpt, resume=True)
+    clean = fit(new_model(), tiny_exp.feats, tiny_exp.train, train_config(epochs=4), evaluate,
+                seed=3)
     assert resumed.history.drop(columns="seconds").equals(clean.history.drop(columns="seconds"))
     for a, b in zip(resumed.model.state_dict().values(), clean.model.state_dict().values(),
                     strict=True):
@@ -172,10 +176,10 @@ def test_variant_checkpoints_hold_vocabularies_and_resume(tiny_exp, tmp_path):
 
 
 def test_fit_without_monitor_runs_all_epochs_and_keeps_last(tiny_exp):
-    cfg = tiny_exp.model_config(dim=8, encoder="id", score="dot_bias")
+    cfg = model_config(tiny_exp, dim=8, encoder="id", score="dot_bias")
     model = MovieRecModel(cfg, torch.Generator().manual_seed(0))
     res = fit(model, tiny_exp.feats, tiny_exp.train_val, train_config(epochs=3), None,
-              monitor=None)
+              seed=3, monitor=None)
     assert res.history["epoch"].tolist() == [1, 2, 3] and res.best_epoch == 3
 
 

@@ -20,16 +20,14 @@ import pandas as pd
 import torch
 import yaml
 
-from movierec import provenance, study, variants
+from movierec import provenance, records
 from movierec.csr import Csr
 from movierec.evaluate import hit_matrix, ranking_metrics
-from movierec.experiment import Experiment
+from movierec.experiment import setup
 from movierec.features import release_years
-from movierec.prepare import Source
 from movierec.report import notebook_defaults
 from movierec.split import TRAIN
 from movierec.tensors import RankingVectors
-from movierec.train import TrainConfig, resolve_device, set_threads
 
 MAX_AGE = 40  # ages from here on pooled
 GS = (0.0, 0.25, 0.5, 1.0)
@@ -78,14 +76,10 @@ def main(seeds: list[int]) -> dict:
     root = provenance.project_root()
     conf = {**notebook_defaults(root / "notebooks" / "movierec.ipynb"),  # make small's parameters
             **yaml.safe_load((root / "notebooks" / "params" / "small.yaml").read_text())}
-    set_threads(conf["THREADS"])
-    prep, _ = Source(conf["DATASET"]).prepare()
-    exp = Experiment(prep, resolve_device(conf["DEVICE"]), seed=conf["SEED"])
-    tuning = study.load_tuning("auto", prep, root)
-    spec = variants.VariantSpec(variants.variant(conf["RECOMMEND_WITH"]),
-                                TrainConfig.from_parameters(conf), conf["DIM"],
-                                axes=study.main_axes(tuning, conf["RANK_WEIGHTS"]))
-    setting = spec.grid(len(exp.train))[0]
+    exp = setup(conf).exp
+    prep = exp.prep
+    spec, recorded, _ = records.main_search(conf, exp, root)
+    setting = recorded[spec.name]["setting"]  # make tune's choice (a record must exist)
     release = release_years(prep.movies["title"])
     h = age_log_ratio(prep, release)
     mask = prep.split.labels == TRAIN

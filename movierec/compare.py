@@ -39,8 +39,7 @@ FINGERPRINT = ("device", "cpu_vendor", "cpu", "cpu_capability", "mkl_cbwr", "tor
 # and parameters, which choose_mode compares first)
 RESULTS = ("split_sizes", "dropped", "summary", "features", "evaluated_users", "main_model",
            "rating", "ranking", "ranking_by", "buckets", "catalogue", "seeds", "uncertainty",
-           "ablations", "sweeps", "tuning", "baseline_settings", "configurations_tried",
-           "skipped", "history")
+           "ablations", "sweeps", "searches", "configurations_tried", "skipped", "history")
 MACHINE_PARAMETERS = ("THREADS", "DEVICE")  # parameters that describe the machine, not the run
 # parameters that say how a run is done, not what it computes: the baselines' searches replayed
 # from their record or searched again, fitted side by side or one after another
@@ -180,9 +179,9 @@ def _bound(path: tuple[str, ...], ref_value: float, ref: dict, run: dict,
 
 
 def _equal(a, b) -> bool:
-    """Equal as JSON values (NaN equals NaN: a metric that is undefined in both runs)."""
-    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a)
-                      and math.isnan(b))
+    """Equal as JSON values; NaN equals nothing, itself included: an undefined result in both
+    runs is a hole, not an agreement."""
+    return a == b and not (isinstance(a, float) and math.isnan(a))
 
 
 def compare_values(ref, ours, comparison: Comparison, path: tuple[str, ...], *,
@@ -208,6 +207,9 @@ def compare_values(ref, ours, comparison: Comparison, path: tuple[str, ...], *,
         return
     comparison.checked += 1
     if _equal(ref, ours):
+        return
+    if any(isinstance(x, float) and math.isnan(x) for x in (ref, ours)):
+        comparison.differences.append(f"{where}: {ref!r} vs {ours!r} (undefined)")
         return
     continuous = isinstance(ref, float) and isinstance(ours, float)
     if comparison.mode == "exact" or not continuous:
@@ -289,23 +291,45 @@ def required_in_ci(dataset: str, comparison: Comparison, ci: bool) -> bool:
 
 
 def self_checks(metrics: dict, comparison: Comparison, ci: bool) -> dict[str, bool]:
-    """The notebook's closing checks on its own ``metrics.json`` dict: the main model beats
-    the global mean on test RMSE and most-popular on test recall, the results reproduce the
-    committed report when compared, and a CI run of the small configuration was compared."""
-    main = metrics["main_model"]["name"]
-    k = metrics["parameters"]["KS"][0]
+    """The notebook's closing checks on its own ``metrics.json`` dict: every model it was
+    configured with (``BASELINES``, ``MODELS``, the main model) has results or a reason it
+    was skipped; the main model beats the global mean on test RMSE and most-popular on test
+    recall (where those ran); the results reproduce the committed report when compared; and a
+    CI run of the small configuration was compared."""
+    params, main = metrics["parameters"], metrics["main_model"]["name"]
+    k = params["KS"][0]
     rating, ranking = metrics["rating"], metrics["ranking"]
-    checks = {
-        "the main model beats the global mean (test RMSE)":
-            rating[main]["test_rmse"] < rating["global_mean"]["test_rmse"],
-        "the main model beats most-popular (test recall)":
-            ranking[main][f"recall@{k}"] > ranking["most_popular"][f"recall@{k}"],
-    }
+    ran = {*rating, *ranking}
+    configured = [*params["BASELINES"], *params["MODELS"], main]
+    missing = [n for n in configured if n not in ran and n not in metrics["skipped"]]
+    checks = {"every configured model has results or a reason it was skipped"
+              + (f" (missing: {missing})" if missing else ""): not missing}
+    if "global_mean" in rating:
+        checks["the main model beats the global mean (test RMSE)"] = (
+            rating[main]["test_rmse"] < rating["global_mean"]["test_rmse"])
+    if "most_popular" in ranking:
+        checks["the main model beats most-popular (test recall)"] = (
+            ranking[main][f"recall@{k}"] > ranking["most_popular"][f"recall@{k}"])
     if comparison.compared:
         checks[f"results reproduce the committed report ({comparison.mode} mode)"] = (
             comparison.ok)
-    if required_in_ci(metrics["parameters"]["DATASET"], comparison, ci):
+    if required_in_ci(params["DATASET"], comparison, ci):
         checks["CI compared this run with the committed report"] = comparison.compared
+    return checks
+
+
+def check_report(metrics: dict, path: str | Path, root: Path | None, ci: bool) -> dict:
+    """The report's closing checks (:func:`self_checks`; the comparison with the committed
+    small report, :func:`compare_with_committed`), printed; AssertionError if any fails."""
+    comparison = compare_with_committed(
+        path, root / "reports" / "small" / "metrics.json" if root else None)
+    print(comparison.summary())
+    checks = self_checks(metrics, comparison, ci)
+    for name, ok in checks.items():
+        print(f"{'PASS' if ok else 'FAIL'}  {name}")
+    failed = [name for name, ok in checks.items() if not ok]
+    if failed:
+        raise AssertionError(f"a closing check failed: {failed}")
     return checks
 
 

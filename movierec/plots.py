@@ -13,7 +13,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 NOT_APPLICABLE = "–"
-COUNTS = ("users", "relevant_pairs", "seeds", "best_epoch", "epochs", "resamples")
+COUNTS = ("users", "relevant_pairs", "seeds", "best_epoch", "epochs", "resamples",
+          "settings tried")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p", "d")
 
 
@@ -25,6 +26,15 @@ def table(frame: pd.DataFrame, digits: int = 4):
               if (c[-1] if isinstance(c, tuple) else c) in COUNTS]
     return (frame.style.format(precision=digits, na_rep=NOT_APPLICABLE, thousands=",")
             .format(precision=0, na_rep=NOT_APPLICABLE, thousands=",", subset=counts))
+
+
+def show(items: list[tuple[str, pd.DataFrame]]) -> None:
+    """Print each caption and display its table (:func:`table`), in order."""
+    from IPython.display import display
+
+    for caption, frame in items:
+        print(caption)
+        display(table(frame))
 
 
 def styles(names: list[str]) -> dict[str, dict]:

@@ -84,17 +84,19 @@ def uncertainty(metrics: dict) -> str:
     lines = verdicts(metrics.get("uncertainty", {}), main)
     if not lines:
         return ""
-    head = (f"**{main} against every model** (paired bootstrap over the test users, 2,000 "
-            "resamples, per-user values averaged over seeds; positive means "
-            f"{main} is ahead; \"beats\" and \"loses to\" only when the 95% interval "
-            "excludes zero):")
+    head = (f"**{main} against every model** (each with the difference, its 95% interval from a "
+            "paired bootstrap over the test users, 2,000 resamples, per-user values averaged "
+            "over seeds, and the mean difference over training seeds ± its standard error; "
+            f"positive means {main} is ahead; \"beats\" and \"loses to\" only when the "
+            "interval excludes zero and the seeds' mean difference exceeds twice its standard "
+            "error):")
     return head + "\n\n" + "\n".join(f"- {line}" for line in lines)
 
 
 def wall_time(metrics: dict, target: str) -> list[str]:
     """The sentences on the report's recorded run (its run.json, if any): ``target``'s wall
-    time and machine, the runner's note, a failed closing check; and where the baselines'
-    searches were recorded instead, their time there."""
+    time and machine, the runner's note, a failed closing check; and which searches were
+    replayed from records, and their time where they were made."""
     notes = []
     if "run" in metrics:
         run = metrics["run"]
@@ -105,34 +107,45 @@ def wall_time(metrics: dict, target: str) -> list[str]:
         if run.get("status", "ok") != "ok":
             notes.append(f"**The run ended with a failed closing check** ({run['status']}; "
                          "the report shows which).")
-    if metrics.get("baseline_search"):
-        recorded = metrics["baseline_search"]["seconds"]
-        minutes = sum(recorded.values()) / 60
-        here = [n for n in metrics.get("baseline_settings", {}) if n not in recorded]
-        notes.append(f"The baselines' val searches were recorded once by `make tune-baselines` "
-                     f"({minutes:.0f} min, not in that time); the run refits their choices"
-                     + (f" and searches the grids the record lacks ({', '.join(here)})"
-                        if here else "") + ".")
+    runs = {n: r for n, r in metrics.get("search_runs", {}).items() if isinstance(r, dict)}
+    recorded = {n: r for n, r in runs.items() if "record" in r}
+    if recorded:
+        minutes = sum(r["seconds"] for r in recorded.values()) / 60
+        here = [n for n, r in runs.items() if "record" not in r and metrics["searches"][n]
+                ["tried"] > 1]
+        notes.append(f"The searches of {', '.join(recorded)} were recorded once by `make "
+                     f"tune` and `make tune-baselines` ({minutes:.0f} min of fits, not in that "
+                     "time) and replayed: each choice refitted and its val figures checked"
+                     + (f"; searched in the run: {', '.join(here)}" if here else "") + ".")
     return notes
+
+
+def edges(metrics: dict) -> str:
+    """Which models' chosen settings sit at an edge of what their search tried, or stopped
+    at a cap (the best may lie beyond)."""
+    flagged = [f"{n} ({', '.join([*s['at_edge'], *[c + ' cap' for c in s['capped']]])})"
+               for n, s in metrics.get("searches", {}).items() if s["at_edge"] or s["capped"]]
+    return ("At an edge of what its search tried, or stopped at a cap (the best may lie "
+            "beyond): " + ", ".join(flagged) + ".") if flagged else ""
 
 
 def small_results(metrics: dict) -> str:
     s = metrics["split_sizes"]
     users = metrics.get("evaluated_users", {}).get("test")
     main = metrics.get("main_model", {})
-    tuning = metrics.get("tuning")
-    chosen = (f"its settings chosen on val by a {len(tuning['trials'])}-trial "
-              f"{tuning['sampler']} search, seed {tuning['seed']}" if tuning
-              else f"retrieval weight {main.get('rank_weight', 0):g}, chosen on val")
+    searched = metrics.get("searches", {}).get(main.get("name"), {})
+    how = metrics.get("search_runs", {}).get("main_setting_from", "")
+    chosen = (f"its settings chosen on val by a {searched.get('tried')}-trial TPE search "
+              f"(seed {metrics['parameters']['SEED']}; {how})")
     protocol = (f"Test split of the per-user chronological split ({s['train']:,} / "
                 f"{s['val']:,} / {s['test']:,} ratings)"
                 + (f"; {users:,} users with a relevant test movie" if users else "")
                 + (f". Main model: {main['name']} ({chosen}); "
                    f"{metrics.get('configurations_tried', 0)} configurations tried on val in "
-                   "all, over every model." if main else "."))
+                   "all, over every model's search (each once)." if main else "."))
     protocol = " ".join([protocol, *wall_time(metrics, "make small")])
     return "\n\n".join(p for p in (results_table(metrics), seed_spread(metrics),
-                                     uncertainty(metrics), protocol) if p)
+                                     uncertainty(metrics), edges(metrics), protocol) if p)
 
 
 def full_results(metrics: dict) -> str:
@@ -145,10 +158,14 @@ def full_results(metrics: dict) -> str:
                  f"({metrics['provenance'].get('cpu_count', '?')} CPU cores, "
                  f"{metrics['provenance'].get('device', '?')}).")
     notes += wall_time(metrics, "make full")
+    main = metrics.get("main_model", {}).get("name")
+    how = metrics.get("search_runs", {}).get("main_setting_from")
+    if main and how:
+        notes.insert(0, f"Main model {main}: its settings {how}.")
     said = uncertainty(metrics)
     return "\n\n".join(p for p in (results_table(metrics, ("rmse", "recall", "ndcg", "coverage",
                                                               "cold", "sparse")), said,
-                                       " ".join(notes)) if p)
+                                       edges(metrics), " ".join(notes)) if p)
 
 
 def speed_table(bench: dict) -> str:

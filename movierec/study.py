@@ -4,19 +4,19 @@ and ``metrics.json``."""
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
+import math
+import re
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from movierec import plots
-from movierec.evaluate import best
-from movierec.experiment import BUCKETS, Experiment
-from movierec.protocol import Result
-from movierec.stats import paired_bootstrap, rmse_bootstrap, verdict
+from movierec.evaluate import RECENCY_HALF_LIVES, best, lower_is_better
+from movierec.experiment import BUCKETS, Experiment, Setup
+from movierec.protocol import Fixed, Result, run
+from movierec.stats import paired_bootstrap, rmse_bootstrap, seed_difference, verdict
+from movierec.variants import READOUT_DAMPINGS
 
 RANKING_COLUMNS = ("recall", "ndcg", "hit_rate", "map", "coverage")
 
@@ -69,10 +69,13 @@ def best_baseline(results: dict[str, Result], metric: str) -> str:
 
 def uncertainty(results: dict[str, Result], main: str, k: int, seed: int = 0,
                 n_boot: int = 2000) -> dict:
-    """Paired bootstraps (users as units, per-user values averaged over seeds) of the main
-    model against every other model, on recall@k and NDCG@k (models that rank) and on RMSE
-    (models that rate); positive: the main model is ahead. ``strongest`` names the best
-    baseline of each metric as measured on test."""
+    """The main model against every other model on test: a paired bootstrap over users
+    (per-user values averaged over seeds) and the mean difference over training seeds with
+    its standard error (:func:`movierec.stats.seed_difference`), on recall@k and NDCG@k (models
+    that rank), recall@50 of cold and sparse movies, and RMSE (models that rate); positive: the
+    main model is ahead. ``strongest`` names the best baseline of each metric as measured on
+    test. A model that ranks or rates without its per-user values, or an undefined value, is
+    an error naming the model and the metric: a comparison never drops out silently."""
     mine = results[main].per_user
     buckets = [b for b in BUCKETS if b != "warm" and f"{b} recall" in mine
                and (~np.isnan(mine[f"{b} recall"])).sum() >= 2]  # a bootstrap needs two users
@@ -81,22 +84,48 @@ def uncertainty(results: dict[str, Result], main: str, k: int, seed: int = 0,
     for name, r in results.items():
         if name == main:
             continue
-        for metric in (f"recall@{k}", f"ndcg@{k}"):
-            m = metric.split("@")[0]
-            if m in r.per_user and m in mine:
-                out[metric][name] = paired_bootstrap(mine[m], r.per_user[m], n_boot, seed)
-        for b in buckets:  # the bucket's users (the others have no such relevant movie)
-            if f"{b} recall" in r.per_user:
-                users = ~np.isnan(mine[f"{b} recall"])
-                out[f"{b} recall@50"][name] = paired_bootstrap(
-                    mine[f"{b} recall"][users], r.per_user[f"{b} recall"][users], n_boot, seed)
-        if "sse" in r.per_user and "sse" in mine:
-            out["rmse"][name] = rmse_bootstrap(mine["sse"], r.per_user["sse"], mine["n"],
-                                               n_boot, seed)
+        if r.ranking:
+            for m in ("recall", "ndcg"):
+                metric = f"{m}@{k}"
+                boot = paired_bootstrap(_per_user(results, main, m, metric),
+                                        _per_user(results, name, m, metric), n_boot, seed,
+                                        what=f"{main} vs {name}, {metric}")
+                out[metric][name] = _with_seeds(results, main, name, boot, metric)
+            for bucket in buckets:  # the bucket's users (the others have none of its movies)
+                metric, key = f"{bucket} recall@50", f"{bucket} recall"
+                users = ~np.isnan(mine[key])
+                boot = paired_bootstrap(mine[key][users],
+                                        _per_user(results, name, key, metric)[users], n_boot,
+                                        seed, what=f"{main} vs {name}, {metric}")
+                out[metric][name] = _with_seeds(results, main, name, boot, metric)
+        if r.rating:
+            boot = rmse_bootstrap(_per_user(results, main, "sse", "rmse"),
+                                  _per_user(results, name, "sse", "rmse"),
+                                  _per_user(results, main, "n", "rmse"), n_boot, seed,
+                                  what=f"{main} vs {name}, RMSE")
+            out["rmse"][name] = _with_seeds(results, main, name, boot, "test_rmse")
     out["strongest"] = {metric: best_baseline(results, test)
                         for metric, test in ((f"recall@{k}", f"recall@{k}"),
                                              (f"ndcg@{k}", f"ndcg@{k}"), ("rmse", "test_rmse"))}
     return {metric: v for metric, v in out.items() if v}
+
+
+def _per_user(results: dict[str, Result], name: str, key: str, metric: str) -> np.ndarray:
+    if key not in results[name].per_user:
+        raise ValueError(f"{name}: no per-user {key} values to compare on {metric}")
+    return results[name].per_user[key]
+
+
+def _with_seeds(results: dict[str, Result], main: str, name: str, boot: dict, headline: str
+                ) -> dict:
+    """A bootstrap with the two models' difference over training seeds beside it."""
+    try:
+        seeds = seed_difference({s: h[headline] for s, h in results[main].seeds.items()},
+                                {s: h[headline] for s, h in results[name].seeds.items()},
+                                lower_is_better(headline))
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"{main} vs {name}, {headline}: no seed difference ({exc})") from exc
+    return {**boot, **seeds}
 
 
 def uncertainty_table(uncert: dict) -> pd.DataFrame:
@@ -105,7 +134,8 @@ def uncertainty_table(uncert: dict) -> pd.DataFrame:
             for metric, against in uncert.items() if metric != "strongest"
             for name, ci in against.items()}
     return pd.DataFrame.from_dict(rows, orient="index")[
-        ["diff", "ci_low", "ci_high", "p_not_better", "verdict"]]
+        ["diff", "ci_low", "ci_high", "p_not_better", "seed_diff", "seed_se", "seeds",
+         "verdict"]]
 
 
 def seed_summary(per_seed: dict[int, dict[str, float]]) -> dict:
@@ -145,12 +175,15 @@ def both_ways(results: dict[str, Result], k: int) -> pd.DataFrame:
                          for n, r in results.items() if r.ranking_by}).T
 
 
-def search_table(result: Result) -> pd.DataFrame:
-    """A model's settings tried on val, with their val figures (the chosen one marked)."""
+def search_table(result: Result, top: int | None = None) -> pd.DataFrame:
+    """A model's settings tried on val with their val figures, the chosen one marked, best
+    first by the figure that chose (the ``top`` ones)."""
     frame = pd.DataFrame(result.sweep)
     frame["chosen"] = [all(row.get(k) == v for k, v in result.setting.items())
                        for row in result.sweep]
-    return frame
+    frame = frame.sort_values(result.target, ascending=lower_is_better(result.target),
+                              kind="stable")
+    return frame if top is None else frame.head(top)
 
 
 def frontier_references(results: dict[str, Result]) -> dict[str, tuple[str, float]]:
@@ -170,77 +203,14 @@ def frontier_references(results: dict[str, Result]) -> dict[str, tuple[str, floa
     return out
 
 
-def frontier(results: dict[str, Result], main: str, tuning: dict | None = None,
-             rating_only: str = "hybrid") -> Figure:
-    """The main model's settings on val, RMSE against NDCG@10 (its tuning's trials, else its
-    grid), with the best baselines' val figures and, if it ran, the same design trained for
-    RMSE alone. With a tuning record, the chosen setting as this run trained and calibrated it
-    is drawn too: the record's figures are of the code that made it."""
+def frontier(results: dict[str, Result], main: str, rating_only: str = "hybrid") -> Figure:
+    """The main model's settings on val (its search's rows), RMSE against NDCG@10, with the
+    best baselines' val figures and, if it ran, the same design trained for RMSE alone."""
     r, end = results[main], results.get(rating_only)
     endpoint = end and (f"{rating_only} (w = 0)", end.rating["val_rmse"],
                         end.trial.val_by[end.by])
-    points = pd.DataFrame(tuning["trials"] if tuning else r.sweep)
-    weight = r.trial.tuned["configs"][0].objective.rank_weight
-    if "rank_weight" not in points:
-        points["rank_weight"] = weight
-    chosen = tuning["best"] if tuning else r.setting
-    current = (("chosen, as trained and calibrated in this run", r.rating["val_rmse"],
-                r.trial.val_by[r.by]) if tuning else None)
-    return plots.frontier(points, chosen or {"rank_weight": weight},
-                          frontier_references(results), endpoint, current)
-
-
-def load_tuning(path: str | os.PathLike | None, prep, root: Path | None = None,
-                kind: str = "", seed: int | None = None) -> dict | None:
-    """The record of ``make tune`` (``kind`` "-baselines": of ``make tune-baselines``) at
-    ``path``, checked to be complete, of these data (the same file checksums) and, given a
-    ``seed``, searched with it; ``"auto"``: ``reports/tune/<dataset><kind>.json`` under the
-    checkout ``root`` if there is one and, given a ``seed``, searched with it (a run with
-    another seed searches for itself); None: no record."""
-    auto = path == "auto"
-    if auto:
-        path = None if root is None else root / "reports" / "tune" / f"{prep.name}{kind}.json"
-        if path is None or not path.exists():
-            return None
-    if path is None:
-        return None
-    record = json.loads(Path(path).read_text())
-    again = f"run make tune{kind} again"
-    if not record.get("complete", True):
-        raise ValueError(f"{path}: an unfinished search (make tune{kind} stopped): {again}")
-    if record["checksums"] != prep.checksums:
-        raise ValueError(f"{path} tuned on other data than {prep.name!r} (file checksums "
-                         f"differ): {again}")
-    if seed is not None and record["seed"] != seed:
-        if auto:
-            return None
-        raise ValueError(f"{path} searched with seed {record['seed']}, this run's is {seed}: "
-                         f"{again} with --seed {seed}, or set the parameter to None")
-    return record
-
-
-def describe_search(record: dict | None) -> str:
-    """One line on where the baselines' searches come from (a ``make tune-baselines`` record,
-    or this run)."""
-    if not record:
-        return "the baselines' searches: every grid searched in this run"
-    minutes = sum(b["seconds"] for b in record["baselines"].values()) / 60
-    commit = (record["git"]["commit"] or "unknown")[:7]
-    return (f"the baselines' searches: recorded by make tune-baselines at commit {commit} "
-            f"({minutes:.0f} min there); each recorded choice is fitted again here")
-
-
-def recorded_searches(record: dict | None) -> dict[str, dict]:
-    """The baselines' searches of a ``make tune-baselines`` record, by name, for
-    :class:`movierec.protocol.Runner` (empty: every grid is searched in the run)."""
-    return dict(record["baselines"]) if record else {}
-
-
-def main_axes(tuning: dict | None, rank_weights: list[float]) -> dict[str, tuple]:
-    """The main model's val grid: its tuning's best setting, else the retrieval weights."""
-    if tuning:
-        return {k: (v,) for k, v in tuning["best"].items()}
-    return {"rank_weight": tuple(rank_weights)}
+    return plots.frontier(pd.DataFrame(r.sweep), r.setting, frontier_references(results),
+                          endpoint)
 
 
 def histories(results: dict[str, Result]) -> dict[str, pd.DataFrame]:
@@ -248,28 +218,119 @@ def histories(results: dict[str, Result]) -> dict[str, pd.DataFrame]:
     return {n: r.trial.tuned["fit"].history for n, r in results.items() if not r.baseline}
 
 
-def configurations_tried(results: dict[str, Result], tuning: dict | None = None) -> int:
-    """Settings read on val over every model, the main model's tuning trials included (the
-    count a reader weighs a winner against)."""
-    return sum(len(r.sweep) for r in results.values()) + len(tuning["trials"] if tuning else ())
+def configurations_tried(results: dict[str, Result]) -> int:
+    """Settings read on val over every model's search (recorded or run here), each once: the
+    count a reader weighs a winner against."""
+    return sum(r.search.get("tried", len(r.sweep)) for r in results.values())
+
+
+def searches(results: dict[str, Result]) -> dict[str, dict]:
+    """What each model's search covered and chose: what it searched (a grid's axes or a
+    space), the settings it tried, the chosen setting, and which of its values sit at an edge
+    of what was tried (the best may lie beyond), at a natural bound, or stopped at a cap."""
+    return {n: {"searched": r.search.get("searched", {}), "tried": r.search.get("tried"),
+                "chosen": r.setting, "at_edge": r.at_edge, "at_limit": r.at_limit,
+                "capped": r.capped}
+            for n, r in results.items()}
+
+
+def search_runs(results: dict[str, Result]) -> dict[str, dict]:
+    """How each model's search ran (not a result: recorded or here, the seconds its fits
+    took where they ran, the record's commit, code version and machine)."""
+    return {n: {"how": r.search.get("how"), "seconds": r.search.get("seconds"),
+                **({"record": {"commit": r.search["record"]["git"]["commit"],
+                               "code": r.search["record"]["code"],
+                               "cpu": r.search["record"]["machine"]["cpu"]}}
+                   if "record" in r.search else {})}
+            for n, r in results.items()}
+
+
+def searches_table(results: dict[str, Result]) -> pd.DataFrame:
+    """Every model's search in one table: how its setting was chosen, the settings tried,
+    the minutes their fits took (where they ran), the choice and its edges."""
+    runs, found = search_runs(results), searches(results)
+    return pd.DataFrame({n: {"settings tried": f["tried"],
+                             "minutes": (runs[n]["seconds"] or 0.0) / 60,
+                             "how": runs[n]["how"],
+                             "chosen": ", ".join(f"{k}={_short(v)}" for k, v in
+                                                 f["chosen"].items()) or "(no setting)",
+                             "at an edge": ", ".join(f["at_edge"]),
+                             "at a natural bound": ", ".join(f["at_limit"]),
+                             "stopped at its cap": ", ".join(f["capped"])}
+                         for n, f in found.items()}).T
+
+
+def _short(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def readout_line(readout: dict) -> str:
+    """The main model's calibrated rating readout, as chosen on val."""
+    return (f"rating readout calibrated on val: damping {readout['damping']:g} (of "
+            f"{READOUT_DAMPINGS}), half-life {readout.get('half_life')} ratings (of None, "
+            f"{RECENCY_HALF_LIVES}), scale {readout['scale']:.3f}")
+
+
+def leaky_tags_ablation(s: Setup, spec, main: Result, *, seed: int, ks: tuple[int, ...],
+                        refit: bool) -> tuple[dict, pd.DataFrame]:
+    """The main model's chosen setting trained again on every tag, those written after the
+    tagger's training cut-off included (the seed's features): (its test headline for
+    metrics.json, a table of it beside the headline's)."""
+    leaky_exp = s.exp.with_data(s.source.prepare(leak_free_tags=False)[0])
+    leaky = run(leaky_exp, Fixed(spec, main.setting), seed=seed, ks=ks, refit=refit)
+    table = pd.DataFrame({"leak-free (headline)": main.headline(),
+                          "leaky tags (ablation)": leaky.headline()}).T
+    return {"leaky_tags": leaky.headline()}, table
+
+
+def examples(rec, prep, users, k: int = 10, latest: int = 5) -> list[tuple[str, pd.DataFrame]]:
+    """For each of ``users``: their ``latest`` ratings, their top ``k`` and (a model with a
+    content encoder) why the first was recommended: (caption, table) pairs to show."""
+    out = []
+    for user_id in users:
+        out.append((f"=== user {user_id}: latest ratings",
+                    prep.recent_ratings(rec.user_row(user_id), latest)[
+                        ["title", "genres", "rating"]]))
+        top = rec.recommend(user_id, k=k)
+        out.append((f"top {k} for user {user_id}", top[["title", "genres", "score"]].round(3)))
+        if rec.model.content is not None:
+            out.append((f"why '{top.title[0]}':",
+                        rec.explain(user_id, int(top.movieId[0]), top=5).round(4)))
+    return out
+
+
+UNDEFINED_ALLOWED = re.compile(r"_se$")  # a standard error over one user is undefined
+
+
+def check_defined(tree, path: tuple[str, ...] = ()) -> None:
+    """Raise ValueError naming the first undefined (NaN or infinite) number in ``tree``, but
+    standard errors (undefined over a single user)."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            check_defined(value, (*path, str(key)))
+    elif isinstance(tree, (list, tuple)):
+        for i, value in enumerate(tree):
+            check_defined(value, (*path, str(i)))
+    elif (isinstance(tree, float) and not math.isfinite(tree)
+          and not UNDEFINED_ALLOWED.search(path[-1])):
+        raise ValueError(f"metrics.json: {'/'.join(path)} is {tree}: an undefined result")
 
 
 def metrics_record(exp: Experiment, *, parameters: dict, results: dict[str, Result],
-                   skipped: dict[str, str], main: str, uncertainty: dict, ablations: dict,
-                   stage_seconds: dict, provenance: dict, tuning: dict | None = None,
-                   baseline_search: dict | None = None) -> dict:
+                   skipped: dict[str, str], main: str, setting_from: str, uncertainty: dict,
+                   ablations: dict, stage_seconds: dict, provenance: dict) -> dict:
     """Everything ``metrics.json`` holds: dataset, split, every model's rating, ranking and
-    cold-start metrics, searches, seeds, bootstraps, parameters, timings and provenance."""
+    cold-start metrics, searches, seeds, bootstraps, parameters, timings and provenance (an
+    undefined result is an error: :func:`check_defined`)."""
     prep, chosen = exp.prep, results[main]
-    return {
+    record = {
         "dataset": prep.name,
         "features": prep.features.blocks(),
         "summary": prep.summary,
         "split_sizes": prep.split.sizes(),
         "evaluated_users": {"val": len(exp.val_users), "test": len(exp.test_users)},
-        "main_model": {"name": main,
-                       "rank_weight": chosen.trial.tuned["configs"][0].objective.rank_weight,
-                       "scored_by": chosen.by, "readout": chosen.trial.tuned["readout"]},
+        "main_model": {"name": main, "setting": chosen.setting, "scored_by": chosen.by,
+                       "readout": chosen.trial.tuned["readout"]},
         "rating": {n: r.rating for n, r in results.items() if r.rating},
         "ranking": {n: r.ranking for n, r in results.items() if r.ranking},
         "ranking_by": {n: {**r.ranking_by, "chosen": r.by, "val_ndcg@10": r.trial.val_by}
@@ -281,21 +342,18 @@ def metrics_record(exp: Experiment, *, parameters: dict, results: dict[str, Resu
         "ablations": ablations,
         "sweeps": {n: [{k: v for k, v in row.items() if k != "seconds"} for row in r.sweep]
                    for n, r in results.items()},
-        "baseline_settings": {n: {**r.setting, "at_grid_edge": r.at_edge,
-                                  "at_natural_bound": r.at_limit}
-                              for n, r in baselines_of(results).items()},
-        "configurations_tried": configurations_tried(results, tuning),
-        "tuning": tuning and {k: tuning[k] for k in ("model", "target", "sampler", "seed",
-                                                     "space", "trials", "best")},
-        "baseline_search": baseline_search and {
-            "git": baseline_search["git"], "seed": baseline_search["seed"],
-            "seconds": {n: b["seconds"] for n, b in baseline_search["baselines"].items()}},
+        "searches": searches(results),
+        "configurations_tried": configurations_tried(results),
         "skipped": skipped,
         "history": {n: h.drop(columns="seconds").to_dict(orient="list")
                     for n, h in histories(results).items()},
         "dropped": prep.dropped,
         "parameters": parameters,
+        "search_runs": {"main_setting_from": setting_from, **search_runs(results)},
         "timings": {"stage_seconds": stage_seconds,
                     **{n: {"seconds": r.seconds} for n, r in results.items()}},
         "provenance": provenance,
     }
+    check_defined({k: v for k, v in record.items()
+                   if k not in ("parameters", "timings", "provenance", "search_runs")})
+    return record

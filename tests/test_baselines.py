@@ -50,8 +50,6 @@ def test_factor_tables_predict_exactly_what_surprise_predicts(exp, name, implici
 
 
 def test_ease_matches_its_closed_form():
-    from movierec.prepare import Prepared
-
     class P:  # the two attributes interactions() needs
         n_users, n_movies = 6, 4
 
@@ -64,8 +62,22 @@ def test_ease_matches_its_closed_form():
     b = np.eye(4) - p / np.diag(p)
     movies = fitted.rankings["score"].movies
     np.testing.assert_allclose(movies.T.numpy(), b, atol=1e-5)
-    assert np.allclose(np.diag(movies.numpy()), 0)
-    assert Prepared  # (the real type the fit functions take)
+    assert np.allclose(np.diag(movies.numpy()), 0)  # a movie never recommends itself
+
+
+def test_ease_scores_each_user_by_their_history_times_b(exp):
+    """On prepared data: the ranking vectors' users are the users' rated-movie indicators and
+    the score of (u, j) is sum over u's movies i of B[i, j] (Steck's X B)."""
+    prep = exp.prep
+    users, movies, _ = prep.part(TRAIN)
+    fitted = baselines.fit_ease(prep, users, movies, None, lam=50.0)
+    v = fitted.rankings["score"]
+    x = np.zeros((prep.n_users, prep.n_movies))
+    x[users, movies] = 1
+    assert np.array_equal(v.users.numpy(), x)  # a pair rated twice counts once, as in X
+    p = np.linalg.inv(x.T @ x + 50.0 * np.eye(prep.n_movies))
+    b = np.eye(prep.n_movies) - p / np.diag(p)
+    np.testing.assert_allclose((v.users @ v.movies.T).numpy(), x @ b, atol=1e-4)
 
 
 def test_tuning_reads_val_picks_its_best_and_reads_test_once_per_seed(exp, monkeypatch):
@@ -153,6 +165,33 @@ def test_paired_bootstrap_finds_a_real_difference_and_not_a_null_one():
     assert noise["ci_low"] < 0 < noise["ci_high"]
     with pytest.raises(ValueError, match="equal-length"):
         paired_bootstrap(b, b[:-1])
+    with pytest.raises(ValueError, match=r"m vs n, ndcg@10: 1 undefined"):
+        paired_bootstrap(np.r_[b[:-1], np.nan], b, what="m vs n, ndcg@10")
+
+
+def test_bootstrap_intervals_have_the_width_normal_theory_gives():
+    """Against an independent reference, not the same draws: with many users the percentile
+    interval of a mean difference is about mean ± 1.96 sd / sqrt(n), and that of an RMSE gap
+    about gap ± 1.96 times the delta method's standard error."""
+    g = np.random.default_rng(3)
+    n = 4000
+    d = 0.02 + 0.3 * g.standard_normal(n)
+    out = paired_bootstrap(d, np.zeros(n), n_boot=2000, seed=1)
+    half = 1.96 * d.std(ddof=1) / np.sqrt(n)
+    assert out["ci_high"] - out["ci_low"] == pytest.approx(2 * half, rel=0.1)
+    assert (out["ci_high"] + out["ci_low"]) / 2 == pytest.approx(d.mean(), abs=0.1 * half)
+    counts = g.integers(1, 30, n).astype(float)
+    sse_a = counts * g.gamma(4.0, 0.2, n)  # per-user squared errors, two models
+    sse_b = sse_a * (1.0 + 0.2 * g.random(n))
+    gap = rmse_bootstrap(sse_a, sse_b, counts, n_boot=2000, seed=1)
+    total = counts.sum()
+    ra, rb = np.sqrt(sse_a.sum() / total), np.sqrt(sse_b.sum() / total)
+    assert gap["diff"] == pytest.approx(rb - ra)
+    # delta method: the gap's influence of user i, from its sums of squares and count
+    infl = ((sse_b - rb**2 * counts) / (2 * rb) - (sse_a - ra**2 * counts) / (2 * ra)) / (
+        total / n)
+    half = 1.96 * infl.std(ddof=1) / np.sqrt(n)
+    assert gap["ci_high"] - gap["ci_low"] == pytest.approx(2 * half, rel=0.1)
 
 
 def test_rmse_bootstrap_is_the_rmse_gap_over_users_with_ratings():
@@ -160,14 +199,13 @@ def test_rmse_bootstrap_is_the_rmse_gap_over_users_with_ratings():
     sse_a, sse_b = np.array([0.5, 0.0, 1.0, 0.2]), np.array([1.0, 0.0, 2.0, 0.1])
     out = rmse_bootstrap(sse_a, sse_b, n, n_boot=200)
     assert out["diff"] == pytest.approx(np.sqrt(3.1 / 6) - np.sqrt(1.7 / 6))
-    # the interval is the percentiles of the gap over resampled users who have ratings (the
-    # user without ratings is never drawn): recomputed from the same seeded draws
-    rng, keep = np.random.default_rng(0), n > 0
-    a, b, m = sse_a[keep], sse_b[keep], n[keep]
-    idx = rng.integers(0, 3, (200, 3))
-    gaps = np.sqrt(b[idx].sum(1) / m[idx].sum(1)) - np.sqrt(a[idx].sum(1) / m[idx].sum(1))
-    assert (out["ci_low"], out["ci_high"]) == tuple(np.percentile(gaps, [2.5, 97.5]))
-    assert out["p_not_better"] == np.mean(gaps <= 0) and out["resamples"] == 200
+    # a user without ratings is never drawn: the same interval as without that user
+    keep = n > 0
+    assert out == rmse_bootstrap(sse_a[keep], sse_b[keep], n[keep], n_boot=200)
+    with pytest.raises(ValueError, match="at least two users with ratings"):
+        rmse_bootstrap(sse_a, sse_b, np.array([2.0, 0.0, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="undefined"):
+        rmse_bootstrap(np.r_[sse_a[:3], np.nan], sse_b, n)
     # many users, a clearly more accurate model: the interval excludes zero and holds the gap
     g = np.random.default_rng(1)
     counts = g.integers(1, 20, 500).astype(float)
@@ -197,20 +235,39 @@ def test_large_data_gets_the_lean_grid():
     assert BASELINES["bias"].grid(10**9) == BASELINES["bias"].settings  # no lean grid
 
 
-def test_the_wording_rule_follows_the_interval():
-    from movierec.stats import verdict, verdicts
+def test_the_wording_rule_follows_the_interval_and_the_seeds():
+    from movierec.stats import seed_difference, verdict, verdicts
 
-    assert verdict({"ci_low": 0.001, "ci_high": 0.02}) == "beats"
-    assert verdict({"ci_low": -0.02, "ci_high": -1e-6}) == "loses to"
-    assert verdict({"ci_low": -0.0215, "ci_high": 0.0}) == "is level with"  # touches zero
-    uncert = {"ndcg@10": {"ease": {"diff": 0.004, "ci_low": -0.0066, "ci_high": 0.0139},
-                          "bpr": {"diff": 0.02, "ci_low": 0.01, "ci_high": 0.03}},
+    def c(lo, hi, seed_diff=0.01, seed_se=0.001):
+        return {"diff": (lo + hi) / 2, "ci_low": lo, "ci_high": hi, "seed_diff": seed_diff,
+                "seed_se": seed_se, "seeds": 4}
+
+    assert verdict(c(0.001, 0.02)) == "beats"
+    assert verdict(c(-0.02, -1e-6, seed_diff=-0.01)) == "loses to"
+    assert verdict(c(-0.0215, 0.0)) == "is level with"  # the interval touches zero
+    # the interval excludes zero, but another seed moves the difference as much as it is
+    assert verdict(c(0.001, 0.02, seed_diff=0.01, seed_se=0.005)) == "is level with"
+    assert verdict(c(0.001, 0.02, seed_diff=-0.01)) == "is level with"  # the seeds disagree
+    assert verdict(c(0.001, 0.02, seed_se=None)) == "is level with"  # one seed: unknown
+    uncert = {"ndcg@10": {"ease": c(-0.0066, 0.0139, 0.004, 0.002),
+                          "bpr": c(0.01, 0.03, 0.02, 0.001)},
               "recall@10": {},
-              "rmse": {"svdpp": {"diff": -0.0098, "ci_low": -0.0215, "ci_high": -0.0001}},
+              "rmse": {"svdpp": c(-0.0215, -0.0001, -0.0098, 0.0010)},
               "strongest": {"ndcg@10": "ease", "rmse": "svdpp"}}
     assert verdicts(uncert, "main") == [
-        "NDCG@10: main beats bpr; is level with ease (+0.0040 [-0.0066, +0.0139]).",
-        "RMSE: main loses to svdpp (-0.0098 [-0.0215, -0.0001])."]
+        "NDCG@10: main beats bpr (+0.0200 [+0.0100, +0.0300], seeds +0.0200 ± 0.0010); is "
+        "level with ease (+0.0036 [-0.0066, +0.0139], seeds +0.0040 ± 0.0020).",
+        "RMSE: main loses to svdpp (-0.0108 [-0.0215, -0.0001], seeds -0.0098 ± 0.0010)."]
+    # over seeds: each of mine paired with the same seed of theirs, or with their one value
+    got = seed_difference({1: 0.3, 2: 0.5}, {1: 0.1, 2: 0.4}, lower_better=False)
+    assert got["seed_diff"] == pytest.approx(0.15) and got["seed_se"] == pytest.approx(0.05)
+    one = seed_difference({1: 0.3, 2: 0.5}, {7: 0.2}, lower_better=False)
+    assert one["seed_diff"] == pytest.approx(0.2) and one["seed_se"] == pytest.approx(0.1)
+    rmse = seed_difference({1: 0.85, 2: 0.87}, {7: 0.90}, lower_better=True)
+    assert rmse["seed_diff"] == pytest.approx(0.04)  # a lower error is ahead
+    assert seed_difference({1: 0.3}, {1: 0.1}, lower_better=False)["seed_se"] is None
+    with pytest.raises(ValueError, match=r"seeds \[2\] have no value"):
+        seed_difference({1: 0.3, 2: 0.5}, {1: 0.1, 3: 0.4}, lower_better=False)
 
 
 def test_the_main_model_is_bootstrapped_against_every_other_model(exp):
@@ -224,7 +281,20 @@ def test_the_main_model_is_bootstrapped_against_every_other_model(exp):
     assert uncert["strongest"]["ndcg@10"] == "most_popular"
     direct = paired_bootstrap(runner_results["bias"].per_user["ndcg"],
                               runner_results["most_popular"].per_user["ndcg"], 50, 0)
-    assert uncert["ndcg@10"]["most_popular"] == direct
+    assert {k: v for k, v in uncert["ndcg@10"]["most_popular"].items()
+            if k in direct} == direct
+    assert uncert["ndcg@10"]["most_popular"]["seeds"] == 1  # deterministic models: one seed
+    # a hole is an error naming the model and the metric, never a silent omission or a NaN
+    broken = dict(runner_results)
+    broken["most_popular"] = dataclasses.replace(runner_results["most_popular"], per_user={
+        k: v for k, v in runner_results["most_popular"].per_user.items() if k != "ndcg"})
+    with pytest.raises(ValueError, match="most_popular: no per-user ndcg values"):
+        study.uncertainty(broken, "bias", 10, n_boot=50)
+    nan = dict(runner_results["most_popular"].per_user)
+    nan["recall"] = np.where(np.arange(len(nan["recall"])) == 3, np.nan, nan["recall"])
+    broken["most_popular"] = dataclasses.replace(runner_results["most_popular"], per_user=nan)
+    with pytest.raises(ValueError, match=r"bias vs most_popular, recall@10: 1 undefined"):
+        study.uncertainty(broken, "bias", 10, n_boot=50)
 
 
 def test_newest_unrated_rule_puts_never_rated_recent_movies_first():

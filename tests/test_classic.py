@@ -90,11 +90,41 @@ def test_a_missing_native_file_is_named(tmp_path):
         load_movielens(write(tmp_path / "ml-100k", {"u.item": U_ITEM}))
 
 
-def test_classic_releases_are_registered_with_grouplens_checksums():
-    assert DATASETS["ml-100k"].zip_md5 == "0e33842e24a9c977be4e0107933c0723"
-    assert DATASETS["ml-1m"].zip_md5 == "c4d9eecfca2ab87c1945afe126590906"
-    assert DATASETS["ml-100k"].files == ("u.data", "u.item")
-    assert DATASETS["ml-1m"].files == ("movies.dat", "ratings.dat")
+@pytest.mark.parametrize("name, files", [("ml-100k", {"u.item": U_ITEM, "u.data": U_DATA}),
+                                         ("ml-1m", {"movies.dat": MOVIES_DAT,
+                                                    "ratings.dat": RATINGS_DAT})])
+def test_classic_releases_are_fetched_from_grouplens_and_checked_against_its_md5(
+        tmp_path, monkeypatch, name, files):
+    """A classic release is downloaded from GroupLens and refused unless the zip has the MD5
+    GroupLens published for it (the registry's); the archive GroupLens would serve is
+    extracted and loads from its native files. No network: the opener is a fake."""
+    import dataclasses
+    import hashlib
+    import re
+
+    from movierec import data
+
+    from .test_data import FakeResponse, zip_bytes
+
+    payload = zip_bytes({f: text.encode("latin-1") for f, text in files.items()},
+                        prefix=f"{name}/")
+    urls = []
+
+    def opener(url):
+        urls.append(url)
+        return FakeResponse(payload)
+
+    published = DATASETS[name].zip_md5
+    assert re.fullmatch(r"[0-9a-f]{32}", published)
+    with pytest.raises(DataError, match=f"MD5 mismatch: expected {published}"):
+        data.fetch(name, tmp_path, opener=opener)
+    assert urls == [f"https://files.grouplens.org/datasets/movielens/{name}.zip"]
+    assert list(tmp_path.iterdir()) == []  # nothing a later run would trust is left
+    ours = hashlib.md5(payload).hexdigest()
+    monkeypatch.setitem(DATASETS, name, dataclasses.replace(DATASETS[name], zip_md5=ours))
+    ds = load_movielens(data.fetch(name, tmp_path, opener=opener))
+    assert set(ds.checksums) == set(files) and len(ds.ratings) == files[
+        next(f for f in files if f in ("u.data", "ratings.dat"))].count("\n")
 
 
 @pytest.mark.parametrize("layout", ["ml-100k", "ml-1m"])

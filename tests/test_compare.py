@@ -21,7 +21,7 @@ def report() -> dict:
         "evaluated_users": {"val": 400, "test": 500},
         "split_sizes": {"train": 70, "val": 20, "test": 10},
         "dropped": {"nan_tags": 0},
-        "main_model": {"name": "mf", "rank_weight": 1.0},
+        "main_model": {"name": "mf", "setting": {"rank_weight": 1.0}},
         "rating": {"mf": {"test_rmse": 0.8818273448, "epochs": 7}},
         "ranking": {"mf": {"recall@10": 0.05, "recall@10_se": 0.009, "coverage@10": 0.1}},
         "ranking_by": {},
@@ -34,8 +34,9 @@ def report() -> dict:
                                       "ci_high": 0.02, "p_not_better": 0.3, "resamples": 2000}},
         "ablations": {},
         "sweeps": {"ease": [{"lam": 300.0, "val_ndcg@10": 0.09}]},
-        "tuning": None,
-        "baseline_settings": {"ease": {"lam": 300.0, "at_grid_edge": []}},
+        "searches": {"ease": {"searched": {"lam": [300.0]}, "tried": 1,
+                              "chosen": {"lam": 300.0}, "at_edge": [], "at_limit": [],
+                              "capped": []}},
         "configurations_tried": 12,
         "skipped": {},
         "history": {"mf": {"epoch": [1, 2], "val_rmse": [0.95, 0.9],
@@ -191,11 +192,49 @@ def fooled(change) -> list[str]:
     return compare.compare_reports(report(), run).differences
 
 
-def test_a_metric_that_becomes_nan_fails_and_nan_in_both_passes():
+def test_an_undefined_metric_is_never_equal_not_even_to_itself():
     assert fooled(lambda r: r["ranking"]["mf"].update({"recall@10": float("nan")}))
-    ref, run = report(), other_machine(report())
-    ref["ranking"]["mf"]["recall@10"] = run["ranking"]["mf"]["recall@10"] = float("nan")
-    assert compare.compare_reports(ref, run).ok
+    for mode in ("exact", "tolerance"):
+        ref, run = report(), report() if mode == "exact" else other_machine(report())
+        ref["ranking"]["mf"]["recall@10"] = run["ranking"]["mf"]["recall@10"] = float("nan")
+        result = compare.compare_reports(ref, run)
+        assert result.mode == mode and not result.ok
+        assert result.differences == ["ranking/mf/recall@10: nan vs nan (undefined)"]
+
+
+def checked(metrics: dict) -> dict[str, bool]:
+    return compare.self_checks(metrics, compare.Comparison("skipped", "no committed report"),
+                               ci=False)
+
+
+def test_the_closing_checks_fail_on_a_configured_model_that_did_not_run():
+    m = report()
+    m["parameters"].update(KS=[10], BASELINES=["global_mean", "most_popular", "ease"],
+                           MODELS=[])
+    m["rating"]["global_mean"] = {"test_rmse": 1.07}
+    m["ranking"]["most_popular"] = {"recall@10": 0.04}
+    m["skipped"] = {"ease": "too many movies"}
+    assert all(checked(m).values())  # ease: skipped, with its reason
+    m["skipped"] = {}
+    failed = [name for name, ok in checked(m).items() if not ok]
+    assert failed == ["every configured model has results or a reason it was skipped "
+                      "(missing: ['ease'])"]
+    m["parameters"]["MODELS"] = ["hybrid"]
+    assert "missing: ['ease', 'hybrid']" in next(n for n, ok in checked(m).items() if not ok)
+    m["skipped"] = {"ease": "x"}
+    m["rating"]["mf"]["test_rmse"] = 1.2  # the main model above the global mean's RMSE
+    assert not checked(m)["the main model beats the global mean (test RMSE)"]
+
+
+def test_check_report_raises_naming_the_failed_check(tmp_path):
+    m = report()
+    m["parameters"].update(KS=[10], BASELINES=["ease"], MODELS=[])
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps(m))
+    with pytest.raises(AssertionError, match=r"missing: \['ease'\]"):
+        compare.check_report(m, path, None, ci=False)
+    m["skipped"] = {"ease": "x"}
+    assert all(compare.check_report(m, path, None, ci=False).values())
 
 
 def test_the_bounds_are_sized_from_the_reference_not_the_run():

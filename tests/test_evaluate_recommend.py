@@ -194,13 +194,20 @@ def test_explanations_add_up_to_the_score_they_explain(trained):
     assert top.contribution.abs().min() >= every.contribution.abs()[2:].max()
 
 
-def test_neighbours_are_each_movies_similar_movies(trained):
+def test_neighbours_are_each_movies_nearest_by_cosine(trained):
+    """Each row holds the movie's k nearest other movies by the cosine of their embeddings,
+    nearest first: checked against every pair's cosine, computed here from the raw vectors."""
     prep, rec = trained
     ids = prep.movies.movieId.iloc[rec.most_rated(3)].tolist()
     table = rec.neighbours(ids, k=4)
     assert table.index.tolist() == [rec.movies.title[rec.movie_row(m)] for m in ids]
+    vecs = rec.movie_vectors.double()
+    cos = (vecs @ vecs.T) / (vecs.norm(dim=1)[:, None] * vecs.norm(dim=1)[None, :])
     for movie_id, (_, row) in zip(ids, table.iterrows(), strict=True):
-        assert row.tolist() == rec.similar_movies(movie_id, k=4).title.tolist()
+        i = rec.movie_row(movie_id)
+        cos[i, i] = -np.inf  # a movie is not its own neighbour
+        nearest = torch.argsort(cos[i], descending=True, stable=True)[:4]
+        assert row.tolist() == rec.movies.title.iloc[nearest.numpy()].tolist()
 
 
 def test_recency_weighted_user_bias_follows_the_latest_ratings():

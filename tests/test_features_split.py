@@ -3,8 +3,10 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from movierec.data import DataError, load_movielens
+from movierec.experiment import Experiment
 from movierec.features import (
     GENRES,
     NO_TAG,
@@ -100,19 +102,28 @@ def test_split_sizes_integer_arithmetic(n, sizes):
     assert tuple(int(x) for x in split_sizes(n)) == sizes
 
 
-def test_split_is_chronological_and_stable_on_ties():
-    users = np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+def test_split_is_chronological_and_breaks_ties_by_movie():
+    users = np.ones(10, np.int64)
     ts = np.array([5, 1, 1, 9, 3, 3, 3, 2, 8, 7])
-    labels = chronological_split(users, ts)
-    order = np.lexsort((np.arange(10), ts))  # by time, ties by file order
+    movies = np.array([10, 30, 20, 40, 90, 50, 60, 70, 80, 15])
+    labels = chronological_split(users, ts, movies)
+    order = np.lexsort((movies, ts))  # by time, ratings in the same second by movie
     assert labels[order].tolist() == [TRAIN] * 7 + [VAL] * 2 + [TEST]
+    # a tie at the train/val cut decides which movie trains: the smaller id
+    ts2 = np.array([1, 2, 3, 4, 5, 6, 7, 7, 9, 10])
+    movies2 = np.array([1, 2, 3, 4, 5, 6, 99, 11, 12, 13])
+    assert chronological_split(users, ts2, movies2)[[6, 7]].tolist() == [VAL, TRAIN]
+    flipped = np.r_[np.arange(8)[::-1], 8, 9]  # the same ratings, another file order
+    assert chronological_split(users, ts2[flipped], movies2[flipped]).tolist() == (
+        chronological_split(users, ts2, movies2)[flipped].tolist())
 
 
 def reference_split(ratings: pd.DataFrame) -> np.ndarray:
-    """An independent per-user loop: sort each user's rows by (timestamp, file position)."""
+    """An independent per-user loop: sort each user's rows by (timestamp, movieId)."""
     labels = np.empty(len(ratings), np.int8)
     for _, rows in ratings.groupby("userId").indices.items():
-        rows = sorted(rows, key=lambda i: (ratings["timestamp"].iat[i], i))
+        rows = sorted(rows, key=lambda i: (ratings["timestamp"].iat[i],
+                                           ratings["movieId"].iat[i]))
         n = len(rows)
         n_train = (7 * n) // 10
         n_val = (2 * (n - n_train)) // 3
@@ -162,3 +173,48 @@ def test_recency_counts_each_users_later_ratings_in_the_parts(tiny_dir):
         assert got.tolist() == want
         assert (np.bincount(users[got == 0], minlength=prep.n_users)
                 == (np.bincount(users, minlength=prep.n_users) > 0)).all()  # one latest each
+
+
+def rewrite_rows(src, dst, order_seed: int | None, coarse: int = 86_400 * 30) -> None:
+    """``src``'s dataset copied to ``dst`` with its timestamps rounded down to ``coarse``
+    seconds (so that a user rates many movies in the same second) and, given an
+    ``order_seed``, every file's rows listed in a shuffled order."""
+    dst.mkdir(parents=True)
+    rng = np.random.default_rng(order_seed)
+    for f in src.iterdir():
+        frame = pd.read_csv(f)
+        if "timestamp" in frame:
+            frame["timestamp"] = frame["timestamp"] // coarse * coarse
+        if order_seed is not None:
+            frame = frame.iloc[rng.permutation(len(frame))]
+        frame.to_csv(dst / f.name, index=False)
+
+
+def test_no_result_depends_on_the_order_a_file_lists_its_rows(tiny_dir, tmp_path):
+    """The same ratings, tags, movies and genome scores listed in another order, with many
+    ratings in the same second: the same indexes, split, features and trained model."""
+    from movierec.protocol import run
+
+    from .conftest import spec
+
+    rewrite_rows(tiny_dir, tmp_path / "a" / "tiny", None)
+    rewrite_rows(tiny_dir, tmp_path / "b" / "tiny", order_seed=1)
+    a, b = (prepare(load_movielens(tmp_path / x / "tiny"), leak_free_tags=True) for x in "ab")
+    ties = pd.DataFrame({"u": a.users, "t": a.timestamps}).duplicated().sum()
+    assert ties > len(a.users) / 2  # most ratings share their second with another of the user
+    for name in ("users", "items", "ratings", "timestamps", "user_ids"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert np.array_equal(a.split.labels, b.split.labels)
+    assert a.features.tag_vocab == b.features.tag_vocab
+    for bags in ("tags", "genres"):
+        x, y = getattr(a.features, bags), getattr(b.features, bags)
+        assert all(np.array_equal(getattr(x, f), getattr(y, f))
+                   for f in ("offsets", "indices", "weights")), bags
+    assert np.array_equal(a.features.genome, b.features.genome)
+    assert a.movies.equals(b.movies)
+    s = spec("hybrid_rank", epochs=2)
+    ra, rb = (run(Experiment(p, torch.device("cpu")), s, seed=3) for p in (a, b))
+    assert ra.headline() == rb.headline() and ra.sweep[0]["val_ndcg@10"] == rb.sweep[0][
+        "val_ndcg@10"]
+    assert all(torch.equal(x, y) for x, y in zip(ra.model.state_dict().values(),
+                                                 rb.model.state_dict().values(), strict=True))

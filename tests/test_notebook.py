@@ -19,9 +19,28 @@ NOTEBOOK = ROOT / "notebooks" / "movierec.ipynb"
 
 def test_params_files_only_name_notebook_parameters():
     known = report.notebook_parameters(NOTEBOOK)
-    for path in (ROOT / "notebooks" / "params").glob("*.yaml"):
+    configurations = [p for p in (ROOT / "notebooks" / "params").glob("*.yaml")
+                      if p.name != "tuned.yaml"]
+    assert {p.name for p in configurations} == {"small.yaml", "full.yaml"}
+    for path in configurations:
         params = yaml.safe_load(path.read_text()) or {}
         assert set(params) <= known, path
+
+
+def test_tuned_settings_name_every_main_setting_inside_its_search_space():
+    """notebooks/params/tuned.yaml (make tune's choices, by dataset) holds, for each dataset,
+    a value of every setting of the main model's space, inside its range."""
+    from movierec import records
+    from movierec.variants import MAIN_SPACE
+
+    tuned = records.tuned_settings(ROOT)
+    assert tuned, "no dataset's settings: run make tune"
+    for dataset, setting in tuned.items():
+        assert set(setting) == set(MAIN_SPACE), dataset
+        for name, (kind, *bounds) in MAIN_SPACE.items():
+            value = setting[name]
+            assert (bounds[0] <= value <= bounds[1] if kind == "log"
+                    else value in bounds[0]), (dataset, name, value)
 
 
 def test_misspelt_parameter_fails_before_running(tmp_path):
@@ -85,7 +104,7 @@ def test_full_code_path_report_on_generated_genome_data(tmp_path, monkeypatch, c
     # what it did was told on stderr as it went, and nothing of that is in the report
     told = capsys.readouterr().err
     for line in ("running notebooks/movierec.ipynb -> report", "== baselines", "== our models",
-                 "hybrid_rank {'rank_weight': 1.0} seed 42, tuned on train: epoch 1/4",
+                 f"hybrid_rank {params['MAIN_SETTING']} seed 42, tuned on train: epoch 1/4",
                  "hybrid_rank: seed 42 on test", "finished in"):
         assert line in told, line
     assert "WARNING" not in told  # the kernel's transport warning
@@ -102,7 +121,10 @@ def test_full_code_path_report_on_generated_genome_data(tmp_path, monkeypatch, c
                                       *params["MODELS"]}
     assert set(metrics["ranking"]) >= {"most_popular", "ease", "als", "bpr", "hybrid_rank"}
     assert metrics["skipped"] == {}  # tiny data: every baseline runs
-    assert len(metrics["sweeps"]["hybrid_rank"]) == len(params["RANK_WEIGHTS"])
+    assert metrics["sweeps"]["hybrid_rank"] == [{**params["MAIN_SETTING"], **{
+        k: v for k, v in metrics["sweeps"]["hybrid_rank"][0].items()
+        if k not in params["MAIN_SETTING"]}}]  # given, not searched: one row, its setting
+    assert metrics["search_runs"]["main_setting_from"] == "given in MAIN_SETTING, not searched"
     assert sum(metrics["split_sizes"].values()) == 6000
     assert set(metrics["provenance"]["checksums"]) >= {"genome-scores.csv", "ratings.csv"}
     assert metrics["parameters"]["THREADS"] == 0 and "mkl_cbwr" in metrics["provenance"]

@@ -23,24 +23,17 @@ def test_frontier_colour_bar_names_several_weights_inside_the_range_tried():
     assert 2 <= len(x_labels) <= 6 and all(len(t) <= 5 for t in x_labels)
 
 
-def test_frontier_from_a_record_also_draws_the_chosen_setting_as_this_run_trained_it():
+def test_frontier_draws_every_setting_the_search_tried_and_rings_the_chosen():
     from types import SimpleNamespace
 
     from movierec import study
 
     trials = [{"rank_weight": w, "val_rmse": e, "val_ndcg@10": n}
-              for w, e, n in ((0.5, 0.88, 0.13), (1.0, 0.879, 0.14))]
-    objective = SimpleNamespace(rank_weight=1.0)
-    main = SimpleNamespace(baseline=False, rating={"val_rmse": 0.867}, by="cosine",
-                           sweep=trials[1:], setting={"rank_weight": 1.0},
-                           trial=SimpleNamespace(val_by={"cosine": 0.141, "rating": 0.07},
-                                                 tuned={"configs": (SimpleNamespace(
-                                                     objective=objective), None)}))
-    tuning = {"trials": trials, "best": {"rank_weight": 1.0}}
-
-    def stars(fig):
-        return [(line.get_xdata()[0], line.get_ydata()[0]) for line in fig.axes[0].lines
-                if line.get_marker() == "*"]
-
-    assert stars(study.frontier({"m": main}, "m", tuning)) == [(0.867, 0.141)]
-    assert stars(study.frontier({"m": main}, "m", None)) == []  # its own sweep: nothing older
+              for w, e, n in ((0.5, 0.88, 0.13), (1.0, 0.879, 0.14), (3.0, 0.9, 0.135))]
+    main = SimpleNamespace(baseline=False, sweep=trials, setting={"rank_weight": 1.0})
+    fig = study.frontier({"m": main}, "m")
+    dots = fig.axes[0].collections[0].get_offsets()
+    assert [tuple(d) for d in dots] == [(0.88, 0.13), (0.879, 0.14), (0.9, 0.135)]
+    rings = [(line.get_xdata()[0], line.get_ydata()[0]) for line in fig.axes[0].lines
+             if line.get_marker() == "o"]
+    assert rings == [(0.879, 0.14)]

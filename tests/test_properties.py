@@ -19,25 +19,35 @@ from .conftest import write_csv
 ratings_st = st.lists(st.tuples(st.integers(0, 6), st.integers(0, 5)), min_size=1, max_size=80)
 
 
-@given(ratings_st)
-def test_split_partitions_each_user_chronologically(rows):
+@given(ratings_st, st.randoms(use_true_random=False))
+def test_split_partitions_each_user_chronologically_whatever_the_row_order(rows, rnd):
     users = np.array([u for u, _ in rows])
     ts = np.array([t for _, t in rows])
-    labels = chronological_split(users, ts)
+    movies = np.array([sum(u == v for v, _ in rows[:i]) for i, (u, _) in enumerate(rows)])
+    labels = chronological_split(users, ts, movies)  # a user rates each movie once
     assert set(np.unique(labels)) <= {TRAIN, VAL, TEST}
     for u in np.unique(users):
         idx = np.flatnonzero(users == u)
         lab = labels[idx]
         n_train, n_val, n_test = (int(x) for x in split_sizes(len(idx)))
         assert [(lab == p).sum() for p in (TRAIN, VAL, TEST)] == [n_train, n_val, n_test]
-        order = idx[np.lexsort((idx, ts[idx]))]  # by time, ties in file order
+        order = idx[np.lexsort((movies[idx], ts[idx]))]  # by time, ties by movie
         assert labels[order].tolist() == sorted(labels[order].tolist())
+    shuffled = list(range(len(rows)))
+    rnd.shuffle(shuffled)  # the same ratings listed in another order: the same split
+    again = chronological_split(users[shuffled], ts[shuffled], movies[shuffled])
+    assert again.tolist() == labels[shuffled].tolist()
 
 
 @given(st.integers(1, 10_000))
-def test_split_sizes_sum_and_bounds(n):
+def test_split_sizes_are_the_seeds_shares_in_exact_arithmetic(n):
+    """train = the largest count <= 70% of n, val = the largest <= 2/3 of the rest, test the
+    rest: checked against the definition (never ``int(n * 0.7)``, one short for n = 90)."""
     a, b, c = (int(x) for x in split_sizes(n))
-    assert a + b + c == n and a == 7 * n // 10 and b == 2 * (n - a) // 3
+    assert 10 * a <= 7 * n < 10 * (a + 1)
+    assert 3 * b <= 2 * (n - a) < 3 * (b + 1)
+    assert c == n - a - b >= 0 and min(a, b) >= 0
+    assert split_sizes(n + 1)[0] >= a  # more ratings never mean fewer in train
 
 
 def brute_force(topk, relevant, k):

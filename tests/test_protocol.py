@@ -2,7 +2,6 @@
 scoring rule; our variants as specs (readout calibration, reuse of the tuned run)."""
 
 import dataclasses
-import json
 import time
 
 import numpy as np
@@ -15,7 +14,8 @@ from movierec.data import load_movielens
 from movierec.evaluate import BiasBaseline, rmse_mae
 from movierec.experiment import Experiment
 from movierec.prepare import prepare
-from movierec.protocol import Fitted, Fixed, Runner, Trial, choose_by, read_test, run
+from movierec.protocol import Fitted, Fixed, Grid, Trial, choose_by, read_test, run
+from movierec.runner import Runner
 from movierec.split import TEST, TRAIN, VAL
 from movierec.tensors import RankingVectors
 from movierec.train import predict, rating_errors
@@ -49,8 +49,11 @@ class Planted:
     def __init__(self, val: dict[int, float], target: str = "val_ndcg@10"):
         self.val, self.calls, self.target = val, [], target
 
-    def grid(self, n_ratings):
-        return [{"x": x} for x in self.val]
+    def proposals(self, n_ratings, seed):
+        return Grid([{"x": x} for x in self.val])
+
+    def searched(self):
+        return {"x": list(self.val)}
 
     def skip_reason(self, prep, n_ratings):
         return None
@@ -162,7 +165,8 @@ def test_calibrated_readout_is_chosen_on_val_and_never_worse_than_its_biases(tin
     from movierec.evaluate import RECENCY_HALF_LIVES
     from movierec.variants import READOUT_DAMPINGS, calibrate_readout, pair_cosines
 
-    trial = spec("hybrid_rank", epochs=2).tune(tiny_exp, {}, 3)
+    s = spec("hybrid_rank", epochs=2)
+    trial = s.tune(tiny_exp, s.grid(0)[0], 3)
     readout, model = trial.tuned["readout"], trial.fitted.model
     assert set(readout) == {"damping", "half_life", "scale"}
     assert readout["damping"] in READOUT_DAMPINGS
@@ -243,60 +247,78 @@ def test_unknown_names_and_settings_are_errors_listing_the_known_ones():
         spec("hybrid_rank", axes={"tempreature": (0.1,)})
 
 
-def test_tuning_is_a_seeded_search_on_val_whose_record_the_report_reads(tiny_exp, tmp_path,
-                                                                        monkeypatch):
-    from movierec import study, tune
+def test_a_tpe_search_is_seeded_reads_only_val_and_proposes_after_each_figure(tiny_exp,
+                                                                             monkeypatch):
+    from movierec.variants import VariantSpec
 
     reads = parts_ranked(monkeypatch)
-    space = {"rank_weight": ("log", 0.1, 10.0), "dim": ("choice", (4, 8))}
-    s = spec("hybrid_rank", epochs=2)
-    a, b = (tune.search(tiny_exp, s, 3, seed=7, space=space) for _ in range(2))
+    base = spec("hybrid_rank", epochs=2)
+    space = {**{k: ("choice", (v[0],)) for k, v in base.axes.items()},
+             "rank_weight": ("log", 0.1, 10.0), "dim": ("choice", (4, 8))}
+    s = VariantSpec(base.variant, base.train, 8, space=space, trials=3)
+    (a_trial, a), (_, b) = (protocol.search(tiny_exp, s, 7, 1) for _ in range(2))
     assert TEST not in reads  # only val is read
-    assert [r["rank_weight"] for r in a["trials"]] == [r["rank_weight"] for r in b["trials"]]
-    assert len(a["trials"]) == 3 and set(a["best"]) == {"rank_weight", "dim"}
-    best = max(a["trials"], key=lambda r: r["val_ndcg@10"])
-    assert a["best"] == {k: best[k] for k in space}
-    # the report: the best setting is the main model's grid, the trials are counted
-    assert study.main_axes(a, [1.0]) == {k: (v,) for k, v in a["best"].items()}
-    assert study.main_axes(None, [0.1, 1.0]) == {"rank_weight": (0.1, 1.0)}
-    record = {**a, "checksums": tiny_exp.prep.checksums}
-    path = tmp_path / "reports" / "tune" / f"{tiny_exp.prep.name}.json"
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(record))
-    assert study.load_tuning("auto", tiny_exp.prep, tmp_path)["best"] == a["best"]
-    assert study.load_tuning("auto", tiny_exp.prep, tmp_path / "elsewhere") is None
-    assert study.load_tuning(None, tiny_exp.prep, tmp_path) is None
-    path.write_text(json.dumps({**record, "checksums": {"ratings.csv": "0"}}))
-    with pytest.raises(ValueError, match="tuned on other data"):
-        study.load_tuning(path, tiny_exp.prep)
-    path.write_text(json.dumps({**record, "complete": False}))
-    with pytest.raises(ValueError, match="an unfinished search"):
-        study.load_tuning(path, tiny_exp.prep)
-    saved = []
-    tune.search(tiny_exp, s, 2, seed=7, space=space, save=saved.append)
-    assert [len(r["trials"]) for r in saved] == [1, 2]  # kept after every trial
+    assert [r["rank_weight"] for r in a] == [r["rank_weight"] for r in b] and len(a) == 3
+    assert a_trial.row == {k: v for k, v in max(a, key=lambda r: r["val_ndcg@10"]).items()
+                           if k != "seconds"}
+    assert all(r["seconds"] > 0 for r in a)  # each fit timed
+    protocol.check_proposals(s, a, len(tiny_exp.train), 7)  # what a replay checks
+    with pytest.raises(ValueError, match="the record is of another search"):
+        protocol.check_proposals(s, a, len(tiny_exp.train), 8)  # another seed
+    with pytest.raises(ValueError, match=r"a TPE search takes a space and trials >= 1"):
+        VariantSpec(base.variant, base.train, 8, space=space, trials=0)
+
+
+def test_tpe_proposes_after_the_figures_it_is_told():
+    """TPE's first ten proposals are its seeded random start; then each depends on the
+    figures told before it, so a record whose figures were edited proposes otherwise."""
+    from movierec.variants import Tpe
+
+    space = {"a": ("log", 0.1, 10.0), "b": ("choice", (1, 2, 3))}
+
+    def draws(figures: list[float], seed: int = 7) -> list[dict]:
+        tpe, out = Tpe(space, len(figures), seed, minimize=False), []
+        for figure in figures:
+            out.append(tpe.ask())
+            tpe.tell(figure)
+        assert tpe.ask() is None  # the budget is spent
+        return out
+
+    figures = [(i * 7 % 5) / 10 for i in range(14)]
+    told_otherwise = [1.0 - f for f in figures]
+    assert draws(figures) == draws(figures)
+    assert draws(told_otherwise)[:10] == draws(figures)[:10]
+    assert draws(told_otherwise)[10:] != draws(figures)[10:]
+    assert draws(figures, seed=8)[:10] != draws(figures)[:10]
+
+
+def recorded(result, exact: bool = True) -> dict:
+    return {"sweep": result.sweep, "setting": result.setting, "exact": exact,
+            "made": {"code": "c0de", "git": {"commit": "abc1234"}, "machine": {"cpu": "X"}}}
 
 
 def test_a_recorded_search_is_replayed_fitting_only_its_choice_and_checked(tiny_exp):
     searched = Planted({1: 0.2, 2: 0.5, 3: 0.1})
     full = run(tiny_exp, searched, seed=0)
-    record = {"sweep": full.sweep, "setting": full.setting}
+    record = recorded(full)
     again = Planted({1: 0.2, 2: 0.5, 3: 0.1})
     r = run(tiny_exp, again, seed=0, record=record)
     assert again.calls == [("tune", 2, 0), ("refit", 2, 0)]  # the grid is not searched
     assert r.sweep == full.sweep and r.setting == full.setting and r.ranking == full.ranking
-    with pytest.raises(ValueError, match="its grid is now"):  # the grid changed since
+    assert r.search["how"] == "recorded, refitted exactly" and r.search["tried"] == 3
+    with pytest.raises(ValueError, match="the record is of another search"):  # grid changed
         run(tiny_exp, Planted({1: 0.2, 2: 0.5, 4: 0.1}), seed=0, record=record)
+    with pytest.raises(ValueError, match="tries more than the 3 recorded"):
+        run(tiny_exp, Planted({1: 0.2, 2: 0.5, 3: 0.1, 4: 0.0}), seed=0, record=record)
     with pytest.raises(ValueError, match="not the best of its recorded search"):
         run(tiny_exp, Planted({1: 0.2, 2: 0.5, 3: 0.1}), seed=0,
             record={**record, "setting": {"x": 1}})
-    with pytest.raises(ValueError, match=r"now gives val_ndcg@10 0\.4 \(recorded 0\.5\)"):
-        run(tiny_exp, Planted({1: 0.2, 2: 0.4, 3: 0.1}), seed=0, record=record)
-    # within another CPU's bound (a few top-k flips over the val users) it is the same figure
-    near = 0.5 + 1 / len(tiny_exp.val_users)
-    assert run(tiny_exp, Planted({1: 0.2, 2: near, 3: 0.1}), seed=0, record=record).sweep
-    # a val figure read since the record was made is not taken on trust
-    class AlsoRecall(Planted):
+    # on the record's machine fingerprint the check is exact: the last bit counts
+    with pytest.raises(ValueError, match=r"now gives val_ndcg@10 0\.5000000000000001 \(recorded"
+                                         r" 0\.5\) on val \(on this machine fingerprint\)"):
+        run(tiny_exp, Planted({1: 0.2, 2: 0.5 + 1e-16, 3: 0.1}), seed=0, record=record)
+
+    class AlsoRecall(Planted):  # a val figure read since the record was made
         def tune(self, exp, setting, seed, threads):
             trial = super().tune(exp, setting, seed, threads)
             trial.row["val_recall@10"] = 0.3
@@ -306,38 +328,28 @@ def test_a_recorded_search_is_replayed_fitting_only_its_choice_and_checked(tiny_
         run(tiny_exp, AlsoRecall({1: 0.2, 2: 0.5, 3: 0.1}), seed=0, record=record)
 
 
-def test_recorded_baseline_searches_give_the_searched_results(tiny_exp, tmp_path,
-                                                              monkeypatch):
-    from movierec import study, tune
-    from movierec.baselines import baseline
+def test_on_another_machine_a_replay_holds_only_if_the_choice_cannot_have_moved(tiny_exp):
+    users = len(tiny_exp.val_users)
+    full = run(tiny_exp, Planted({1: 0.2, 2: 0.5, 3: 0.1}), seed=0)  # a lead of 0.3
+    record = recorded(full, exact=False)
+    small = 0.5 + 0.5 / users  # within another CPU's bound, well under half the lead
+    r = run(tiny_exp, Planted({1: 0.2, 2: small, 3: 0.1}), seed=0, record=record)
+    assert r.search["how"].startswith("recorded on another machine, refitted within its bounds")
+    with pytest.raises(ValueError, match=r"beyond another CPU's bounds"):  # a real change
+        run(tiny_exp, Planted({1: 0.2, 2: 0.45, 3: 0.1}), seed=0, record=record)
+    # a choice that moved by half its lead or more (here: a lead of half a flip) is in doubt:
+    # the whole search runs again here
+    close = run(tiny_exp, Planted({1: 0.2, 2: 0.5, 3: 0.5 - 0.5 / users}), seed=0)
+    again = Planted({1: 0.2, 2: 0.5 - 0.4 / users, 3: 0.5 - 0.5 / users})
+    r = run(tiny_exp, again, seed=0, record=recorded(close, exact=False))
+    assert r.search["how"].startswith("searched again here")
+    assert [c for c in again.calls if c[0] == "tune"] == [("tune", x, 0) for x in (2, 1, 2, 3)]
+    assert r.setting == {"x": 2} and "record" not in r.search
 
-    names = ["bias", "svd", "most_popular"]
-    record = tune.search_baselines(tiny_exp, names, seed=3, threads=1)
-    assert set(record["baselines"]) == set(names) and record["seed"] == 3
-    assert [r["damping"] for r in record["baselines"]["bias"]["sweep"]] == [
-        s["damping"] for s in baseline("bias").settings]
-    searched = Runner(tiny_exp, seed=3, progress=None)
-    searched.run([baseline(n) for n in names], seeds=(4,))
-    path = tmp_path / "reports" / "tune" / f"{tiny_exp.prep.name}-baselines.json"
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({**record, "checksums": tiny_exp.prep.checksums,
-                                "git": {"commit": "abc1234def", "dirty": False}}))
-    loaded = study.load_tuning("auto", tiny_exp.prep, tmp_path, kind="-baselines", seed=3)
-    assert "recorded by make tune-baselines at commit abc1234" in study.describe_search(loaded)
-    replayed = Runner(tiny_exp, seed=3, progress=None,
-                      recorded=study.recorded_searches(loaded))
-    monkeypatch.setattr(protocol, "search", lambda *a, **k: pytest.fail("a grid searched"))
-    replayed.run([baseline(n) for n in names], seeds=(4,))
-    for n in names:
-        a, b = searched.results[n], replayed.results[n]
-        assert (a.sweep, a.setting, a.rating, a.ranking, a.seeds) == (
-            b.sweep, b.setting, b.rating, b.ranking, b.seeds)
-    with pytest.raises(ValueError, match="searched with seed 3, this run's is 5"):
-        study.load_tuning(path, tiny_exp.prep, kind="-baselines", seed=5)
-    # found on its own ("auto"), a record of another seed is not this run's: it searches
-    assert study.load_tuning("auto", tiny_exp.prep, tmp_path, kind="-baselines", seed=5) is None
-    assert study.recorded_searches(None) == {}
-    assert study.describe_search(None).endswith("every grid searched in this run")
+
+def figures(rows: list[dict]) -> list[dict]:
+    """A search's rows without the seconds each fit took (which no rerun repeats)."""
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
 
 
 def test_side_by_side_processes_give_the_lone_runs_results(tiny_exp):
@@ -352,8 +364,8 @@ def test_side_by_side_processes_give_the_lone_runs_results(tiny_exp):
     assert list(pooled.results) == names  # in the order given, whatever finished first
     for n in names:
         a, b = lone.results[n], pooled.results[n]
-        assert (a.sweep, a.setting, a.rating, a.ranking, a.seeds, a.buckets) == (
-            b.sweep, b.setting, b.rating, b.ranking, b.seeds, b.buckets)
+        assert (figures(a.sweep), a.setting, a.rating, a.ranking, a.seeds, a.buckets) == (
+            figures(b.sweep), b.setting, b.rating, b.ranking, b.seeds, b.buckets)
         assert all(np.array_equal(a.per_user[k], b.per_user[k], equal_nan=True)
                    for k in a.per_user)
     assert [line.split(":")[0] for line in lines] == [f"--- {n}" for n in names]
@@ -426,3 +438,35 @@ def test_side_by_side_sends_the_experiment_once_per_process_not_per_job(tiny_exp
     r.run([Counted("a"), Counted("b"), Counted("c")], seeds=(4, 5), workers=2)  # 9 jobs
     assert [list(x.seeds) for x in r.results.values()] == [[3, 4, 5]] * 3
     assert 1 <= len(sent) <= 2  # once for each worker process started
+
+
+def test_nothing_of_test_reaches_the_main_models_choices_or_its_refit(tiny_dir):
+    """The main model's val search, its chosen setting, its readout, its epochs and its refit
+    model are the same, weight for weight, when the test ratings are shuffled among the test
+    rows or replaced by random ones: no path from test into training or tuning."""
+    from movierec.variants import VariantSpec
+
+    prep = prepare(load_movielens(tiny_dir))
+    test = prep.split.labels == TEST
+    rng = np.random.default_rng(0)
+    shuffled, replaced = prep.ratings.copy(), prep.ratings.copy()
+    shuffled[test] = rng.permutation(prep.ratings[test])
+    replaced[test] = rng.choice(np.arange(1, 11) / 2, test.sum()).astype(np.float32)
+    base = spec("hybrid_rank", epochs=3)
+    grid = VariantSpec(base.variant, base.train, 8,
+                       axes={**base.axes, "rank_weight": (0.3, 3.0), "temperature": (0.1, 0.5)})
+    runs = []
+    for ratings in (prep.ratings, shuffled, replaced):
+        exp = Experiment(dataclasses.replace(prep, ratings=ratings), torch.device("cpu"))
+        chosen, rows, _how = protocol.tune(exp, grid, 3, 1)
+        fitted = grid.refit(exp, chosen, 3)
+        runs.append((chosen, rows, fitted.model))
+    (c0, rows0, m0), *others = runs
+    for chosen, rows, model in others:
+        assert [{k: v for k, v in r.items() if k != "seconds"} for r in rows] == [
+            {k: v for k, v in r.items() if k != "seconds"} for r in rows0]
+        assert chosen.setting == c0.setting and chosen.tuned["readout"] == c0.tuned["readout"]
+        assert chosen.tuned["fit"].best_epoch == c0.tuned["fit"].best_epoch
+        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                     m0.state_dict().values(), strict=True))
+    assert not np.array_equal(replaced, prep.ratings)  # the test ratings did change

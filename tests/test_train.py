@@ -161,7 +161,9 @@ def test_killed_mid_epoch_resumes_to_the_same_result(tiny_exp, tmp_path):
         assert torch.equal(a, b)
 
 
-def test_variant_checkpoints_hold_vocabularies_and_resume(tiny_exp, tmp_path):
+def test_variant_checkpoints_hold_vocabularies_and_resume(tiny_exp, tmp_path, monkeypatch):
+    from movierec import train
+
     s = spec("hybrid", epochs=2)
     s = type(s)(s.variant, s.train, s.dim, checkpoint_dir=tmp_path)
     a = run(tiny_exp, s, seed=3)
@@ -169,10 +171,18 @@ def test_variant_checkpoints_hold_vocabularies_and_resume(tiny_exp, tmp_path):
     assert state["meta"]["tag_vocab"] == tiny_exp.prep.features.tag_vocab
     assert state["meta"]["movie_ids"].tolist() == tiny_exp.prep.features.movie_ids.tolist()
     assert load_checkpoint(tmp_path / "hybrid-seed3-refit.pt")["meta"]["refit"] is True
-    b = run(tiny_exp, s, seed=3)  # resumes from both
-    assert a.rating["test_rmse"] == b.rating["test_rmse"]
-    run(tiny_exp, s, seed=4)  # another seed: its own checkpoints, not the first seed's
-    assert (tmp_path / "hybrid-seed4-tune.pt").exists()
+    epochs = []
+    original = train.train_epoch
+
+    def counted(*args, **kwargs):
+        epochs.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_epoch", counted)
+    b = run(tiny_exp, s, seed=3)  # both trainings resumed whole from their checkpoints
+    assert epochs == [] and a.rating == b.rating and a.ranking == b.ranking
+    run(tiny_exp, s, seed=4)  # another seed: its own checkpoints, trained, not the first's
+    assert (tmp_path / "hybrid-seed4-tune.pt").exists() and len(epochs) >= 2
 
 
 def test_fit_without_monitor_runs_all_epochs_and_keeps_last(tiny_exp):
@@ -183,12 +193,31 @@ def test_fit_without_monitor_runs_all_epochs_and_keeps_last(tiny_exp):
     assert res.history["epoch"].tolist() == [1, 2, 3] and res.best_epoch == 3
 
 
-def test_last_short_batch_and_ratings_are_floats(tiny_exp):
+def test_an_epoch_trains_every_row_once_the_last_short_batch_included(tiny_exp, monkeypatch):
+    """Every training row is in exactly one batch of an epoch (the last, short one included),
+    with its rating as a float: half stars reach the loss (the seed cast them to int)."""
+    from movierec import train
+
+    batches = []
+    original = train.train_step
+
+    def seen(model, feats, batch, *args):
+        batches.append(batch)
+        return original(model, feats, batch, *args)
+
+    monkeypatch.setattr(train, "train_step", seen)
     n = len(tiny_exp.train)
-    res = run(tiny_exp, spec("seed", epochs=1, batch_size=n - 7), seed=3)  # 2nd batch: 7 rows
+    res = run(tiny_exp, spec("seed", epochs=1, batch_size=n - 7), seed=3, refit=False)
     assert len(res.trial.tuned["fit"].history) == 1
-    assert tiny_exp.train.ratings.dtype == torch.float32
-    assert (tiny_exp.train.ratings * 2 % 2 == 1).any()  # half stars survive
+    assert [len(b) for b in batches] == [n - 7, 7]  # the last batch: 7 rows
+    rows = sorted(zip(torch.cat([b.users for b in batches]).tolist(),
+                      torch.cat([b.movies for b in batches]).tolist(),
+                      torch.cat([b.ratings for b in batches]).tolist(), strict=True))
+    data = tiny_exp.train
+    assert rows == sorted(zip(data.users.tolist(), data.movies.tolist(), data.ratings.tolist(),
+                              strict=True))  # each row once, as it is
+    ratings = torch.cat([b.ratings for b in batches])
+    assert ratings.dtype == torch.float32 and bool((ratings * 2 % 2 == 1).any())  # half stars
 
 
 def test_ratings_slice_and_gather_keep_rows_together():

@@ -211,7 +211,7 @@ def main_search(params: dict, exp: Experiment, root: Path | None
         raise StaleRecord(f"{TUNED}'s {name} entry {setting} is not the choice of its record "
                           f"{path} ({record[spec.name]['setting']}): run "
                           f"`make tune DATASET={name}`, which writes both")
-    return spec, record, f"{TUNED} (make tune's choice; its search replayed from {path.name})"
+    return spec, record, f"{TUNED}, make tune's choice, its search replayed from {path.name}"
 
 
 def baseline_searches(params: dict, exp: Experiment, root: Path | None

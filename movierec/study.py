@@ -237,7 +237,10 @@ def searches(results: dict[str, Result]) -> dict[str, dict]:
 def search_runs(results: dict[str, Result]) -> dict[str, dict]:
     """How each model's search ran (not a result: recorded or here, the seconds its fits
     took where they ran, the record's commit, code version and machine)."""
-    return {n: {"how": r.search.get("how"), "seconds": r.search.get("seconds"),
+    return {n: {"how": ("a single setting, nothing to search" if r.search.get("how")
+                        == "searched here" and r.search.get("tried") == 1
+                        else r.search.get("how")),
+                "seconds": r.search.get("seconds"),
                 **({"record": {"commit": r.search["record"]["git"]["commit"],
                                "code": r.search["record"]["code"],
                                "cpu": r.search["record"]["machine"]["cpu"]}}

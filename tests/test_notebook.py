@@ -104,7 +104,8 @@ def test_full_code_path_report_on_generated_genome_data(tmp_path, monkeypatch, c
     # what it did was told on stderr as it went, and nothing of that is in the report
     told = capsys.readouterr().err
     for line in ("running notebooks/movierec.ipynb -> report", "== baselines", "== our models",
-                 f"hybrid_rank {params['MAIN_SETTING']} seed 42, tuned on train: epoch 1/4",
+                 "hybrid_rank (rank_weight 1, temperature 0.3, reg 0.02, min_positive 4, dim 64, "
+                 "lr 0.01, dense_lr 0.003, n_negatives 256) seed 42, tuned on train: epoch 1/4",
                  "hybrid_rank: seed 42 on test", "finished in"):
         assert line in told, line
     assert "WARNING" not in told  # the kernel's transport warning

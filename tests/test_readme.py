@@ -120,6 +120,35 @@ def prose(text: str) -> str:
     return re.sub(r'"[^"\n]*"', "", text)
 
 
+DATED = re.compile(r"\b[0-9a-f]{7,40}\b|\b20\d\d-\d\d-\d\d\b")  # a commit, or a date
+GOAL_WORDS = re.compile(r"\b(is|are) (not )?met\b", re.I)
+
+
+def undated_results(text: str) -> list[str]:
+    """The paragraphs of ``text``'s prose (generated blocks aside) that state a result, or
+    that a goal is met, without saying when it was measured (a commit or a date, in the
+    paragraph or its section's heading)."""
+    out, heading = [], ""
+    for para in re.split(r"\n\s*\n", prose(text)):
+        if para.startswith("#"):
+            heading, _, para = para.partition("\n")
+        found = RESULT_WORDS.search(para) or GOAL_WORDS.search(para)
+        if found and not DATED.search(heading + " " + para):
+            out.append(para[max(0, found.start() - 80):found.end() + 40])
+    return out
+
+
+def test_results_in_the_docs_are_generated_or_dated():
+    """docs/*.md are diaries as well as references: a result in their prose is either
+    generated from a report (a generated block, checked by make readme) or says when it was
+    measured, so that no sentence passes for a claim about today's reports."""
+    for doc in sorted((ROOT / "docs").glob("*.md")):
+        assert undated_results(doc.read_text(encoding="utf-8")) == [], doc.name
+    assert undated_results("## Speed\n\nThe goal of 60 s an epoch is met.") != []
+    assert undated_results("## Speed (at 3629574)\n\nThe 60 s goal is not met.") == []
+    assert undated_results("## X\n\nIt beats ALS (2026-12-03).") == []
+
+
 def test_no_result_sentence_stands_outside_what_metrics_json_generates():
     """A result in README or the notebook's prose is generated from metrics.json (and so
     checked against it); written prose states none."""

@@ -117,7 +117,10 @@ def test_the_code_version_follows_the_code_the_searches_run(tmp_path, monkeypatc
         assert version() == before
         (package / "protocol.py").write_text((package / "protocol.py").read_text()
                                              + "\ndef f():\n    from movierec import study\n")
-        assert version() != before  # an import inside a function counts too
+        assert "movierec.study" in records.import_closure("movierec.baselines")
+        with_import = version()  # an import inside a function brings its module's code in
+        (package / "study.py").write_text("X = 3\n")
+        assert version() != with_import
     finally:
         records.code_version.cache_clear()
 

@@ -57,7 +57,7 @@ MAIN_SPACE: dict[str, tuple] = {
     "rank_weight": ("log", 0.1, 10.0),
     "temperature": ("log", 0.03, 0.5),
     "reg": ("log", 0.001, 0.3),
-    "dim": ("choice", (32, 64, 128)),
+    "dim": ("choice", (32, 64, 128, 256)),
     "lr": ("log", 0.003, 0.05),
     "dense_lr": ("log", 0.001, 0.01),
     "n_negatives": ("choice", (64, 256, 1024, 4096)),

@@ -46,7 +46,8 @@ def test_results_table_rows_and_seed_spread():
     table = readme.results_table(metrics).splitlines()
     rows = [line.split(" | ")[0].removeprefix("| ") for line in table[2:]]
     assert sorted(rows) == sorted({*metrics["rating"], *metrics["ranking"]})  # each model once
-    baselines = [r for r in rows if r in metrics["baseline_settings"]]
+    ours = {*metrics["parameters"]["MODELS"], metrics["main_model"]["name"]}
+    baselines = [r for r in rows if r not in ours]
     assert rows[:len(baselines)] == baselines and rows[-1] == metrics["main_model"]["name"]
     main = metrics["main_model"]["name"]
     cells = table[-1].split(" | ")
@@ -54,11 +55,14 @@ def test_results_table_rows_and_seed_spread():
     m = copy.deepcopy(metrics)
     m["seeds"] = {"x": {"mean": {"recall@10": 0.15}, "sd": {"recall@10": 0.0707}, "seeds": 2}}
     assert readme.seed_spread(m) == "- x over 2 seeds: Recall@10 0.1500 ± 0.0707."
-    m["uncertainty"] = {"rmse": {"svdpp": {"diff": -0.01, "ci_low": -0.02, "ci_high": -0.001},
-                                 "svd": {"diff": 0.002, "ci_low": -0.001, "ci_high": 0.005}}}
+    seeds = {"seed_diff": -0.01, "seed_se": 0.002, "seeds": 4}
+    m["uncertainty"] = {"rmse": {
+        "svdpp": {"diff": -0.01, "ci_low": -0.02, "ci_high": -0.001, **seeds},
+        "svd": {"diff": 0.002, "ci_low": -0.001, "ci_high": 0.005, **seeds}}}
     m["main_model"] = {"name": "main"}
-    assert ("- RMSE: main is level with svd (+0.0020 [-0.0010, +0.0050]); loses to svdpp "
-            "(-0.0100 [-0.0200, -0.0010])." in readme.uncertainty(m))
+    assert ("- RMSE: main is level with svd (+0.0020 [-0.0010, +0.0050], seeds -0.0100 ± "
+            "0.0020); loses to svdpp (-0.0100 [-0.0200, -0.0010], seeds -0.0100 ± 0.0020)."
+            in readme.uncertainty(m))
 
 
 def test_missing_or_doubled_block_is_an_error(tmp_path):
@@ -87,17 +91,21 @@ def test_full_block_quotes_the_recorded_wall_time():
 def test_small_block_quotes_its_wall_time_and_the_recorded_searches():
     metrics = json.loads((ROOT / "reports/small/metrics.json").read_text())
     metrics["run"] = {"wall_seconds": 600, "cpu_count": 2, "cpu": "X", "memory_gb": 24}
-    metrics["baseline_search"] = {"git": {}, "seed": 42, "seconds": {"a": 1500, "b": 300}}
+    record = {"commit": "abc", "code": "c0de", "cpu": "X"}
+    metrics["search_runs"] = {"main_setting_from": "tuned.yaml",
+                              "a": {"how": "recorded", "seconds": 1500, "record": record},
+                              "b": {"how": "recorded", "seconds": 300, "record": record},
+                              "c": {"how": "searched here", "seconds": 5}}
+    metrics["searches"] = {n: {"tried": 4, "at_edge": [], "capped": []} for n in "abc"}
     said = readme.small_results(metrics)
     assert "`make small` took 10 min end to end (2 cores of an X, 24 GiB)." in said
-    assert "recorded once by `make tune-baselines` (30 min, not in that time)" in said
-    # the baselines the record lacks were searched in the run, and the sentence names them
-    assert "the run refits their choices and searches the grids the record lacks (" in said
-    assert "the record lacks (global_mean, bias, recent_bias, svd," in said
-    metrics["baseline_settings"] = {"a": {}, "b": {}}
-    assert "the run refits their choices." in readme.small_results(metrics)
-    metrics["baseline_search"] = None  # every grid searched in the run
-    assert "tune-baselines" not in readme.small_results(metrics)
+    assert ("The searches of a, b were recorded once by `make tune` and `make tune-baselines` "
+            "(30 min of fits, not in that time) and replayed" in said)
+    assert "searched in the run: c." in said  # the searches the records lack, named
+    metrics["searches"]["c"]["tried"] = 1  # one setting is no search
+    assert "searched in the run" not in readme.small_results(metrics)
+    metrics["search_runs"] = {"main_setting_from": "x", "c": {"how": "searched here"}}
+    assert "make tune-baselines" not in readme.small_results(metrics)  # nothing recorded
 
 
 def test_run_record_keeps_the_runners_note(tmp_path, monkeypatch):

@@ -67,9 +67,10 @@ class Baseline:
     def proposals(self, n_ratings: int, seed: int) -> Grid:
         return Grid(self.grid(n_ratings))
 
-    def searched(self) -> dict:
-        """The grid's axes (the small-data grid)."""
-        return {k: sorted({s[k] for s in self.settings}) for k in self.settings[0]}
+    def searched(self, n_ratings: int) -> dict:
+        """The axes of the grid tried with ``n_ratings`` training ratings."""
+        settings = self.grid(n_ratings)
+        return {k: sorted({s[k] for s in settings}) for k in settings[0]}
 
     def skip_reason(self, prep: Prepared, n_ratings: int) -> str | None:
         """Why this baseline does not run on ``prep`` (None: it runs)."""
@@ -330,16 +331,18 @@ def item_features(prep: Prepared) -> sp.csr_matrix:
 
 def lightfm_epochs(prep, users, movies, ratings, *, seed: int = 0, every: int = 10,
                    no_components: int = 64, learning_rate: float = 0.05,
-                   item_alpha: float = 0.0) -> Iterator[tuple[int, Fitted]]:
+                   item_alpha: float = 0.0, max_sampled: int = 10
+                   ) -> Iterator[tuple[int, Fitted]]:
     """LightFM (Kula 2015) with the WARP loss: users and movies as sums of their features'
     embeddings (a movie's: identity, genres, tags, release period; :func:`item_features`),
     trained on every rated movie, one thread (its parallel SGD is not reproducible); yields
-    (epochs so far, the model as fitted) every ``every`` epochs."""
+    (epochs so far, the model as fitted) every ``every`` epochs. ``max_sampled``: how many
+    negatives WARP draws at most for a positive before it gives up (LightFM's default, 10)."""
     from lightfm import LightFM
 
     feats, x = item_features(prep), interactions(prep, users, movies)
     model = LightFM(no_components=no_components, loss="warp", learning_rate=learning_rate,
-                    item_alpha=item_alpha, random_state=seed)
+                    item_alpha=item_alpha, max_sampled=max_sampled, random_state=seed)
     epochs = 0
     while True:
         model.fit_partial(x, item_features=feats, epochs=every, num_threads=1)
@@ -426,7 +429,9 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in (
              large_grid=grid(factors=(128,), regularization=(3.0, 10.0), alpha=(0.25,))),
     EpochTuned("lightfm", "LightFM (lightfm-next): WARP on users and movies as sums of their "
                "features' embeddings (identity, genres, tags, release period)", "ranking",
-               fit_lightfm, grid(no_components=(32, 64, 128), learning_rate=(0.01, 0.02, 0.05)),
+               # max_sampled: a val probe (docs/research.md) found its default, 10, short
+               fit_lightfm, grid(no_components=(32, 64, 128), learning_rate=(0.01, 0.02, 0.05),
+                                 max_sampled=(10, 30, 100)),
                epochs_fit=lightfm_epochs, max_ratings=5_000_000),
     Baseline("bpr", "BPR (implicit): pairwise ranking matrix factorisation", "ranking", fit_bpr,
              grid(learning_rate=(0.001, 0.003, 0.01),

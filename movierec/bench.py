@@ -48,7 +48,7 @@ from movierec.runtime import resolve_device
 from movierec.split import TRAIN, VAL, split_ratings
 from movierec.tensors import Ratings
 from movierec.train import TrainConfig, fit, make_optimizers, shuffled, train_step
-from movierec.variants import VARIANTS, VariantSpec, variant
+from movierec.variants import LARGE_ABOVE, MAIN_LARGE_SPACE, VARIANTS, VariantSpec, variant
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 FULL_YAML = NOTEBOOKS / "params" / "full.yaml"
@@ -191,12 +191,21 @@ def full_config(path: Path = FULL_YAML) -> dict:
     return {**notebook_defaults(NOTEBOOKS / "movierec.ipynb"), **yaml.safe_load(path.read_text())}
 
 
+def bench_setting(space: dict[str, tuple] = MAIN_LARGE_SPACE) -> dict:
+    """The main model's setting the bench times: the full-scale space's fixed size and
+    negatives (what a step's cost depends on) and each range's geometric middle."""
+    return {k: float(np.sqrt(v[1] * v[2])) if v[0] == "log" else v[1][0]
+            for k, v in space.items()}
+
+
 def full_spec(name: str, conf: dict) -> tuple[VariantSpec, dict]:
     """The variant called ``name`` as ``make full`` trains it, and its setting (the main
-    model's: full.yaml's ``MAIN_SETTING``)."""
+    model's: :func:`bench_setting`; another variant's: its lean grid's first)."""
     spec = VariantSpec(variant(name), TrainConfig.from_parameters(conf, progress=False),
                        conf["DIM"])
-    return spec, (dict(conf["MAIN_SETTING"]) if name == conf["RECOMMEND_WITH"] else {})
+    if name == conf["RECOMMEND_WITH"]:
+        return spec, bench_setting()
+    return spec, spec.grid(LARGE_ABOVE + 1)[0]
 
 
 def _build(exp: Experiment, name: str, conf: dict) -> tuple[MovieRecModel, TrainConfig]:
@@ -358,8 +367,8 @@ def run(out: Path, scale: str = "full", batches: int = 20, batch_size: int | Non
     result["sizes"] = {**prep.summary, **prep.split.sizes()}
     dev = resolve_device(device)
     result["train_settings"] = {"batch_size": batch_size,
-                                "n_negatives": conf["MAIN_SETTING"]["n_negatives"],
-                                "rank_weight": conf["MAIN_SETTING"]["rank_weight"],
+                                "n_negatives": bench_setting()["n_negatives"],
+                                "rank_weight": bench_setting()["rank_weight"],
                                 "ranks": ranks,
                                 "threads": torch.get_num_threads()}
     exact = Experiment(prep, dev)

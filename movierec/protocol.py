@@ -99,7 +99,7 @@ class Spec(Protocol):
 
     def proposals(self, n_ratings: int, seed: int) -> Proposals: ...
 
-    def searched(self) -> dict: ...  # what the search covers (axes or space), for the report
+    def searched(self, n_ratings: int) -> dict: ...  # what its search covers, for the report
 
     def skip_reason(self, prep: Prepared, n_ratings: int) -> str | None: ...
 
@@ -378,11 +378,12 @@ def read_seed(exp: Experiment, spec: Spec, chosen: Trial, s: int, *, seed: int,
     return reading, fitted
 
 
-def search_facts(spec: Spec, rows: list[dict], how: str, record: dict | None) -> dict:
-    """What the report says of a spec's search: how its setting was chosen, what it covers,
-    how many settings it tried and the seconds their fits took (where they ran: here, or
-    where the record was made)."""
-    return {"how": how, "searched": spec.searched(), "tried": len(rows),
+def search_facts(spec: Spec, rows: list[dict], how: str, record: dict | None,
+                 n_ratings: int) -> dict:
+    """What the report says of a spec's search: how its setting was chosen, what it covers
+    with ``n_ratings`` training ratings, how many settings it tried and the seconds their fits
+    took (where they ran: here, or where the record was made)."""
+    return {"how": how, "searched": spec.searched(n_ratings), "tried": len(rows),
             "seconds": sum(r.get("seconds", 0.0) for r in rows),
             **({"record": record["made"]} if record and "searched again" not in how else {})}
 
@@ -411,7 +412,8 @@ def first_reading(exp: Experiment, spec: Spec, *, seed: int, ks: tuple[int, ...]
     chosen, rows, how = tune(exp, spec, seed, threads, record)
     reading, fitted = read_seed(exp, spec, chosen, seed, seed=seed, ks=ks, threads=threads,
                                 refit=refit)
-    return chosen, rows, reading, fitted.model, search_facts(spec, rows, how, record)
+    return chosen, rows, reading, fitted.model, search_facts(spec, rows, how, record,
+                                                             len(exp.train))
 
 
 def run(exp: Experiment, spec: Spec, *, seed: int, seeds: Sequence[int] = (),
@@ -443,5 +445,5 @@ class Fixed:
     def proposals(self, n_ratings: int, seed: int) -> Grid:
         return Grid([self.setting])
 
-    def searched(self) -> dict:
+    def searched(self, n_ratings: int) -> dict:
         return {k: [v] for k, v in self.setting.items()}

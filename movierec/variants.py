@@ -47,6 +47,8 @@ class Variant:
     # biases + a scale on the cosine chosen on val (calibrate_readout), the vectors unchanged
     readout: str = "learned"
     requires: tuple[str, ...] = ()  # settings without a default: each setting must name them
+    axes: dict[str, tuple] = field(default_factory=dict)  # its val grid on every dataset
+    large_axes: dict[str, tuple] | None = None  # the grid above LARGE_ABOVE training ratings
 
 
 # setting -> ("log", low, high) | ("choice", values): the main model's search space (make tune,
@@ -63,18 +65,37 @@ MAIN_SPACE: dict[str, tuple] = {
     "n_negatives": ("choice", (64, 256, 1024, 4096)),
     "min_positive": ("choice", (3.0, 3.5, 4.0, 4.5)),
 }
+# above LARGE_ABOVE training ratings a trial is a training of minutes to hours: the size and the
+# negatives are fixed at values the full path has run at (docs/performance.md) and the ranges
+# narrowed around what small-data searches chose, as the baselines' lean grids are
+MAIN_LARGE_SPACE: dict[str, tuple] = {
+    "rank_weight": ("log", 0.5, 5.0),
+    "temperature": ("log", 0.1, 0.5),
+    "reg": ("log", 0.003, 0.1),
+    "dim": ("choice", (64,)),
+    "lr": ("log", 0.003, 0.03),
+    "dense_lr": ("log", 0.001, 0.01),
+    "n_negatives": ("choice", (256,)),
+    "min_positive": ("choice", (3.5, 4.0)),
+}
+
+LARGE_ABOVE = 5_000_000  # training ratings above which a variant's lean grid is searched
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("seed", "the seed's design, bugs fixed: content encoder, cosine on the rating scale",
-            "content", "cosine"),
+            "content", "cosine", axes={"lr": (0.003, 0.01, 0.03)}, large_axes={}),
     Variant("hybrid", "content + movie-id embedding, rating biases: the rating model",
-            "hybrid", "cosine_bias", objective=Objective(reg=0.05)),
+            "hybrid", "cosine_bias", objective=Objective(reg=0.05),
+            axes={"reg": (0.01, 0.05, 0.2), "dim": (32, 64, 128)}, large_axes={}),
     Variant("hybrid_rank", "the main model: the hybrid trained with RMSE + w x sampled softmax, "
             "its rating readout calibrated on val",
             "hybrid", "cosine_bias", prior=True, monitor="val_ndcg@10", readout="calibrated",
             requires=tuple(MAIN_SPACE)),
     Variant("mf", "baseline: biased matrix factorisation, no content features",
-            "id", "dot_bias", objective=Objective(reg=0.05)),
+            "id", "dot_bias", objective=Objective(reg=0.05),
+            axes={"reg": (0.01, 0.03, 0.1, 0.3), "dim": (32, 64, 128)},
+            # a full-scale epoch of mf takes about a minute: two settings there
+            large_axes={"reg": (0.02, 0.05)}),
 )}
 
 
@@ -153,6 +174,7 @@ class VariantSpec:
     dim: int
     axes: dict[str, tuple] = field(default_factory=dict)
     space: dict[str, tuple] | None = None  # a TPE search of this space instead of a grid
+    large_space: dict[str, tuple] | None = None  # the space above LARGE_ABOVE ratings
     trials: int = 0  # the TPE search's budget
     checkpoint_dir: str | Path | None = None  # a checkpoint per training, resumed if present
     kind = "both"
@@ -162,7 +184,9 @@ class VariantSpec:
     limits = {}  # noqa: RUF012 (no natural bounds declared)
 
     def __post_init__(self) -> None:
-        unknown = {*self.axes, *(self.space or ())} - set().union(*_FIELDS.values())
+        unknown = ({*self.axes, *self.variant.axes, *(self.variant.large_axes or ()),
+                    *(self.space or ()), *(self.large_space or ())}
+                   - set().union(*_FIELDS.values()))
         if unknown:
             raise ValueError(f"unknown setting(s) {sorted(unknown)} in the search of "
                              f"{self.name!r}; a setting names a field of Objective, "
@@ -184,20 +208,34 @@ class VariantSpec:
         return self.variant.monitor
 
     def grid(self, n_ratings: int) -> tuple[dict, ...]:
-        """The settings of a grid search (empty for a TPE search)."""
-        return () if self.space is not None else grid(**self.axes)
+        """The settings of a grid search (empty for a TPE search): the spec's ``axes`` if
+        given, else its variant's grid (the lean one above :data:`LARGE_ABOVE` ratings)."""
+        return () if self.space is not None else grid(**self.grid_axes(n_ratings))
+
+    def grid_axes(self, n_ratings: int) -> dict[str, tuple]:
+        v = self.variant
+        if self.axes:
+            return self.axes
+        large = v.large_axes is not None and n_ratings > LARGE_ABOVE
+        return v.large_axes if large else v.axes
 
     def proposals(self, n_ratings: int, seed: int):
-        """What the val search tries: the grid, or TPE over the space seeded with ``seed``."""
+        """What the val search tries: the grid, or TPE over the space (the lean one above
+        :data:`LARGE_ABOVE` ratings) seeded with ``seed``."""
         if self.space is None:
             return Grid(self.grid(n_ratings))
-        return Tpe(self.space, self.trials, seed, lower_is_better(self.target))
+        large = self.large_space is not None and n_ratings > LARGE_ABOVE
+        return Tpe(self.large_space if large else self.space, self.trials, seed,
+                   lower_is_better(self.target))
 
-    def searched(self) -> dict:
-        """What the search covers, for the report: the grid's axes or the TPE space."""
+    def searched(self, n_ratings: int) -> dict:
+        """What the search covers with ``n_ratings`` training ratings, for the report: the
+        grid's axes or the TPE space."""
         if self.space is None:
-            return {k: list(v) for k, v in self.axes.items()}
-        return {k: list(v[1:]) if v[0] == "log" else list(v[1]) for k, v in self.space.items()}
+            return {k: list(v) for k, v in self.grid_axes(n_ratings).items()}
+        large = self.large_space is not None and n_ratings > LARGE_ABOVE
+        return {k: list(v[1:]) if v[0] == "log" else list(v[1])
+                for k, v in (self.large_space if large else self.space).items()}
 
     def skip_reason(self, prep, n_ratings: int) -> None:
         return None
@@ -308,7 +346,8 @@ def main_spec(params: dict, setting: dict | None = None):
     alone (not searched); the other training settings from ``EPOCHS``, ``BATCH_SIZE``, ...
     (:meth:`TrainConfig.from_parameters`), its checkpoints in ``CHECKPOINT_DIR``."""
     spec = VariantSpec(variant(params["RECOMMEND_WITH"]), TrainConfig.from_parameters(params),
-                       params["DIM"], space=MAIN_SPACE, trials=params["MAIN_TRIALS"],
+                       params["DIM"], space=MAIN_SPACE, large_space=MAIN_LARGE_SPACE,
+                       trials=params["MAIN_TRIALS"],
                        checkpoint_dir=params.get("CHECKPOINT_DIR"))
     return spec if setting is None else Fixed(spec, dict(setting))
 

@@ -59,4 +59,7 @@ def spec(name: str, dim: int = 8, axes: dict | None = None, **train):
     v = variant(name)
     main = {**MAIN, "dim": dim, **{k: x for k, x in train.items() if k in MAIN}}
     fixed = {k: (x,) for k, x in main.items() if k in v.requires}
+    # a variant's own grid pinned to one setting (its middle values; the test's dim)
+    fixed.update({k: (dim,) if k == "dim" else (x[len(x) // 2],) for k, x in v.axes.items()
+                  if k not in train})
     return VariantSpec(v, train_config(**train), dim, axes={**fixed, **(axes or {})})

@@ -52,7 +52,7 @@ class Planted:
     def proposals(self, n_ratings, seed):
         return Grid([{"x": x} for x in self.val])
 
-    def searched(self):
+    def searched(self, n_ratings):
         return {"x": list(self.val)}
 
     def skip_reason(self, prep, n_ratings):
@@ -470,3 +470,24 @@ def test_nothing_of_test_reaches_the_main_models_choices_or_its_refit(tiny_dir):
         assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
                                                      m0.state_dict().values(), strict=True))
     assert not np.array_equal(replaced, prep.ratings)  # the test ratings did change
+
+
+def test_every_model_of_ours_searches_its_own_grid_and_a_lean_one_at_scale():
+    from movierec.variants import LARGE_ABOVE, MAIN_LARGE_SPACE, MAIN_SPACE, VariantSpec, variant
+
+    from .conftest import train_config
+
+    mf = VariantSpec(variant("mf"), train_config(), 64)
+    assert len(mf.grid(1000)) == 12 and {s["dim"] for s in mf.grid(1000)} == {32, 64, 128}
+    assert mf.grid(LARGE_ABOVE + 1) == ({"reg": 0.02}, {"reg": 0.05})
+    assert mf.searched(LARGE_ABOVE + 1) == {"reg": [0.02, 0.05]}
+    assert {len(VariantSpec(variant(n), train_config(), 64).grid(1000))
+            for n in ("seed", "hybrid")} == {3, 9}
+    pinned = VariantSpec(variant("mf"), train_config(), 64, axes={"reg": (0.1,)})
+    assert pinned.grid(1000) == ({"reg": 0.1},)  # a caller's axes replace the grid
+    main = VariantSpec(variant("hybrid_rank"), train_config(), 64, space=MAIN_SPACE,
+                       large_space=MAIN_LARGE_SPACE, trials=3)
+    small, large = (main.proposals(n, 0).ask() for n in (1000, LARGE_ABOVE + 1))
+    assert small["n_negatives"] in MAIN_SPACE["n_negatives"][1]
+    assert large["dim"] == 64 and large["n_negatives"] == 256  # the lean space's fixed values
+    assert main.searched(LARGE_ABOVE + 1)["dim"] == [64]

@@ -162,15 +162,17 @@ def test_killed_mid_epoch_resumes_to_the_same_result(tiny_exp, tmp_path):
 
 
 def test_variant_checkpoints_hold_vocabularies_and_resume(tiny_exp, tmp_path, monkeypatch):
+    import dataclasses
+
     from movierec import train
 
-    s = spec("hybrid", epochs=2)
-    s = type(s)(s.variant, s.train, s.dim, checkpoint_dir=tmp_path)
+    s = dataclasses.replace(spec("hybrid", epochs=2), checkpoint_dir=tmp_path)
     a = run(tiny_exp, s, seed=3)
-    state = load_checkpoint(tmp_path / "hybrid-seed3-tune.pt")
+    tag = "".join(f"-{k}={v}" for k, v in a.setting.items())  # the setting names the file
+    state = load_checkpoint(tmp_path / f"hybrid{tag}-seed3-tune.pt")
     assert state["meta"]["tag_vocab"] == tiny_exp.prep.features.tag_vocab
     assert state["meta"]["movie_ids"].tolist() == tiny_exp.prep.features.movie_ids.tolist()
-    assert load_checkpoint(tmp_path / "hybrid-seed3-refit.pt")["meta"]["refit"] is True
+    assert load_checkpoint(tmp_path / f"hybrid{tag}-seed3-refit.pt")["meta"]["refit"] is True
     epochs = []
     original = train.train_epoch
 
@@ -182,7 +184,7 @@ def test_variant_checkpoints_hold_vocabularies_and_resume(tiny_exp, tmp_path, mo
     b = run(tiny_exp, s, seed=3)  # both trainings resumed whole from their checkpoints
     assert epochs == [] and a.rating == b.rating and a.ranking == b.ranking
     run(tiny_exp, s, seed=4)  # another seed: its own checkpoints, trained, not the first's
-    assert (tmp_path / "hybrid-seed4-tune.pt").exists() and len(epochs) >= 2
+    assert (tmp_path / f"hybrid{tag}-seed4-tune.pt").exists() and len(epochs) >= 2
 
 
 def test_fit_without_monitor_runs_all_epochs_and_keeps_last(tiny_exp):

@@ -21,6 +21,9 @@ class Objective:
     rank_weight: float = 0.0  # weight of the sampled-softmax (retrieval) term; 0: none
     min_positive: float = 0.0  # softmax positives: ratings >= this (0: every rated movie)
     reg: float = 0.0  # L2 on the batch's user/movie-id vectors and biases
+    # the share of a step's movies read by content alone, their id vectors dropped (so that the
+    # content path learns to stand alone, as a movie without ratings must)
+    id_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.rating and not self.rank_weight:
@@ -28,6 +31,8 @@ class Objective:
         if self.rank_weight < 0 or self.reg < 0:
             raise ValueError(f"weights must be >= 0, got rank_weight={self.rank_weight}, "
                              f"reg={self.reg}")
+        if not 0 <= self.id_dropout < 1:
+            raise ValueError(f"id_dropout must be in [0, 1), got {self.id_dropout}")
 
 
 def rmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -526,14 +526,17 @@ class MovieRecModel(nn.Module):
     def all_user_vectors(self) -> torch.Tensor:
         return self.user.weight.detach().clone()
 
-    def read_movies(self, rows: torch.Tensor, feats: FeatureTensors, use_id: bool = True
-                    ) -> MovieRows:
+    def read_movies(self, rows: torch.Tensor, feats: FeatureTensors, use_id: bool = True,
+                    id_keep: torch.Tensor | None = None) -> MovieRows:
         """The vectors of the movies ``rows`` (content + id; ``use_id=False``: by content
-        alone) and their raw id vectors."""
+        alone; ``id_keep``, one flag per movie of the catalogue: the movies whose id vector is
+        added, the others read by content alone) and their raw id vectors."""
         out = None if self.content is None else self.content(rows, feats)
         ids = None
         if self.movie is not None and use_id:
             masked, ids = self.movie(rows)
+            if id_keep is not None:
+                masked = masked * id_keep.index_select(0, rows).unsqueeze(1)
             out = masked if out is None else out + masked
         return MovieRows(rows, out, ids)
 
@@ -597,14 +600,17 @@ class MovieRecModel(nn.Module):
     # ---- the training objective ----
 
     def loss(self, feats: FeatureTensors, users: torch.Tensor, movies: torch.Tensor,
-             ratings: torch.Tensor, negatives: torch.Tensor | None = None) -> torch.Tensor:
+             ratings: torch.Tensor, negatives: torch.Tensor | None = None,
+             id_keep: torch.Tensor | None = None) -> torch.Tensor:
         """The training loss of a batch of (user, movie, rating) rows, ``negatives`` the
-        catalogue negatives of the retrieval term (:attr:`ModelConfig.objective`). Each
-        distinct movie (rated or negative) is read once (:meth:`loss_from`)."""
+        catalogue negatives of the retrieval term (:attr:`ModelConfig.objective`), ``id_keep``
+        the movies whose id vectors this step reads (None: all; the objective's id dropout).
+        Each distinct movie (rated or negative) is read once (:meth:`loss_from`)."""
         wanted = movies if negatives is None else torch.cat([movies, negatives])
         uniq, inverse = unique_indices(wanted, feats.n_movies)
         return self.loss_from(self.user(users), self.head.user_bias(users),
-                              self.read_movies(uniq, feats), inverse[: len(movies)],
+                              self.read_movies(uniq, feats, id_keep=id_keep),
+                              inverse[: len(movies)],
                               None if negatives is None else inverse[len(movies):], ratings)
 
     def loss_from(self, u: torch.Tensor, user_bias: torch.Tensor | None, movies: MovieRows,

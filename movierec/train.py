@@ -119,15 +119,20 @@ def shuffled(train: Ratings, gen: torch.Generator) -> Ratings:
 
 def train_step(model: MovieRecModel, feats: FeatureTensors, batch: Ratings, cfg: TrainConfig,
                opts: list[torch.optim.Optimizer], gen: torch.Generator) -> float:
-    """One optimiser step on ``batch`` (negatives drawn from ``gen`` for the retrieval loss);
-    returns the batch loss."""
+    """One optimiser step on ``batch`` (negatives drawn from ``gen`` for the retrieval loss,
+    and the movies that keep their id vector, for the objective's id dropout); returns the
+    batch loss."""
     for opt in opts:
         opt.zero_grad(set_to_none=True)
-    negs = None
-    if model.config.objective.rank_weight:
+    negs = keep = None
+    obj = model.config.objective
+    if obj.rank_weight:
         negs = torch.randint(feats.n_movies, (cfg.n_negatives,), generator=gen).to(
             batch.users.device)
-    loss = model.loss(feats, batch.users, batch.movies, batch.ratings, negs)
+    if obj.id_dropout and model.movie is not None:
+        keep = (torch.rand(feats.n_movies, generator=gen) >= obj.id_dropout).to(
+            batch.users.device, torch.float32)
+    loss = model.loss(feats, batch.users, batch.movies, batch.ratings, negs, keep)
     loss.backward()
     for opt in opts:
         opt.step()

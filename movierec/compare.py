@@ -39,7 +39,8 @@ FINGERPRINT = ("device", "cpu_vendor", "cpu", "cpu_capability", "mkl_cbwr", "tor
 # and parameters, which choose_mode compares first)
 RESULTS = ("split_sizes", "dropped", "summary", "features", "evaluated_users", "main_model",
            "rating", "ranking", "ranking_by", "buckets", "catalogue", "seeds", "uncertainty",
-           "ablations", "sweeps", "searches", "configurations_tried", "skipped", "history")
+           "ablations", "coldstart", "sweeps", "searches", "configurations_tried", "skipped",
+           "history")
 MACHINE_PARAMETERS = ("THREADS", "DEVICE")  # parameters that describe the machine, not the run
 # parameters that say how a run is done, not what it computes: the baselines' searches replayed
 # from their record or searched again, fitted side by side or one after another
@@ -126,6 +127,9 @@ def users_of(path: tuple[str, ...], metric: str, ref: dict) -> int:
     (searches, training histories, val figures), else the test users."""
     if path[0] == "buckets":
         return ref["buckets"][path[1]][path[2]]["users"]
+    if path[0] == "coldstart":  # the new-movie study's users: of its val or test window, and
+        part = "val" if "val" in path or metric.startswith("val_") else "test"  # of its tasks
+        return ref["coldstart"][part]["mixed_users" if "mixed" in path else "users"]
     bucket = RANKING_METRIC.match(metric)
     if bucket and bucket["bucket"]:
         return ref["buckets"][ref["main_model"]["name"]][bucket["bucket"]]["users"]
@@ -150,8 +154,11 @@ def _bound(path: tuple[str, ...], ref_value: float, ref: dict, run: dict,
     bootstrap of two models twice the bound (both can move); every other value by ``rel``."""
     metric, ranking = metric_of(path)
     stat = path[-1]
-    if path[0] == "uncertainty" and stat == "p_not_better":
+    bootstrap = "uncertainty" in path[:2]  # the report's, or the new-movie study's
+    if bootstrap and stat == "p_not_better":
         return tol.p_shift
+    if stat == "new_in_top":  # a mean count of shown movies: a flip moves it by 1 / users
+        return tol.flips / users_of(path, metric, ref)
     if ranking is not None:
         if ranking.group(2) == "coverage":
             one = tol.coverage_movies / ref["summary"]["movies"]
@@ -163,11 +170,11 @@ def _bound(path: tuple[str, ...], ref_value: float, ref: dict, run: dict,
             one = flips / math.sqrt(n * (n - 1)) + tol.rel * abs(ref_value)
         else:
             one = tol.flips / users_of(path, metric, ref)
-    elif path[0] == "uncertainty":  # an RMSE gap: each RMSE within rel of its size
+    elif bootstrap:  # an RMSE gap: each RMSE within rel of its size
         return 2 * tol.rel * MAX_RATING_ERROR
     else:
         one = tol.rel * abs(ref_value)
-    if path[0] == "uncertainty":
+    if bootstrap:
         return 2 * one
     if path[0] == "seeds" and path[2] == "sd":
         s = ref["seeds"][path[1]]["seeds"]

@@ -142,3 +142,28 @@ def frontier(points: pd.DataFrame, chosen: dict, references: dict[str, tuple[str
               frameon=False)
     fig.tight_layout()
     return fig
+
+
+def cold_frontier(mixed: dict, k: int = 20) -> Figure:
+    """The mixed task's frontier: Recall@k of relevant new movies against NDCG@10 of relevant
+    warm ones as the new movies' bonus grows, on val (where the bonus is chosen, ringed) and
+    on test, each point labelled with its bonus and the new movies in an average top k."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for part, style in (("val", "o--"), ("test", "s-")):
+        rows = mixed[part]
+        x = [r["warm ndcg@10"] for r in rows]
+        y = [r[f"new recall@{k}"] for r in rows]
+        ax.plot(x, y, style, label=part)
+        for r, xi, yi in zip(rows, x, y, strict=True):
+            ax.annotate(f"b={r['bonus']:g} ({r['new_in_top']:.1f} new)", (xi, yi),
+                        textcoords="offset points", xytext=(4, 4), fontsize=7)
+        pick = next(r for r in rows if r["bonus"] == mixed["chosen"])
+        ax.plot(pick["warm ndcg@10"], pick[f"new recall@{k}"], "o", ms=14, mfc="none",
+                mec="red", label=f"bonus chosen on val ({mixed['chosen']:g})" if part == "val"
+                else None)
+    ax.set(xlabel="NDCG@10 of warm movies (higher is better)",
+           ylabel=f"Recall@{k} of new movies (higher is better)",
+           title="New movies in the mixed ranking: what each bonus buys and costs")
+    _legend_outside(ax)
+    fig.tight_layout()
+    return fig

@@ -321,7 +321,8 @@ def check_defined(tree, path: tuple[str, ...] = ()) -> None:
 
 def metrics_record(exp: Experiment, *, parameters: dict, results: dict[str, Result],
                    skipped: dict[str, str], main: str, setting_from: str, uncertainty: dict,
-                   ablations: dict, stage_seconds: dict, provenance: dict) -> dict:
+                   ablations: dict, stage_seconds: dict, provenance: dict,
+                   coldstart: dict | None = None) -> dict:
     """Everything ``metrics.json`` holds: dataset, split, every model's rating, ranking and
     cold-start metrics, searches, seeds, bootstraps, parameters, timings and provenance (an
     undefined result is an error: :func:`check_defined`)."""
@@ -343,6 +344,7 @@ def metrics_record(exp: Experiment, *, parameters: dict, results: dict[str, Resu
         "seeds": all_seeds(results),
         "uncertainty": uncertainty,
         "ablations": ablations,
+        "coldstart": coldstart or {},
         "sweeps": {n: [{k: v for k, v in row.items() if k != "seconds"} for row in r.sweep]
                    for n, r in results.items()},
         "searches": searches(results),

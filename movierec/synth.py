@@ -52,8 +52,14 @@ SCALES = {
     "small": Scale(610, 9_742, 100_836, 3_683, 2_000, tag_vocab=1_500),
     # the shape of ml-100k (denser users, fewer movies; write it with --layout ml-100k: no tags)
     "100k": Scale(943, 1_682, 100_000, 2_000, 300, genome_tags=64, tag_vocab=500),
+    # the shape of ml-1m: 6,040 users, 3,883 movies, 1,000,209 ratings (--layout ml-1m: no tags)
+    "1m": Scale(6_040, 3_883, 1_000_209, 20_000, 600, genome_tags=64, tag_vocab=2_000),
     "tiny": Scale(120, 300, 6_000, 600, 150, genome_tags=64, tag_vocab=200, rank=4),
 }
+
+
+FIRST, LAST = 946_684_800, 1_672_531_200  # the ratings' time span: 2000-01-01 .. 2023-01-01
+YEAR = 365 * 86_400
 
 
 def _heavy_tail(rng: np.random.Generator, n: int, sigma: float) -> np.ndarray:
@@ -125,9 +131,15 @@ def generate(out: str | os.PathLike, scale: str | Scale = "tiny", seed: int = 0)
     raw = (3.5 + user_bias[u] + movie_bias[m] + 1.6 * _affinity(user_f, movie_f, u, m)
            + rng.normal(0, 0.6, len(u)))
     rating = np.clip(np.round(raw * 2) / 2, 0.5, 5.0)
-    start = rng.integers(946_684_800, 1_672_531_200, sc.users)  # 2000-01-01 .. 2023-01-01
+    start = rng.integers(FIRST, LAST, sc.users)
     span = rng.integers(3_600, 5 * 365 * 86_400, sc.users)
     ts = start[u] + (rng.random(len(u)) * span[u]).astype(np.int64)
+    # releases: a movie of a year after the data's start arrives that year and is rated only
+    # after it (within a few weeks of its arrival at the earliest): new movies arrive over time
+    years = rng.integers(1920, 2024, sc.movies)
+    arrival = np.where(years >= 2000, FIRST + (years - 2000) * YEAR
+                       + rng.integers(0, YEAR, sc.movies), FIRST)
+    ts = np.maximum(ts, arrival[m] + rng.integers(0, 6 * 7 * 86_400, len(u)))
 
     # genres: 1-3 per movie, favouring those whose hidden direction matches the movie
     genre_f = rng.normal(0, 1, (len(GENRES) - 1, r)).astype(np.float32)
@@ -138,7 +150,6 @@ def generate(out: str | os.PathLike, scale: str | Scale = "tiny", seed: int = 0)
     genres = ["|".join(names[ranked[i, :n_genres[i]]]) for i in range(sc.movies)]
     for i in rng.choice(sc.movies, max(1, sc.movies // 200), replace=False):
         genres[i] = GENRES[0]
-    years = rng.integers(1920, 2024, sc.movies)
     titles = [f"Synthetic Movie {mid} ({y})" for mid, y in zip(movie_ids, years, strict=True)]
 
     # tags: applications on rated pairs; the tag is the best-aligned of a few frequent ones

@@ -33,6 +33,11 @@ def report() -> dict:
         "uncertainty": {"recall@10": {"against": "ease", "diff": 0.004, "ci_low": -0.01,
                                       "ci_high": 0.02, "p_not_better": 0.3, "resamples": 2000}},
         "ablations": {},
+        "coldstart": {"test": {"users": 40, "mixed_users": 60}, "val": {"users": 20,
+                                                                        "mixed_users": 30},
+                      "cold": {"main": {"ndcg@10": 0.05, "val_ndcg@10": 0.04}},
+                      "mixed": {"test": [{"bonus": 1.0, "new_in_top": 2.5,
+                                          "warm ndcg@10": 0.07}]}},
         "sweeps": {"ease": [{"lam": 300.0, "val_ndcg@10": 0.09}]},
         "searches": {"ease": {"searched": {"lam": [300.0]}, "tried": 1,
                               "chosen": {"lam": 300.0}, "at_edge": [], "at_limit": [],
@@ -293,3 +298,23 @@ def test_a_tolerance_rerun_whose_change_never_reached_the_kernel_is_refused():
                            "torch_threads": 1}}
     for env, params in tolerance.RERUNS.values():
         tolerance.check_took_effect({**env, **params}, took)
+
+
+def test_the_new_movie_studys_figures_are_bounded_by_its_own_users():
+    """A flip moves a cold-task figure by 1 / its window's cold users, a mixed-task figure by
+    1 / that task's users: three flips pass, more fail, each against its own count."""
+    def moved(path, by):
+        def change(r):
+            tree = r
+            for key in path[:-1]:
+                tree = tree[int(key)] if isinstance(tree, list) else tree[key]
+            tree[path[-1]] += by
+        return change
+
+    cases = ((("coldstart", "cold", "main", "ndcg@10"), 40),
+             (("coldstart", "cold", "main", "val_ndcg@10"), 20),
+             (("coldstart", "mixed", "test", "0", "warm ndcg@10"), 60),
+             (("coldstart", "mixed", "test", "0", "new_in_top"), 60))
+    for path, users in cases:
+        assert not fooled(moved(path, 2.9 / users)), path
+        assert fooled(moved(path, 3.5 / users)), path

@@ -286,6 +286,19 @@ def test_bootstraps_features_and_the_count_of_configurations_are_compared(key, c
     assert diffs and diffs[0].startswith(key)
 
 
+def test_a_bootstraps_share_not_ahead_moves_only_with_its_difference():
+    """Few users make the share of resamples not ahead jump when the difference moves a flip's
+    worth (the new-movie study's 18): it may move by what the difference's change implies
+    (its interval's width sets the density), never on its own."""
+    def moved(diff, p):
+        return lambda r: r["uncertainty"]["recall@10"].update(
+            {"diff": 0.004 + diff, "p_not_better": 0.3 + p})
+
+    assert fooled(moved(0.005, 0.1)) == []  # the difference moved: so may the share
+    assert fooled(moved(0.005, 0.6))  # more than the difference's change allows
+    assert fooled(moved(0.0, 0.05))  # the share moved alone
+
+
 def test_a_tolerance_rerun_whose_change_never_reached_the_kernel_is_refused():
     from movierec import tolerance
 

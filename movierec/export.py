@@ -2,7 +2,8 @@
 library.
 
 ``movies.parquet``: movieId, title, genres, ``embedding`` (the model's raw movie vector) and
-``unit`` (the vector the ranking searches, normalised for cosine models); ``users.parquet``:
+``unit`` (the vector the ranking searches: normalised for cosine models, with the age term's
+columns when the model has one set); ``users.parquet``:
 userId, ``embedding``, ``unit``. Vectors are fixed-size lists of float32. A user's ranking score
 for a movie is ``dot(user.unit, movie.unit) + movie.offset`` (``offset`` is 0 for models
 without a per-movie prior or bias in their ranking).

@@ -74,6 +74,7 @@ class ModelConfig:
     # model's is one of its settings (variants.MAIN_SPACE); without a prior it orders nothing
     tag_rank: int = 0  # > 0: tag table = fixed basis (n_tags, tag_rank) @ learned coefficients
     genome_rank: int = 0  # > 0: the same for the genome-tag table
+    age_years: int = 0  # > 0: an age-at-the-user's-now term over this many years (AgeTerm)
     objective: Objective = field(default_factory=Objective)
 
     def __post_init__(self) -> None:
@@ -435,6 +436,41 @@ class Retrieval(nn.Module):
         return movies / t, prior - bound, bound
 
 
+class AgeTerm(nn.Module):
+    """A movie's age at the user's now in the retrieval score: ``weight x h[movie, now]``, as
+    an inner product of ``weight x`` a one-hot of the user's now (a column of ``n_years``)
+    with the movie's row of ``h`` (:func:`movierec.age.age_inputs`). Fixed, not trained: set
+    after training from the fitted-on data (:meth:`set`), the weight chosen on val; weight 0
+    (the start) adds nothing. A user the model was not fitted on (a fold-in) is at the latest
+    now of the fitted-on users (the fitted-on data's last year)."""
+
+    def __init__(self, n_users: int, n_movies: int, n_years: int) -> None:
+        super().__init__()
+        self.register_buffer("user_year", torch.full((n_users,), n_years - 1))
+        self.register_buffer("movie_h", torch.zeros(n_movies, n_years))
+        self.register_buffer("weight", torch.zeros(()))
+
+    @torch.no_grad()
+    def set(self, user_year: np.ndarray, movie_h: np.ndarray, weight: float) -> None:
+        if movie_h.shape != tuple(self.movie_h.shape):
+            raise ValueError(f"the age term's table is {tuple(self.movie_h.shape)}, got "
+                             f"{movie_h.shape}")
+        self.user_year.copy_(torch.as_tensor(user_year))
+        self.movie_h.copy_(torch.as_tensor(movie_h))
+        self.weight.fill_(float(weight))
+
+    @property
+    def active(self) -> bool:
+        return bool(self.weight != 0)
+
+    def users(self, n: int, rows: torch.Tensor | None) -> torch.Tensor:
+        """(n, n_years): weight x the one-hot of each user's now (``rows``: the users' rows;
+        None: ``n`` new users, at the latest now)."""
+        year = (self.user_year.index_select(0, rows) if rows is not None
+                else self.user_year.max().expand(n))
+        return nn.functional.one_hot(year, self.movie_h.shape[1]).to(self.movie_h) * self.weight
+
+
 @dataclass
 class MovieRows:
     """The movie side of a loss: the movies read (indexes), their vectors and their raw
@@ -462,6 +498,7 @@ class MovieRecModel(nn.Module):
         self.head = (FixedHead() if c.score == "cosine" else
                      BiasedHead(c.n_users, c.n_movies, c.global_mean, c.score == "cosine_bias"))
         self.retrieval = Retrieval(c.n_movies, c.temperature, c.prior)
+        self.age = AgeTerm(c.n_users, c.n_movies, c.age_years) if c.age_years else None
         self.reset_parameters(generator)
 
     @torch.no_grad()
@@ -568,25 +605,41 @@ class MovieRecModel(nn.Module):
         cosine models by nearest-embedding search."""
         return self.interaction.default_ranking
 
-    def rank_users(self, u: torch.Tensor, by: RankBy = "cosine") -> torch.Tensor:
+    def _aged(self, by: str) -> bool:
+        """Whether the ranking ``by`` carries the age term (the retrieval score's, when set)."""
+        return by == "cosine" and self.age is not None and self.age.active
+
+    def rank_users(self, u: torch.Tensor, by: RankBy = "cosine",
+                   rows: torch.Tensor | None = None) -> torch.Tensor:
         """User vectors (rows, or one 1-D vector) in the ranking space: ``by="cosine"``, the
-        retrieval score; ``by="rating"``, the predicted rating up to a per-user constant."""
+        retrieval score; ``by="rating"``, the predicted rating up to a per-user constant.
+        ``rows``: the users' rows in the model, for the age term's now (None: new users)."""
         units = self.interaction.unit(u)
-        return (self.head.scale_users(units) if _check_by(by) == "rating"
-                else self.retrieval.scale_users(units))
+        out = (self.head.scale_users(units) if _check_by(by) == "rating"
+               else self.retrieval.scale_users(units))
+        if not self._aged(by):
+            return out
+        flat = out.dim() == 1
+        out = out.reshape(-1, out.shape[-1])
+        out = torch.cat([out, self.age.users(len(out), rows)], 1)
+        return out[0] if flat else out
 
     def rank_movies(self, m: torch.Tensor, by: RankBy = "cosine"
                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Movie vectors in the ranking space and the per-movie offset (None: no offset)."""
+        """Movie vectors (every movie, in index order) in the ranking space and the per-movie
+        offset (None: no offset)."""
         units = self.interaction.unit(m)
+        if self._aged(by):
+            units = torch.cat([units, self.age.movie_h.to(units)], 1)
         return units, (self.head.movie_offset() if _check_by(by) == "rating"
                        else self.retrieval.offset())
 
     def ranking(self, u: torch.Tensor, m: torch.Tensor, by: RankBy) -> RankingVectors:
-        """User vectors ``u`` and movie vectors ``m`` (every movie, in index order) in the
-        ranking space: ``score = users @ movies.T + offset``."""
+        """Every user's vector ``u`` (in row order) and every movie's ``m`` (in index order) in
+        the ranking space: ``score = users @ movies.T + offset``."""
         movies, offset = self.rank_movies(m, by)
-        return RankingVectors(self.rank_users(u, by), movies, offset)
+        rows = torch.arange(len(u), device=u.device)
+        return RankingVectors(self.rank_users(u, by, rows), movies, offset)
 
     @torch.no_grad()
     def ranking_vectors(self, feats: FeatureTensors, by: RankBy | None = None

@@ -141,7 +141,7 @@ class Recommender:
         """The k movies whose embeddings are nearest (cosine) to the movie's."""
         row = self.movie_row(movie_id)
         check_k(k, self.n_movies - 1)
-        vecs = nn.functional.normalize(self.vectors.movies, dim=1)
+        vecs = nn.functional.normalize(self.movie_vectors, dim=1)
         idx, scores = topk_search(vecs[row:row + 1], vecs, k,
                                   exclude=Csr(np.array([0, 1]), np.array([row])))
         return self.catalogue.frame(idx[0], scores[0])
@@ -167,9 +167,9 @@ class Recommender:
     def audience(self, movie_id: int, k: int = 10, content_only: bool = True) -> pd.DataFrame:
         """The k users whose embeddings are nearest to the movie (cold start: by content)."""
         vec = (self.content_vector(movie_id) if content_only
-               else self.vectors.movies[self.movie_row(movie_id)])
+               else self.movie_vectors[self.movie_row(movie_id)])
         vec = nn.functional.normalize(vec, dim=0)
-        users = nn.functional.normalize(self.vectors.users, dim=1)
+        users = nn.functional.normalize(self.user_vectors, dim=1)
         idx, scores = topk_search(vec[None], users, k)
         return pd.DataFrame({"userId": self.user_ids[idx[0]], "score": scores[0]})
 

@@ -12,6 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from movierec import plots
+from movierec.age import AGE_WEIGHTS
 from movierec.evaluate import RECENCY_HALF_LIVES, best, lower_is_better
 from movierec.experiment import BUCKETS, Experiment, Setup
 from movierec.protocol import Fixed, Result, run
@@ -267,11 +268,16 @@ def _short(v) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-def readout_line(readout: dict) -> str:
-    """The main model's calibrated rating readout, as chosen on val."""
-    return (f"rating readout calibrated on val: damping {readout['damping']:g} (of "
+def readout_line(tuned: dict) -> str:
+    """The main model's calibrated rating readout and its age term's weight (a trial's
+    ``tuned``), as chosen on val."""
+    readout = tuned["readout"]
+    line = (f"rating readout calibrated on val: damping {readout['damping']:g} (of "
             f"{READOUT_DAMPINGS}), half-life {readout.get('half_life')} ratings (of None, "
             f"{RECENCY_HALF_LIVES}), scale {readout['scale']:.3f}")
+    if tuned.get("age_weight") is not None:
+        line += f"; age term's weight on val {tuned['age_weight']:g} (of {AGE_WEIGHTS})"
+    return line
 
 
 def leaky_tags_ablation(s: Setup, spec, main: Result, *, seed: int, ks: tuple[int, ...],
@@ -334,7 +340,8 @@ def metrics_record(exp: Experiment, *, parameters: dict, results: dict[str, Resu
         "split_sizes": prep.split.sizes(),
         "evaluated_users": {"val": len(exp.val_users), "test": len(exp.test_users)},
         "main_model": {"name": main, "setting": chosen.setting, "scored_by": chosen.by,
-                       "readout": chosen.trial.tuned["readout"]},
+                       "readout": chosen.trial.tuned["readout"],
+                       "age_weight": chosen.trial.tuned.get("age_weight")},
         "rating": {n: r.rating for n, r in results.items() if r.rating},
         "ranking": {n: r.ranking for n, r in results.items() if r.ranking},
         "ranking_by": {n: {**r.ranking_by, "chosen": r.by, "val_ndcg@10": r.trial.val_by}

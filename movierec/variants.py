@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from movierec.age import AGE_WEIGHTS, age_inputs, year_span
 from movierec.evaluate import RECENCY_HALF_LIVES, BiasBaseline, lower_is_better, rmse_mae
 from movierec.experiment import Experiment
 from movierec.loss import Objective
@@ -46,6 +47,7 @@ class Variant:
     # "learned": the rating head trained with the model; "calibrated": after training, damped
     # biases + a scale on the cosine chosen on val (calibrate_readout), the vectors unchanged
     readout: str = "learned"
+    age_term: bool = False  # a movie's age at the user's now in the retrieval score (movierec.age)
     requires: tuple[str, ...] = ()  # settings without a default: each setting must name them
     axes: dict[str, tuple] = field(default_factory=dict)  # its val grid on every dataset
     large_axes: dict[str, tuple] | None = None  # the grid above LARGE_ABOVE training ratings
@@ -90,7 +92,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("hybrid_rank", "the main model: the hybrid trained with RMSE + w x sampled softmax, "
             "its rating readout calibrated on val",
             "hybrid", "cosine_bias", prior=True, monitor="val_ndcg@10", readout="calibrated",
-            requires=tuple(MAIN_SPACE)),
+            age_term=True, requires=tuple(MAIN_SPACE)),
     Variant("mf", "baseline: biased matrix factorisation, no content features",
             "id", "dot_bias", objective=Objective(reg=0.05),
             axes={"reg": (0.01, 0.03, 0.1, 0.3), "dim": (32, 64, 128)},
@@ -253,6 +255,7 @@ class VariantSpec:
         objective = replace(v.objective, **pick[Objective])
         mcfg = model_config(exp, **{"dim": self.dim, "encoder": v.encoder, "score": v.score,
                                    "prior": v.prior, "objective": objective,
+                                   "age_years": year_span(exp.prep)[1] if v.age_term else 0,
                                    **pick[ModelConfig]})
         return mcfg, replace(self.train, **pick[TrainConfig])
 
@@ -308,6 +311,7 @@ class VariantSpec:
                      label=self._label(setting, seed, "tuned on train"))
         readout = (calibrate_readout(exp, result.model, (TRAIN,))
                    if v.readout == "calibrated" else {})
+        age = choose_age(exp, result.model) if v.age_term else None
         rating = {"epochs": len(result.history), "best_epoch": result.best_epoch}
         rating.update({f"val_{k}": x for k, x in rating_errors(
             predict(result.model, exp.feats, exp.val), exp.val.ratings).items()})
@@ -318,9 +322,13 @@ class VariantSpec:
                "val_ndcg@10": val_by[by]}
         if "val_recall@10" in best:
             row["val_recall@10"] = float(best["val_recall@10"])
+        if age is not None:  # the chosen ranking's, as its NDCG (the history's is without it)
+            row["val_recall@10"] = exp.val_ranking(fitted.rankings[by])["val_recall@10"]
+            row["age_weight"] = age
         row["by"] = by
         return Trial(setting, row, rating, fitted, by, val_by,
-                     {"fit": result, "readout": readout, "configs": (mcfg, tcfg)},
+                     {"fit": result, "readout": readout, "age_weight": age,
+                      "configs": (mcfg, tcfg)},
                      capped=[f"epochs ({tcfg.epochs})"] if result.best_epoch >= tcfg.epochs
                      else [])
 
@@ -337,6 +345,8 @@ class VariantSpec:
                     label=self._label(trial.setting, seed, "refit on train + val"))
         if trial.tuned["readout"]:
             calibrate_readout(exp, final.model, (TRAIN, VAL), trial.tuned["readout"])
+        if trial.tuned.get("age_weight") is not None:
+            set_age(exp, final.model, (TRAIN, VAL), trial.tuned["age_weight"])
         return self.fitted(exp, final.model)
 
 
@@ -387,6 +397,27 @@ def pair_cosines(model: MovieRecModel, exp: Experiment, data: Ratings) -> np.nda
     movies = nn.functional.normalize(model.all_movie_vectors(exp.feats), dim=1)
     users = nn.functional.normalize(model.all_user_vectors(), dim=1)
     return (users[data.users] * movies[data.movies]).sum(1).double().cpu().numpy()
+
+
+def set_age(exp: Experiment, model: MovieRecModel, parts: tuple[int, ...], weight: float
+            ) -> None:
+    """Set ``model``'s age term (:class:`~movierec.model.AgeTerm`) from the split ``parts``
+    alone (each user's now, h by age: :func:`movierec.age.age_inputs`) at ``weight``."""
+    model.age.set(*age_inputs(exp.prep, parts), weight)
+
+
+def choose_age(exp: Experiment, model: MovieRecModel) -> float:
+    """The age term's weight for ``model`` fitted on train: the one of :data:`AGE_WEIGHTS`
+    whose retrieval ranking has the highest val NDCG@10 (the smaller weight on a tie); the
+    term (from train alone) is left set at it."""
+    inputs, scores = age_inputs(exp.prep, (TRAIN,)), {}
+    for weight in AGE_WEIGHTS:
+        model.age.set(*inputs, weight)
+        scores[weight] = exp.val_ranking(model.ranking_vectors(exp.feats, "cosine"))[
+            "val_ndcg@10"]
+    best = max(AGE_WEIGHTS, key=lambda w: (scores[w], -w))
+    model.age.set(*inputs, best)
+    return best
 
 
 def calibrate_readout(exp: Experiment, model: MovieRecModel, parts: tuple[int, ...],

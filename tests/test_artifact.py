@@ -1,6 +1,7 @@
 """A trained model used without retraining: saved and loaded, a new user folded in from a few
 ratings, embeddings exported, and the explore notebook run on a saved model."""
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -21,6 +22,7 @@ from movierec.prepare import prepare
 from movierec.protocol import run
 from movierec.recommend import Recommender
 from movierec.split import TRAIN, VAL
+from movierec.variants import set_age
 
 from .conftest import spec
 
@@ -140,6 +142,32 @@ def test_save_is_atomic(trained, saved, tmp_path, monkeypatch):
     rec.save(folder, variant="hybrid_rank", dataset=prep.name, data_checksums=prep.checksums)
     assert Recommender.load(folder, device="cpu").manifest["examples"] == {}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy"]
+
+
+def test_a_saved_model_carries_its_age_term(trained, tmp_path):
+    prep, rec = trained
+    assert rec.model.age is not None  # the main model has one (its weight chosen on val)
+    model = copy.deepcopy(rec.model)
+    set_age(Experiment(prep, torch.device("cpu")), model, (TRAIN, VAL), 1.0)
+    aged = Recommender(model, rec.feats, prep.movies, prep.user_ids, rec.history,
+                       tag_vocab=prep.features.tag_vocab, genome_tags=prep.features.genome_tags,
+                       genres=GENRES)
+    users = [int(u) for u in prep.user_ids[::9]]
+    assert any(aged.recommend(u).movieId.tolist() != rec.recommend(u).movieId.tolist()
+               for u in users)  # the term moves the rankings here
+    folder = aged.save(tmp_path / "aged", variant="hybrid_rank", dataset=prep.name,
+                       data_checksums=prep.checksums)
+    loaded = Recommender.load(folder, device="cpu")
+    assert loaded.model.age.weight.item() == 1.0
+    for u in users:
+        pd.testing.assert_frame_equal(loaded.recommend(u), aged.recommend(u))
+    ratings = dict(list(user_ratings(prep, 2).items())[:5])
+    pd.testing.assert_frame_equal(loaded.recommend_for_ratings(ratings),
+                                  aged.recommend_for_ratings(ratings))
+    movie = int(prep.movies.movieId.iloc[5])  # similarity is the embeddings', not the score's
+    pd.testing.assert_frame_equal(aged.similar_movies(movie), rec.similar_movies(movie))
+    pd.testing.assert_frame_equal(aged.audience(movie, content_only=False),
+                                  rec.audience(movie, content_only=False))
 
 
 def user_ratings(prep, row: int) -> dict[int, float]:

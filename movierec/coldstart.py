@@ -46,7 +46,7 @@ from movierec.evaluate import per_user_ranking
 from movierec.experiment import Experiment, Setup
 from movierec.features import bag_matrix, genome_weights, tag_bags
 from movierec.prepare import RELEVANT_RATING, canonical, prepare
-from movierec.protocol import Fixed, Result
+from movierec.protocol import Fixed, Result, Trial
 from movierec.retrieval import topk_search
 from movierec.split import TEST, TRAIN, VAL, Split, first_rated, time_cuts, time_split
 from movierec.stats import paired_bootstrap, seed_difference
@@ -217,9 +217,11 @@ def content_matrix(exp: Experiment) -> sp.csr_matrix:
               bag_matrix(f.genres, int(f.genres.indices.max()) + 1)]
     if f.genome is not None:
         blocks.append(sp.csr_matrix(genome_weights(f.genome, f.genome_mask)))
-    blocks = [sp.csr_matrix(b.multiply(1.0 / np.maximum(np.sqrt(b.multiply(b).sum(1)),
-                                                        1e-12))) for b in blocks]
-    x = sp.hstack(blocks, format="csr")
+    return _unit_rows(sp.hstack([_unit_rows(b) for b in blocks], format="csr"))
+
+
+def _unit_rows(x: sp.spmatrix) -> sp.csr_matrix:
+    """The sparse rows of ``x`` scaled to unit length (all-zero rows stay zero)."""
     return sp.csr_matrix(x.multiply(1.0 / np.maximum(np.sqrt(x.multiply(x).sum(1)), 1e-12)))
 
 
@@ -232,9 +234,7 @@ def content_knn(exp: Experiment) -> RankingVectors:
     liked = ratings >= RELEVANT_RATING
     likes = sp.csr_matrix((np.ones(liked.sum(), np.float32), (users[liked], movies[liked])),
                           shape=(prep.n_users, prep.n_movies))
-    profile = likes @ x
-    profile = sp.csr_matrix(profile.multiply(
-        1.0 / np.maximum(np.sqrt(profile.multiply(profile).sum(1)), 1e-12)))
+    profile = _unit_rows(likes @ x)
     return RankingVectors(torch.as_tensor(profile.toarray()), torch.as_tensor(x.toarray()),
                           None)
 
@@ -251,13 +251,14 @@ class Reading:
     val_ndcg: float
 
 
-def _model(spec, setting: dict, study: Study, seeds: tuple[int, ...]
+def _model(spec, setting: dict, study: Study, seeds: tuple[int, ...], first: Trial | None = None
            ) -> tuple[RankingVectors, dict[int, RankingVectors]]:
     """``spec``'s ``setting`` tuned in the tuning world and refit in the test world for each
     seed, as the protocol reads a model (:func:`movierec.protocol.read_seed`: a spec that
     ``retune``s is tuned again with each seed, another refit from the first seed's tuning):
-    (the first seed's val vectors, each seed's test vectors)."""
-    first = trial = spec.tune(study.tune, setting, seeds[0], 1)
+    (the first seed's val vectors, each seed's test vectors). ``first``: the first seed's
+    tuning, when it is done already."""
+    first = trial = first or spec.tune(study.tune, setting, seeds[0], 1)
     tests = {}
     for seed in seeds:
         if seed != seeds[0] and spec.retune:
@@ -283,19 +284,22 @@ def run(s: Setup, params: dict, results: dict[str, Result], study: Study | None 
     readings: dict[str, Reading] = {}
     dropout_val = {}
 
-    def seeded(name: str, spec_, setting_: dict) -> tuple[RankingVectors, RankingVectors]:
-        val, tests = _model(spec_, setting_, study, seeds)
+    def seeded(name: str, spec_, setting_: dict, first: Trial | None = None
+               ) -> tuple[RankingVectors, RankingVectors]:
+        val, tests = _model(spec_, setting_, study, seeds, first)
         readings[name] = _reading(val, tests, study)
         return val, tests[seeds[0]]
 
     main_vectors = seeded(MAIN, Fixed(spec, setting), setting)
+    trials = {}
     for rate in DROPOUTS:  # the rate is chosen on val's new movies (the first seed's model)
-        trial = spec.tune(study.tune, {**setting, "id_dropout": rate}, seeds[0], 1)
+        trials[rate] = trial = spec.tune(study.tune, {**setting, "id_dropout": rate},
+                                         seeds[0], 1)
         dropout_val[rate] = float(cold_values(trial.fitted.rankings[trial.by],
                                               study.val_window)["ndcg@10"].mean())
     rate = max(dropout_val, key=dropout_val.get)
     seeded(f"main, id dropout {rate:g}", Fixed(spec, {**setting, "id_dropout": rate}),
-           {**setting, "id_dropout": rate})
+           {**setting, "id_dropout": rate}, trials[rate])
     ids_only = dataclasses.replace(spec, variant=dataclasses.replace(
         variant(params["RECOMMEND_WITH"]), name="ids_only", encoder="id"))
     seeded("main, ids only (no content)", Fixed(ids_only, setting), setting)

@@ -214,6 +214,27 @@ def main_search(params: dict, exp: Experiment, root: Path | None
     return spec, record, f"{TUNED}, make tune's choice, its search replayed from {path.name}"
 
 
+def probe_setup(params_file: str = "small.yaml", root: Path | None = None):
+    """A probe's start (docs/probes): the report's parameters (the notebook's defaults with
+    notebooks/params/``params_file`` over them), its set-up
+    (:func:`movierec.experiment.setup`), the main model's spec and make tune's setting for the
+    dataset, whose record must be current (:func:`main_search`):
+    (params, setup, spec, setting)."""
+    from movierec.experiment import setup
+    from movierec.provenance import project_root
+    from movierec.report import notebook_defaults
+
+    root = root or project_root()
+    params = {**notebook_defaults(root / "notebooks" / "movierec.ipynb"),
+              **yaml.safe_load((root / "notebooks" / "params" / params_file).read_text())}
+    s = setup(params)
+    spec, recorded, _ = main_search(params, s.exp, root)
+    if spec.name not in recorded:
+        raise StaleRecord(f"a probe reads make tune's choice for {s.exp.prep.name}, which has "
+                          f"none: run `make tune DATASET={s.exp.prep.name}`")
+    return params, s, spec, recorded[spec.name]["setting"]
+
+
 def baseline_searches(params: dict, exp: Experiment, root: Path | None
                       ) -> tuple[dict[str, dict], str]:
     """The baselines' recorded searches to replay, by name, as ``BASELINE_SEARCH`` asks

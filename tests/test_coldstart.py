@@ -15,6 +15,7 @@ from movierec.experiment import setup
 from movierec.report import notebook_defaults
 from movierec.split import TEST, TRAIN, UNUSED, VAL, first_rated, time_cuts, time_split
 from movierec.tensors import RankingVectors
+from movierec.variants import VariantSpec
 
 ROOT_NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "movierec.ipynb"
 
@@ -149,7 +150,7 @@ def test_content_knn_is_the_cosine_to_the_liked_movies(study):
     np.testing.assert_allclose((v.users[u] @ v.movies.T).numpy(), want, atol=1e-5)
 
 
-def test_the_whole_study_on_generated_data(study):
+def test_the_whole_study_on_generated_data(study, monkeypatch):
     s, params, st = study
     from movierec.runner import Runner
 
@@ -161,7 +162,18 @@ def test_the_whole_study_on_generated_data(study):
 
     runner.run([baselines.baseline("lightfm"),
                 main_spec(params, {**MAIN, "dim": 8, "n_negatives": 64})])
+    tuned = []
+    real_tune = VariantSpec.tune
+
+    def counted(self, exp, setting, seed, threads=1):
+        tuned.append((self.name, setting.get("id_dropout"), seed))
+        return real_tune(self, exp, setting, seed, threads)
+
+    monkeypatch.setattr(VariantSpec, "tune", counted)
     cold = coldstart.run(s, params, runner.results, st)
+    # each model, rate and seed trained once (the chosen rate's first seed is not redone)
+    assert len(tuned) == len(set(tuned)), tuned
+    assert {r for _, r, _ in tuned} == {None, *coldstart.DROPOUTS}
     names = set(cold["cold"])
     assert {coldstart.MAIN, "newest", "genre popularity", "content kNN",
             "lightfm (item features)", "main, ids only (no content)"} <= names

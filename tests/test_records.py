@@ -166,6 +166,25 @@ def test_tuned_yaml_and_its_record_must_agree(made, params, exp, tmp_path):
         records.main_search({**params, "MAIN_SETTING": "tuned"}, exp, root)
 
 
+def test_a_probe_starts_from_the_reports_parameters_and_make_tunes_choice(made, params, exp,
+                                                                          tmp_path):
+    root = tmp_path / "checkout"
+    shutil.copytree(made, root)
+    (root / "notebooks" / "params").mkdir(parents=True, exist_ok=True)
+    shutil.copy(tune.NOTEBOOK, root / "notebooks" / "movierec.ipynb")
+    overrides = {k: params[k] for k in ("DATASET", "CACHE_DIR", "MAIN_TRIALS", "EPOCHS",
+                                        "THREADS", "PROGRESS", "STABILITY_SEEDS")}
+    (root / "notebooks" / "params" / "tiny.yaml").write_text(yaml.safe_dump(overrides))
+    conf, s, spec, setting = records.probe_setup("tiny.yaml", root)
+    assert conf["EPOCHS"] == 2 and conf["SEED"] == params["SEED"]  # file over the defaults
+    assert s.exp.prep.checksums == exp.prep.checksums and spec.name == "hybrid_rank"
+    assert setting == yaml.safe_load((made / records.TUNED).read_text())[exp.prep.name]
+    records.path_of(root, exp.prep.name, "main").unlink()
+    (root / records.TUNED).unlink()
+    with pytest.raises(records.StaleRecord, match=r"run `make tune DATASET=tiny`"):
+        records.probe_setup("tiny.yaml", root)
+
+
 def test_recorded_baseline_searches_give_the_searched_results(made, params, exp, monkeypatch):
     names = ["bias", "most_popular"]
     searched = Runner(exp, seed=params["SEED"], progress=None)

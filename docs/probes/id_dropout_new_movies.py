@@ -14,20 +14,12 @@ import json
 import sys
 
 import numpy as np
-import yaml
 
-from movierec import coldstart, provenance, records, stats
-from movierec.experiment import setup
-from movierec.report import notebook_defaults
+from movierec import coldstart, records, stats
 
 
 def main(rate: float, seeds: list[int]) -> dict:
-    root = provenance.project_root()
-    conf = {**notebook_defaults(root / "notebooks" / "movierec.ipynb"),
-            **yaml.safe_load((root / "notebooks" / "params" / "small.yaml").read_text())}
-    s = setup(conf)
-    spec, recorded, _ = records.main_search(conf, s.exp, root)
-    setting = recorded[spec.name]["setting"]
+    conf, s, spec, setting = records.probe_setup()  # make small's parameters, make tune's choice
     study = coldstart.build(s)
     values = {0.0: [], rate: []}
     for seed in seeds:

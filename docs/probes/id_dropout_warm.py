@@ -12,22 +12,14 @@ from __future__ import annotations
 import json
 import sys
 
-import yaml
-
-from movierec import provenance, records
-from movierec.experiment import setup
-from movierec.report import notebook_defaults
+from movierec import records
 
 RATES = (0.0, 0.25, 0.5)
 
 
 def main(seeds: list[int]) -> dict:
-    root = provenance.project_root()
-    conf = {**notebook_defaults(root / "notebooks" / "movierec.ipynb"),  # make small's parameters
-            **yaml.safe_load((root / "notebooks" / "params" / "small.yaml").read_text())}
-    exp = setup(conf).exp
-    spec, recorded, _ = records.main_search(conf, exp, root)
-    setting = recorded[spec.name]["setting"]  # make tune's choice (a record must exist)
+    conf, s, spec, setting = records.probe_setup()  # make small's parameters, make tune's choice
+    exp = s.exp
     out = {"setting": setting, "seeds": {}}
     for seed in seeds:
         rows = {}

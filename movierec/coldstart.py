@@ -7,8 +7,10 @@ times T1 < T2 (:func:`movierec.split.time_split`): every model is tuned on the r
 and read on the val window [T1, T2), refit on the ratings before T2 and read on the test window
 from T2 on. A movie is **new** in a window if its first rating falls in it, so val's new movies
 are of the test's kind (recent arrivals) and val can choose. Tags are cut at the same times (a
-tag counts only if written before the cut it is used with); the genome, where there is one,
-cannot be cut and joins the content as it is.
+tag counts only if written before the cut it is used with). The genome, where there is one,
+was computed after both cuts: a movie first rated after a world's cut has no genome row in that
+world (its row could not have existed then; it is encoded like a movie the genome does not
+cover), and the other movies' rows are as released (their later updates cannot be undone).
 
 Two tasks, read for every user with a relevant (rated >= 4) movie in the window:
 
@@ -125,16 +127,19 @@ def build(s: Setup) -> Study:
     tag_times = ds.tags["timestamp"].to_numpy()
     vocab = tag_bags(ds.tags[tag_times < t2], ds.movies)[1]  # one vocabulary for both worlds
 
+    first = first_rated(base.items, base.timestamps, base.n_movies)
+
     def world(labels: np.ndarray, cut: int) -> Experiment:
         tags, _ = tag_bags(ds.tags[tag_times < cut], ds.movies, vocab)
-        feats = replace(base.features, tags=tags, tag_vocab=vocab,
-                        tags_dropped_leak_free=int((tag_times >= cut).sum()))
+        f = base.features
+        feats = replace(f, tags=tags, tag_vocab=vocab,
+                        tags_dropped_leak_free=int((tag_times >= cut).sum()),
+                        genome_mask=None if f.genome is None else f.genome_mask & (first < cut))
         prep = replace(base, split=Split(labels), features=feats)
         return Experiment(prep, exp.device, seed=exp.seed, tag_rank=exp.tag_rank,
                           genome_rank=exp.genome_rank)
 
     tune, test = world(tune_labels, t1), world(test_labels, t2)
-    first = first_rated(base.items, base.timestamps, base.n_movies)
     return Study(t1, t2, tune, test, window(tune, VAL, (first >= t1) & (first < t2)),
                  window(test, TEST, first >= t2))
 

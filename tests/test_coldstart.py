@@ -67,7 +67,7 @@ def test_no_rating_or_tag_from_after_a_cut_reaches_its_world(study):
     # the tags: each world's bags are exactly the tags written before its cut
     from movierec.data import load_movielens
     from movierec.features import tag_bags
-    from movierec.prepare import canonical
+    from movierec.prepare import canonical, prepare
 
     ds = canonical(load_movielens(study[0].source.dataset))
     for world, cut in ((st.tune, st.t1), (st.test, st.t2)):
@@ -77,6 +77,14 @@ def test_no_rating_or_tag_from_after_a_cut_reaches_its_world(study):
         assert np.array_equal(got.indices, want.indices) and np.array_equal(
             got.offsets, want.offsets)
     assert st.tune.prep.features.tag_vocab == st.test.prep.features.tag_vocab
+    # the genome: no row for a movie first rated after the world's cut, the others as released
+    first = first_rated(st.test.prep.items, st.test.prep.timestamps, st.test.prep.n_movies)
+    released = prepare(ds).features.genome_mask
+    for world, cut in ((st.tune, st.t1), (st.test, st.t2)):
+        mask = world.prep.features.genome_mask
+        assert not mask[first >= cut].any()
+        np.testing.assert_array_equal(mask[first < cut], released[first < cut])
+        assert released[first >= cut].any()  # the released genome does cover some of them
     later = (ds.tags["timestamp"] >= st.t1).sum()
     assert later > 0 and st.tune.prep.features.tags_dropped_leak_free == later
 

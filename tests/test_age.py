@@ -147,3 +147,12 @@ def test_a_trials_val_figures_are_its_chosen_rankings_age_term_included(tiny_exp
     history = trial.tuned["fit"].history
     plain = history.loc[history.epoch == trial.row["best_epoch"], "val_recall@10"].item()
     assert plain != aged["val_recall@10"]  # the history's figure is the ranking without it
+
+
+def test_an_age_table_of_another_shape_is_refused(tuned):
+    model = tuned[1].fitted.model
+    n_movies, n_years = model.age.movie_h.shape
+    with pytest.raises(ValueError, match=rf"the age term's table is \({n_movies}, {n_years}\), "
+                                         rf"got \({n_movies}, {n_years + 1}\)"):
+        model.age.set(np.zeros(model.config.n_users, np.int64),
+                      np.zeros((n_movies, n_years + 1), np.float32), 0.5)

@@ -58,8 +58,9 @@ SCALES = {
 }
 
 
-FIRST, LAST = 946_684_800, 1_672_531_200  # the ratings' time span: 2000-01-01 .. 2023-01-01
+FIRST, LAST = 946_684_800, 1_672_531_200  # users start rating in 2000-01-01 .. 2023-01-01
 YEAR = 365 * 86_400
+MAX_SPAN = 5 * YEAR  # the longest span over which one user rates
 
 
 def _heavy_tail(rng: np.random.Generator, n: int, sigma: float) -> np.ndarray:
@@ -116,13 +117,30 @@ def generate(out: str | os.PathLike, scale: str | Scale = "tiny", seed: int = 0)
     activity = rng.lognormal(0, 1.2, sc.users)
     activity /= activity.sum()
 
+    # time: each user rates within an activity span of up to five years; a movie of a year
+    # after the data's start arrives that year (new movies arrive over time), and only users
+    # still active then can rate it
+    start = rng.integers(FIRST, LAST, sc.users)
+    end = start + rng.integers(3_600, MAX_SPAN, sc.users)
+    years = rng.integers(1920, 2024, sc.movies)
+    arrival = np.where(years >= 2000, FIRST + (years - 2000) * YEAR
+                       + rng.integers(0, YEAR, sc.movies), FIRST)
+    # a movie's popularity is among the users who can see it: its draws are weighted up by the
+    # inverse of the share of the users' activity still there when it arrives
+    by_end = np.argsort(end, kind="stable")
+    gone = np.r_[0.0, np.cumsum(activity[by_end])][np.searchsorted(end[by_end], arrival, "right")]
+    popularity = popularity / np.maximum(1.0 - gone, 0.01)
+    popularity /= popularity.sum()
+
     # ratings: (user, movie) candidates by activity x popularity, kept with probability
-    # increasing in affinity, de-duplicated, trimmed to the target count
+    # increasing in affinity when the movie has arrived before the user leaves, de-duplicated,
+    # trimmed to the target count
     keys = np.empty(0, np.int64)
     while len(keys) < sc.ratings:
         n = int((sc.ratings - len(keys)) * 1.8) + 1000
         cu, cm = _draw(rng, activity, n), rng.permutation(_draw(rng, popularity, n))
-        keep = rng.random(n) < 1 / (1 + np.exp(-3 * _affinity(user_f, movie_f, cu, cm)))
+        keep = ((rng.random(n) < 1 / (1 + np.exp(-3 * _affinity(user_f, movie_f, cu, cm))))
+                & (arrival[cm] < end[cu]))
         keys = _unique(np.concatenate([keys, cu[keep].astype(np.int64) * sc.movies + cm[keep]]))
     keys = rng.permutation(keys)[:sc.ratings]
     u, m = keys // sc.movies, keys % sc.movies
@@ -131,15 +149,11 @@ def generate(out: str | os.PathLike, scale: str | Scale = "tiny", seed: int = 0)
     raw = (3.5 + user_bias[u] + movie_bias[m] + 1.6 * _affinity(user_f, movie_f, u, m)
            + rng.normal(0, 0.6, len(u)))
     rating = np.clip(np.round(raw * 2) / 2, 0.5, 5.0)
-    start = rng.integers(FIRST, LAST, sc.users)
-    span = rng.integers(3_600, 5 * 365 * 86_400, sc.users)
-    ts = start[u] + (rng.random(len(u)) * span[u]).astype(np.int64)
-    # releases: a movie of a year after the data's start arrives that year and is rated only
-    # after it (within a few weeks of its arrival at the earliest): new movies arrive over time
-    years = rng.integers(1920, 2024, sc.movies)
-    arrival = np.where(years >= 2000, FIRST + (years - 2000) * YEAR
-                       + rng.integers(0, YEAR, sc.movies), FIRST)
-    ts = np.maximum(ts, arrival[m] + rng.integers(0, 6 * 7 * 86_400, len(u)))
+    # each rating at a uniform time of its user's span from the movie's arrival (a few weeks
+    # after it at the earliest, the span's end at the latest) on
+    first = np.minimum(np.maximum(start[u], arrival[m] + rng.integers(0, 6 * 7 * 86_400, len(u))),
+                       end[u])
+    ts = first + (rng.random(len(u)) * (end[u] - first)).astype(np.int64)
 
     # genres: 1-3 per movie, favouring those whose hidden direction matches the movie
     genre_f = rng.normal(0, 1, (len(GENRES) - 1, r)).astype(np.float32)

@@ -38,6 +38,32 @@ def test_generator_is_heavy_tailed_and_planted(tmp_path):
     assert ds.ratings.rating.isin(np.arange(1, 11) / 2).all()
 
 
+def test_each_user_rates_within_a_span_and_no_movie_before_its_release(tmp_path):
+    """New movies arrive over time, each user rates over at most five years, and no movie
+    is rated before its release year: a movie that arrives after a user has left is not
+    rated by them (the generator once moved such ratings to the movie's arrival, years after
+    the user's last rating, so every user's test was made of brand-new movies)."""
+    ds = load_movielens(synth.generate(tmp_path / "s", "tiny", seed=2))
+    r = ds.ratings
+    span = r.groupby("userId").timestamp.agg(lambda t: t.max() - t.min())
+    assert span.max() <= synth.MAX_SPAN
+    years = ds.movies.set_index("movieId").title.str.extract(r"\((\d{4})\)$")[0].astype(int)
+    rated = pd.to_datetime(r.timestamp, unit="s").dt.year.to_numpy()
+    assert (rated >= years.loc[r.movieId].to_numpy()).all()
+    assert (years >= 2015).sum() > 10  # movies do arrive late: the checks above are not empty
+    assert r.movieId.isin(years.index[years >= 2015]).sum() > 50
+
+
+def test_a_late_movie_is_about_as_popular_among_those_who_can_see_it(tmp_path):
+    """Fewer users are there to rate a movie that arrives late; its draws are weighted up for
+    it, so the movies of the last years are not rated far less than the old ones (without
+    the weighting: a fifth as often on this data)."""
+    ds = load_movielens(synth.generate(tmp_path / "s", "small", seed=2))
+    years = ds.movies.set_index("movieId").title.str.extract(r"\((\d{4})\)$")[0].astype(int)
+    n = ds.ratings.movieId.value_counts().reindex(years.index, fill_value=0)
+    assert n[years >= 2018].mean() > 0.5 * n[years < 2000].mean()
+
+
 def test_cache_hit_detects_edits_and_truncation(tmp_path):
     folder = synth.generate(tmp_path / "d", "tiny", seed=0)
     cache = tmp_path / "cache"

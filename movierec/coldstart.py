@@ -60,6 +60,7 @@ BONUSES = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)  # the mixed task's bonuses of new movi
 WARM_COST = 0.002  # the loss of warm NDCG@10 on val the mixed task's bonus may cost
 RECENT_TENTHS = 1  # genre popularity counts the last tenth of a world's training positives
 COLD_METRICS = ("ndcg@10", "recall@10", "recall@20")
+MIN_COLD_USERS = 2  # fewer users with a relevant new movie in a window: no study (an error)
 MAIN = "main (content path)"
 
 
@@ -140,8 +141,17 @@ def build(s: Setup) -> Study:
                           genome_rank=exp.genome_rank)
 
     tune, test = world(tune_labels, t1), world(test_labels, t2)
-    return Study(t1, t2, tune, test, window(tune, VAL, (first >= t1) & (first < t2)),
-                 window(test, TEST, first >= t2))
+    study = Study(t1, t2, tune, test, window(tune, VAL, (first >= t1) & (first < t2)),
+                  window(test, TEST, first >= t2))
+    for name, w, span in (("val", study.val_window, f"{_date(t1)} .. {_date(t2)}"),
+                          ("test", study.test_window, f"from {_date(t2)}")):
+        if len(w.cold_users) < MIN_COLD_USERS:
+            raise ValueError(
+                f"{src.dataset}: the new-movie study needs at least {MIN_COLD_USERS} users with "
+                f"a relevant new movie in each window; its {name} window ({span}) has "
+                f"{len(w.cold_users)} ({int(w.new.sum())} new movies): run without it "
+                "(COLD_START=False)")
+    return study
 
 
 # ---- the two tasks ----

@@ -1,6 +1,7 @@
 """The new-movie study: the global-time split, its two worlds, the cold and mixed tasks, the
 rules, and the whole study on generated data whose new movies arrive over time."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,9 @@ def test_each_world_trains_only_on_what_came_before_its_cut():
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     """The study of generated small data (new movies arriving over time), its setup."""
-    folder = synth.generate(tmp_path_factory.mktemp("data") / "arrivals", "tiny", seed=3)
+    # twice tiny's users and movies: enough users active around the cuts for both windows
+    scale = dataclasses.replace(synth.SCALES["tiny"], users=240, movies=600, ratings=9_000)
+    folder = synth.generate(tmp_path_factory.mktemp("data") / "arrivals", scale, seed=3)
     params = notebook_defaults(ROOT_NOTEBOOK)
     params.update(DATASET=str(folder), CACHE_DIR=str(tmp_path_factory.mktemp("cache")),
                   THREADS=0, EPOCHS=2, PROGRESS=False, STABILITY_SEEDS=[5])
@@ -87,6 +90,16 @@ def test_no_rating_or_tag_from_after_a_cut_reaches_its_world(study):
         assert released[first >= cut].any()  # the released genome does cover some of them
     later = (ds.tags["timestamp"] >= st.t1).sum()
     assert later > 0 and st.tune.prep.features.tags_dropped_leak_free == later
+
+
+def test_a_window_with_too_few_new_movie_users_is_refused_before_any_training(study,
+                                                                              monkeypatch):
+    s, _, st = study
+    n = len(st.val_window.cold_users)
+    monkeypatch.setattr(coldstart, "MIN_COLD_USERS", n + 1)
+    with pytest.raises(ValueError, match=rf"its val window \(.*\) has {n} \(\d+ new movies\)"
+                                         r".*COLD_START=False"):
+        coldstart.build(s)
 
 
 def test_the_cold_task_ranks_only_the_windows_new_movies(study):

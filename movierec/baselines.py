@@ -21,7 +21,13 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from movierec.evaluate import RECENCY_HALF_LIVES, BiasBaseline, GlobalMean, rmse_mae
+from movierec.evaluate import (
+    RATING_SCALE,
+    RECENCY_HALF_LIVES,
+    BiasBaseline,
+    GlobalMean,
+    rmse_mae,
+)
 from movierec.experiment import Experiment
 from movierec.features import bag_matrix, release_years
 from movierec.prepare import Prepared
@@ -29,7 +35,6 @@ from movierec.protocol import Fitted, Grid, Kind, Trial, grid
 from movierec.split import TRAIN, VAL
 from movierec.tensors import RankingVectors
 
-RATING_SCALE = (0.5, 5.0)
 BIAS_DAMPINGS = (1.0, 2.0, 5.0, 10.0, 25.0)  # the val grid of both bias baselines
 
 

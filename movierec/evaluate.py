@@ -17,6 +17,7 @@ from movierec.csr import Csr
 
 T = TypeVar("T")
 LOWER_IS_BETTER = ("rmse", "mae")  # error metrics; every other metric: higher is better
+RATING_SCALE = (0.5, 5.0)  # every model's predicted ratings are clipped to it (MovieLens' stars)
 
 
 def lower_is_better(metric: str) -> bool:
@@ -97,7 +98,7 @@ class BiasBaseline:
 
     def predict(self, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
         pred = self.mean + self.user_bias[users] + self.movie_bias[movies]
-        return np.clip(pred, 0.5, 5.0).astype(np.float32)
+        return np.clip(pred, *RATING_SCALE).astype(np.float32)
 
 
 def rmse_mae(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from movierec.atomic import write_atomically
-from movierec.evaluate import rmse_mae
+from movierec.evaluate import RATING_SCALE, rmse_mae
 from movierec.model import ModelConfig, MovieRecModel
 from movierec.optim import RowAdam
 from movierec.progress import Throttle, duration
@@ -52,14 +52,16 @@ class TrainConfig:
 @torch.no_grad()
 def predict(model: MovieRecModel, feats: FeatureTensors, data: Ratings,
             batch_size: int = 65536) -> torch.Tensor:
-    """Predicted ratings for every row of ``data`` (movie vectors computed once)."""
+    """Predicted ratings for every row of ``data`` (movie vectors computed once), clipped to
+    the rating scale as every baseline's are (the training loss reads them unclipped)."""
     was_training = model.training
     model.eval()
     movie_vecs = model.all_movie_vectors(feats)
     out = torch.empty(len(data), device=data.ratings.device)
     for s in range(0, len(data), batch_size):
         u, m = data.users[s:s + batch_size], data.movies[s:s + batch_size]
-        out[s:s + batch_size] = model.predict(u, model.user(u), m, movie_vecs[m])
+        out[s:s + batch_size] = model.predict(u, model.user(u), m, movie_vecs[m]).clamp(
+            *RATING_SCALE)
     model.train(was_training)
     return out
 

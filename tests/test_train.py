@@ -7,11 +7,8 @@ import sys
 import pytest
 import torch
 
-from movierec.data import load_movielens
-from movierec.evaluate import GlobalMean, rmse_mae
-from movierec.experiment import Experiment
+from movierec.evaluate import RATING_SCALE, GlobalMean, rmse_mae
 from movierec.model import MovieRecModel
-from movierec.prepare import prepare
 from movierec.protocol import run
 from movierec.runtime import resolve_device, set_threads
 from movierec.split import TEST, TRAIN
@@ -28,11 +25,6 @@ from movierec.variants import model_config, validation
 from .conftest import spec, train_config
 
 
-@pytest.fixture(scope="module")
-def tiny_exp(tiny_dir):
-    return Experiment(prepare(load_movielens(tiny_dir)), resolve_device("cpu"))
-
-
 def test_tiny_model_overfits_training_data(tiny_exp):
     cfg = model_config(tiny_exp, dim=16, encoder="hybrid", score="cosine_bias")
     model = MovieRecModel(cfg, torch.Generator().manual_seed(0))
@@ -44,6 +36,20 @@ def test_tiny_model_overfits_training_data(tiny_exp):
               seed=3, monitor="train_rmse")
     after = res.history["train_rmse"].min()
     assert after < 0.5 * before and after < 0.5
+
+
+def test_predictions_are_clipped_to_the_rating_scale_as_every_baselines(tiny_exp):
+    cfg = model_config(tiny_exp, dim=8, encoder="hybrid", score="cosine_bias")
+    model = MovieRecModel(cfg, torch.Generator().manual_seed(0))
+    val = tiny_exp.val
+    with torch.no_grad():
+        for shift, bound in ((10.0, RATING_SCALE[1]), (-20.0, RATING_SCALE[0])):
+            model.head.movie_biases.weight += shift
+            assert (predict(model, tiny_exp.feats, val) == bound).all()
+    # the loss reads the model's own, unclipped prediction (clipping would stop its gradient)
+    u, m = val.users[:5], val.movies[:5]
+    pair = model.predict(u, model.user(u), m, model.all_movie_vectors(tiny_exp.feats)[m])
+    assert (pair < RATING_SCALE[0] - 1).all()
 
 
 def test_planted_structure_is_learned_beyond_global_mean(tiny_exp):

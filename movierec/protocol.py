@@ -114,13 +114,25 @@ def grid(**axes: Sequence) -> tuple[dict, ...]:
                  for values in itertools.product(*axes.values()))
 
 
-def choose_by(exp: Experiment, fitted: Fitted) -> tuple[str | None, dict[str, float]]:
+def val_rankings(exp: Experiment, fitted: Fitted, known: dict[str, dict[str, float]]
+                ) -> dict[str, dict[str, float]]:
+    """Val Recall@10 and NDCG@10 of each of ``fitted``'s scorings, in its order (``known``:
+    those already read, by scoring, not read again)."""
+    return {by: known[by] if by in known else exp.val_ranking(v)
+            for by, v in fitted.rankings.items()}
+
+
+def choose_by(exp: Experiment, fitted: Fitted,
+              figures: dict[str, dict[str, float]] | None = None
+              ) -> tuple[str | None, dict[str, float]]:
     """The one rule for a model that ranks in several ways: the scoring with the highest val
-    NDCG@10 (ties: the first, the model's default). Returns (choice, val NDCG@10 of each;
-    empty for a model with one scoring, which needs no choice)."""
+    NDCG@10 (ties: the first, the model's default). ``figures``: each scoring's val figures
+    when already read (:func:`val_rankings`). Returns (choice, val NDCG@10 of each; empty for a
+    model with one scoring, which needs no choice)."""
     if len(fitted.rankings) < 2:
         return next(iter(fitted.rankings), None), {}
-    val = {by: exp.val_ranking(v)["val_ndcg@10"] for by, v in fitted.rankings.items()}
+    figures = figures or val_rankings(exp, fitted, {})
+    val = {by: figures[by]["val_ndcg@10"] for by in fitted.rankings}
     return best(val, "val_ndcg@10", lambda by, _: val[by]), val
 
 

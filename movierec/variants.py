@@ -27,7 +27,7 @@ from movierec.evaluate import RECENCY_HALF_LIVES, BiasBaseline, lower_is_better,
 from movierec.experiment import Experiment
 from movierec.loss import Objective
 from movierec.model import BY, Encoder, ModelConfig, MovieRecModel, Score, biased_rating
-from movierec.protocol import Fitted, Fixed, Grid, Trial, choose_by, grid
+from movierec.protocol import Fitted, Fixed, Grid, Trial, choose_by, grid, val_rankings
 from movierec.split import TRAIN, VAL
 from movierec.tensors import Ratings
 from movierec.train import FitResult, TrainConfig, fit, predict, rating_errors
@@ -311,19 +311,20 @@ class VariantSpec:
                      label=self._label(setting, seed, "tuned on train"))
         readout = (calibrate_readout(exp, result.model, (TRAIN,))
                    if v.readout == "calibrated" else {})
-        age = choose_age(exp, result.model) if v.age_term else None
+        age, aged = choose_age(exp, result.model) if v.age_term else (None, {})
         rating = {"epochs": len(result.history), "best_epoch": result.best_epoch}
         rating.update({f"val_{k}": x for k, x in rating_errors(
             predict(result.model, exp.feats, exp.val), exp.val.ratings).items()})
         fitted = self.fitted(exp, result.model)
-        by, val_by = choose_by(exp, fitted)
+        figures = val_rankings(exp, fitted, {"cosine": aged}) if age is not None else None
+        by, val_by = choose_by(exp, fitted, figures)
         best = result.history.loc[result.history.epoch == result.best_epoch].iloc[0]
         row = {**setting, "best_epoch": result.best_epoch, "val_rmse": rating["val_rmse"],
                "val_ndcg@10": val_by[by]}
         if "val_recall@10" in best:
             row["val_recall@10"] = float(best["val_recall@10"])
         if age is not None:  # the chosen ranking's, as its NDCG (the history's is without it)
-            row["val_recall@10"] = exp.val_ranking(fitted.rankings[by])["val_recall@10"]
+            row["val_recall@10"] = figures[by]["val_recall@10"]
             row["age_weight"] = age
         row["by"] = by
         return Trial(setting, row, rating, fitted, by, val_by,
@@ -406,18 +407,21 @@ def set_age(exp: Experiment, model: MovieRecModel, parts: tuple[int, ...], weigh
     model.age.set(*age_inputs(exp.prep, parts), weight)
 
 
-def choose_age(exp: Experiment, model: MovieRecModel) -> float:
+@torch.no_grad()
+def choose_age(exp: Experiment, model: MovieRecModel) -> tuple[float, dict[str, float]]:
     """The age term's weight for ``model`` fitted on train: the one of :data:`AGE_WEIGHTS`
-    whose retrieval ranking has the highest val NDCG@10 (the smaller weight on a tie); the
-    term (from train alone) is left set at it."""
+    whose retrieval ranking has the highest val NDCG@10 (the smaller weight on a tie), and
+    that ranking's val figures (:meth:`~movierec.experiment.Experiment.val_ranking`); the term
+    (from train alone) is left set at it. Users and movies are encoded once for all weights."""
     inputs, scores = age_inputs(exp.prep, (TRAIN,)), {}
+    model.eval()
+    users, movies = model.all_user_vectors(), model.all_movie_vectors(exp.feats)
     for weight in AGE_WEIGHTS:
         model.age.set(*inputs, weight)
-        scores[weight] = exp.val_ranking(model.ranking_vectors(exp.feats, "cosine"))[
-            "val_ndcg@10"]
-    best = max(AGE_WEIGHTS, key=lambda w: (scores[w], -w))
+        scores[weight] = exp.val_ranking(model.ranking(users, movies, "cosine"))
+    best = max(AGE_WEIGHTS, key=lambda w: (scores[w]["val_ndcg@10"], -w))
     model.age.set(*inputs, best)
-    return best
+    return best, scores[best]
 
 
 def calibrate_readout(exp: Experiment, model: MovieRecModel, parts: tuple[int, ...],

@@ -6,15 +6,24 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from movierec import synth
-from movierec.data import DATASETS, data_root, dataset_files_present
+from movierec.data import DATASETS, data_root, dataset_files_present, load_movielens
+from movierec.experiment import Experiment
+from movierec.prepare import prepare
 
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory) -> Path:
     """A tiny generated dataset with genome (120 users, 300 movies, 6,000 ratings)."""
     return synth.generate(tmp_path_factory.mktemp("data") / "tiny", "tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_exp(tiny_dir) -> Experiment:
+    """The tiny dataset prepared (split, features) as an experiment on the CPU."""
+    return Experiment(prepare(load_movielens(tiny_dir)), torch.device("cpu"))
 
 
 @pytest.fixture(scope="session")

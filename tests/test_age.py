@@ -6,24 +6,15 @@ import dataclasses
 
 import numpy as np
 import pytest
-import torch
 
 from movierec import age
-from movierec.data import load_movielens
-from movierec.experiment import Experiment
 from movierec.features import release_years
-from movierec.prepare import prepare
 from movierec.split import TRAIN, VAL
 from movierec.variants import choose_age, set_age
 
 from .conftest import MAIN, spec
 
 YEAR = 365.25 * 24 * 3600
-
-
-@pytest.fixture(scope="module")
-def tiny_exp(tiny_dir):
-    return Experiment(prepare(load_movielens(tiny_dir)), torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -121,9 +112,11 @@ def test_the_weight_is_the_val_best_and_the_refit_reads_train_and_val(tuned, tin
     assert len(set(values.values())) > 1  # the weights rank differently here
     assert values[chosen] == max(values.values())
     assert chosen == min(w for w in values if values[w] == max(values.values()))
-    assert choose_age(tiny_exp, model) == chosen and model.age.weight.item() == chosen
+    weight, figures = choose_age(tiny_exp, model)
+    assert weight == chosen and model.age.weight.item() == chosen
     assert trial.row["age_weight"] == chosen
     set_age(tiny_exp, model, (TRAIN,), chosen)
+    assert figures == tiny_exp.val_ranking(model.ranking_vectors(tiny_exp.feats, "cosine"))
     assert trial.row["val_recall@10"] == tiny_exp.val_ranking(
         model.ranking_vectors(tiny_exp.feats, trial.by))["val_recall@10"]
     refit = s.refit(tiny_exp, trial, 3).model

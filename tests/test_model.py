@@ -8,13 +8,10 @@ import pytest
 import torch
 
 from movierec.csr import Csr
-from movierec.data import load_movielens
-from movierec.experiment import Experiment
 from movierec.features import MovieFeatures
 from movierec.loss import Objective, rmse, sampled_softmax
 from movierec.model import ModelConfig, MovieRecModel
 from movierec.ops import unique_indices
-from movierec.prepare import prepare
 from movierec.split import TRAIN
 from movierec.tensors import FeatureTensors
 from movierec.variants import model_config
@@ -45,11 +42,6 @@ def toy_model(encoder="content", score="cosine", genome=True, **kw) -> MovieRecM
 
 def rate(model, users, movies, feats):
     return model.predict(users, model.user(users), movies, model.encode_movies(movies, feats))
-
-
-@pytest.fixture(scope="module")
-def tiny_exp(tiny_dir):
-    return Experiment(prepare(load_movielens(tiny_dir)), torch.device("cpu"))
 
 
 def test_movie_embedding_independent_of_batch_composition():

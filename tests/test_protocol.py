@@ -23,11 +23,6 @@ from movierec.train import predict, rating_errors
 from .conftest import spec
 
 
-@pytest.fixture(scope="module")
-def tiny_exp(tiny_dir):
-    return Experiment(prepare(load_movielens(tiny_dir)), torch.device("cpu"))
-
-
 def oracle(exp: Experiment, relevant: Csr, users: np.ndarray, strength: float = 1.0
            ) -> RankingVectors:
     """Ranking vectors that put each user's ``relevant`` movies first (one-hot users)."""

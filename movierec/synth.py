@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from movierec.evaluate import RATING_SCALE
 from movierec.features import GENRES
 
 WORDS = (
@@ -148,7 +149,7 @@ def generate(out: str | os.PathLike, scale: str | Scale = "tiny", seed: int = 0)
     movie_bias = rng.normal(0, 0.3, sc.movies)
     raw = (3.5 + user_bias[u] + movie_bias[m] + 1.6 * _affinity(user_f, movie_f, u, m)
            + rng.normal(0, 0.6, len(u)))
-    rating = np.clip(np.round(raw * 2) / 2, 0.5, 5.0)
+    rating = np.clip(np.round(raw * 2) / 2, *RATING_SCALE)
     # each rating at a uniform time of its user's span from the movie's arrival (a few weeks
     # after it at the earliest, the span's end at the latest) on
     first = np.minimum(np.maximum(start[u], arrival[m] + rng.integers(0, 6 * 7 * 86_400, len(u))),

@@ -24,7 +24,7 @@ from movierec.prepare import Prepared
 MAX_AGE = 40  # ages from here on are pooled
 FUTURE, NO_YEAR = MAX_AGE + 1, MAX_AGE + 2  # released after the user's now; no year in title
 N_BUCKETS = MAX_AGE + 3
-AGE_WEIGHTS = (0.0, 0.25, 0.5, 1.0)  # the term's weights tried on val (0: no term)
+AGE_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)  # the term's weights tried on val (0: no term)
 
 
 def years_of(seconds: np.ndarray) -> np.ndarray:
@@ -55,15 +55,18 @@ def log_ratio(when: np.ndarray, movies: np.ndarray, release: np.ndarray) -> np.n
     """h by bucket from ratings made in years ``when`` of the movies ``movies`` (indexes into
     ``release``): log(share of the ratings at that age) - log(share of the offers at that
     age), an offer being a known movie (one of ``movies``) at a rating's time; one pseudo-count
-    on each side."""
+    on each side. A bucket with no offer (no known movie was there when a rating was made,
+    e.g. no title without a year was rated) has no evidence and h = 0, not the
+    log(offers / ratings) the pseudo-counts alone would give it."""
     rated = np.bincount(age_buckets(when, release[movies]), minlength=N_BUCKETS)
     known = release[np.unique(movies)]
     offered = np.zeros(N_BUCKETS)
     for year, n in zip(*np.unique(when, return_counts=True), strict=True):
         offered += n * np.bincount(age_buckets(np.full(len(known), year), known),
                                    minlength=N_BUCKETS)
-    return (np.log((rated + 1) / (rated.sum() + 1))
-            - np.log((offered + 1) / (offered.sum() + 1)))
+    h = np.log((rated + 1) / (rated.sum() + 1)) - np.log((offered + 1) / (offered.sum() + 1))
+    h[offered == 0] = 0.0  # a rated bucket is always offered: only empty ones are neutral
+    return h
 
 
 def age_inputs(prep: Prepared, parts: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:

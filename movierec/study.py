@@ -277,6 +277,8 @@ def readout_line(tuned: dict) -> str:
             f"{RECENCY_HALF_LIVES}), scale {readout['scale']:.3f}")
     if tuned.get("age_weight") is not None:
         line += f"; age term's weight on val {tuned['age_weight']:g} (of {AGE_WEIGHTS})"
+        if tuned["age_weight"] == max(AGE_WEIGHTS):
+            line += " (the largest tried: the best may lie above it)"
     return line
 
 

@@ -29,12 +29,17 @@ def test_h_is_the_log_ratio_of_the_ratings_share_to_the_known_movies_offers_shar
     when, movies = np.array([2005, 2005, 2006]), np.array([0, 1, 0])
     h = age.log_ratio(when, movies, release)
     # rated at ages 5, 0, 6; offered (movies 0 and 1, one offer per rating): in 2005 ages 5
-    # and 0 twice each, in 2006 ages 6 and 1; movie 2 is not known (never rated)
+    # and 0 twice each, in 2006 ages 6 and 1; movie 2 is not known (never rated), so no
+    # year-less movie and no movie from the future is ever offered: no evidence, h = 0 there
+    # (the pseudo-counts alone would give them log(7 / 4), above every observed bucket's)
     expect = {0: np.log(2 / 4) - np.log(3 / 7), 1: np.log(1 / 4) - np.log(2 / 7),
               5: np.log(2 / 4) - np.log(3 / 7), 6: np.log(2 / 4) - np.log(2 / 7),
-              age.NO_YEAR: np.log(1 / 4) - np.log(1 / 7), age.FUTURE: np.log(1 / 4) - np.log(1 / 7)}
+              age.NO_YEAR: 0.0, age.FUTURE: 0.0, 2: 0.0}
     for bucket, value in expect.items():
         assert h[bucket] == pytest.approx(value), bucket
+    # an offered bucket nobody rated is evidence against it: movie 1 (2010) offered in 2005
+    h = age.log_ratio(np.array([2005, 2011]), np.array([0, 1]), np.array([2000.0, 2010.0]))
+    assert h[age.FUTURE] == pytest.approx(np.log(1 / 3) - np.log(2 / 5))
     assert age.age_buckets(np.array([1999, 2100, 2000]), np.array([2000.0, 1990, np.nan])
                            ).tolist() == [age.FUTURE, age.MAX_AGE, age.NO_YEAR]
 
@@ -149,3 +154,12 @@ def test_an_age_table_of_another_shape_is_refused(tuned):
                                          rf"got \({n_movies}, {n_years + 1}\)"):
         model.age.set(np.zeros(model.config.n_users, np.int64),
                       np.zeros((n_movies, n_years + 1), np.float32), 0.5)
+
+
+def test_the_readout_line_says_when_the_weight_is_the_largest_tried():
+    from movierec.study import readout_line
+
+    readout = {"damping": 5.0, "half_life": None, "scale": 0.5}
+    top, inside = (readout_line({"readout": readout, "age_weight": w})
+                   for w in (max(age.AGE_WEIGHTS), age.AGE_WEIGHTS[1]))
+    assert "the largest tried" in top and "the largest tried" not in inside

@@ -1,7 +1,10 @@
 """A movie's age at the user's "now" as a term of the main model's retrieval score.
 
-The user's now is the year of their last rating in the data a model is fitted on; a movie's age
-is that year minus its release year (from its title). ``h(age)`` is the log of how often the
+The user's now is the year the model serves them: on the per-user chronological split, the year
+of their last rating in the data a model is fitted on (their next ratings follow it); in a
+global-time split (the new-movie study, :mod:`movierec.coldstart`), the year of the cut, that
+data's last year, for every user (:data:`NOWS`). A movie's age is that year minus its release
+year (from its title). ``h(age)`` is the log of how often the
 fitted-on ratings fall at that age over how often the movies known then (rated at least once in
 that data) offer it when the ratings are made: time-aware popularity, estimated on the training
 data alone (docs/research.md, "A movie's age at the user's now"). Ages from :data:`MAX_AGE` on
@@ -25,6 +28,9 @@ MAX_AGE = 40  # ages from here on are pooled
 FUTURE, NO_YEAR = MAX_AGE + 1, MAX_AGE + 2  # released after the user's now; no year in title
 N_BUCKETS = MAX_AGE + 3
 AGE_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)  # the term's weights tried on val (0: no term)
+# a user's now: "user", the year of their last fitted-on rating; "cut", the fitted-on data's last
+# year for every user (a model served at a global cut, long after some users' last rating)
+NOWS = ("user", "cut")
 
 
 def years_of(seconds: np.ndarray) -> np.ndarray:
@@ -69,21 +75,26 @@ def log_ratio(when: np.ndarray, movies: np.ndarray, release: np.ndarray) -> np.n
     return h
 
 
-def age_inputs(prep: Prepared, parts: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+def age_inputs(prep: Prepared, parts: tuple[int, ...], now: str = "user"
+               ) -> tuple[np.ndarray, np.ndarray]:
     """The term's inputs from the split ``parts`` alone: each user's now as a column
-    (0..n_years - 1 of :func:`year_span`; a user without ratings there: the parts' last year)
-    and each movie's h at every year's now, (n_movies, n_years) float32."""
+    (0..n_years - 1 of :func:`year_span`), by the rule ``now`` of :data:`NOWS` (``"user"``: the
+    year of their last rating there, a user without one at the parts' last year; ``"cut"``:
+    every user at the parts' last year), and each movie's h at every year's now,
+    (n_movies, n_years) float32."""
+    if now not in NOWS:
+        raise ValueError(f"now must be one of {NOWS}, got {now!r}")
     first, n_years = year_span(prep)
     mask = np.isin(prep.split.labels, parts)
     when, users = years_of(prep.timestamps[mask]), prep.users[mask]
     release = release_years(prep.movies["title"])
     h = log_ratio(when, prep.items[mask], release)
-    now = np.full(prep.n_users, when.max() if len(when) else first + n_years - 1, np.int64)
-    if len(when):
+    year = np.full(prep.n_users, when.max() if len(when) else first + n_years - 1, np.int64)
+    if len(when) and now == "user":
         seen = np.unique(users)
         last = np.full(prep.n_users, np.iinfo(np.int64).min)
         np.maximum.at(last, users, when)
-        now[seen] = last[seen]
+        year[seen] = last[seen]
     years = first + np.arange(n_years)
     table = h[age_buckets(years[None, :], release[:, None])].astype(np.float32)
-    return now - first, table
+    return year - first, table

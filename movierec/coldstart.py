@@ -22,12 +22,16 @@ Two tasks, read for every user with a relevant (rated >= 4) movie in the window:
   the largest that keeps val's warm NDCG@10 within :data:`WARM_COST` of ``b = 0``.
 
 The competitors (:func:`run`): the main model (its setting from the report: a movie without
-ratings is scored by its content, its id vector masked), the same trained with id dropout (the
+ratings is scored by its content, its id vector masked; its age term read at the world's cut for
+every user, who is served then, not at their last rating: :func:`served_at_cut`), the same
+trained with id dropout (the
 rate chosen on val's new movies), the same design without content (ids only: what content
 buys is the difference), LightFM with its item features (its setting from the report), and
 three rules: ``newest`` (release year), genre popularity (each genre's share of the recent
 training positives) and content kNN (the cosine of a movie's content to the user's liked
-movies). Choices are made on val; test is read once per seed.
+movies). Choices are made on val; test is read once per seed. A dataset whose windows hold fewer
+than :data:`MIN_COLD_USERS` users with a relevant new movie has no study: :func:`run` says why
+(``{"skipped": reason}``) and the report goes on without it.
 """
 
 from __future__ import annotations
@@ -53,14 +57,14 @@ from movierec.retrieval import topk_search
 from movierec.split import TEST, TRAIN, VAL, Split, first_rated, time_cuts, time_split
 from movierec.stats import paired_bootstrap, seed_difference
 from movierec.tensors import RankingVectors
-from movierec.variants import main_spec, variant
+from movierec.variants import VariantSpec, main_spec
 
 DROPOUTS = (0.25, 0.5)  # the id-dropout rates tried on val's new movies
 BONUSES = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)  # the mixed task's bonuses of new movies
 WARM_COST = 0.002  # the loss of warm NDCG@10 on val the mixed task's bonus may cost
 RECENT_TENTHS = 1  # genre popularity counts the last tenth of a world's training positives
 COLD_METRICS = ("ndcg@10", "recall@10", "recall@20")
-MIN_COLD_USERS = 2  # fewer users with a relevant new movie in a window: no study (an error)
+MIN_COLD_USERS = 2  # fewer users with a relevant new movie in a window: no study (the reason)
 MAIN = "main (content path)"
 
 
@@ -107,6 +111,10 @@ def _date(t: int) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d")
 
 
+class ThinWindow(ValueError):
+    """A window with too few users with a relevant new movie to study (:data:`MIN_COLD_USERS`)."""
+
+
 def window(exp: Experiment, part: int, new: np.ndarray) -> Window:
     """The readings of split ``part`` (VAL of the tuning world, TEST of the test world)."""
     users, relevant = exp.prep.relevant(part, RELEVANT_RATING)
@@ -146,11 +154,11 @@ def build(s: Setup) -> Study:
     for name, w, span in (("val", study.val_window, f"{_date(t1)} .. {_date(t2)}"),
                           ("test", study.test_window, f"from {_date(t2)}")):
         if len(w.cold_users) < MIN_COLD_USERS:
-            raise ValueError(
+            raise ThinWindow(
                 f"{src.dataset}: the new-movie study needs at least {MIN_COLD_USERS} users with "
                 f"a relevant new movie in each window; its {name} window ({span}) has "
-                f"{len(w.cold_users)} ({int(w.new.sum())} new movies): run without it "
-                "(COLD_START=False)")
+                f"{len(w.cold_users)} ({int(w.new.sum())} new movies): no study on this "
+                "dataset")
     return study
 
 
@@ -287,15 +295,27 @@ def _reading(val: RankingVectors, test: dict[int, RankingVectors], study: Study)
                    float(cold_values(val, study.val_window)["ndcg@10"].mean()))
 
 
+def served_at_cut(spec: VariantSpec) -> VariantSpec:
+    """``spec`` with its age term (if any) read at the world's cut for every user
+    (:data:`movierec.age.NOWS`): the study serves each user at a global time, which for a user
+    whose last rating came years before is not their last rating's year."""
+    return dataclasses.replace(spec, variant=dataclasses.replace(spec.variant, age_now="cut"))
+
+
 def run(s: Setup, params: dict, results: dict[str, Result], study: Study | None = None
         ) -> dict:
     """Every competitor on both tasks (seeded ones with ``SEED`` and ``STABILITY_SEEDS``), the
     main model's paired comparisons, and the choices made on val: ``metrics.json``'s
-    ``coldstart``."""
-    study = study or build(s)
+    ``coldstart``; or, when a window is too thin to study (:class:`ThinWindow`, found before
+    any training), ``{"skipped": the reason}``."""
+    if study is None:
+        try:
+            study = build(s)
+        except ThinWindow as thin:
+            return {"skipped": str(thin)}
     seeds = (params["SEED"], *(x for x in params["STABILITY_SEEDS"] if x != params["SEED"]))
     main = results[params["RECOMMEND_WITH"]]
-    spec, setting = main_spec(params), main.setting
+    spec, setting = served_at_cut(main_spec(params)), main.setting
     readings: dict[str, Reading] = {}
     dropout_val = {}
 
@@ -316,7 +336,7 @@ def run(s: Setup, params: dict, results: dict[str, Result], study: Study | None 
     seeded(f"main, id dropout {rate:g}", Fixed(spec, {**setting, "id_dropout": rate}),
            {**setting, "id_dropout": rate}, trials[rate])
     ids_only = dataclasses.replace(spec, variant=dataclasses.replace(
-        variant(params["RECOMMEND_WITH"]), name="ids_only", encoder="id"))
+        spec.variant, name="ids_only", encoder="id"))
     seeded("main, ids only (no content)", Fixed(ids_only, setting), setting)
     if "lightfm" in results:
         lightfm = results["lightfm"]

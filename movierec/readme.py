@@ -135,6 +135,8 @@ def cold_results(metrics: dict) -> str:
     cold = metrics.get("coldstart") or {}
     if not cold:
         return ""
+    if "skipped" in cold:
+        return f"**New movies**: no study on this dataset ({cold['skipped']})."
     test, val = cold["test"], cold["val"]
     lines = [f"**New movies** (`movierec.coldstart`: a global-time split at {cold['t1']} and "
              f"{cold['t2']}; test: {test['users']:,} users with a relevant one of "

@@ -48,6 +48,7 @@ class Variant:
     # biases + a scale on the cosine chosen on val (calibrate_readout), the vectors unchanged
     readout: str = "learned"
     age_term: bool = False  # a movie's age at the user's now in the retrieval score (movierec.age)
+    age_now: str = "user"  # whose now the age is read at (movierec.age.NOWS; "cut": a global cut)
     requires: tuple[str, ...] = ()  # settings without a default: each setting must name them
     axes: dict[str, tuple] = field(default_factory=dict)  # its val grid on every dataset
     large_axes: dict[str, tuple] | None = None  # the grid above LARGE_ABOVE training ratings
@@ -311,7 +312,7 @@ class VariantSpec:
                      label=self._label(setting, seed, "tuned on train"))
         readout = (calibrate_readout(exp, result.model, (TRAIN,))
                    if v.readout == "calibrated" else {})
-        age, aged = choose_age(exp, result.model) if v.age_term else (None, {})
+        age, aged = choose_age(exp, result.model, v.age_now) if v.age_term else (None, {})
         rating = {"epochs": len(result.history), "best_epoch": result.best_epoch}
         rating.update({f"val_{k}": x for k, x in rating_errors(
             predict(result.model, exp.feats, exp.val), exp.val.ratings).items()})
@@ -347,7 +348,8 @@ class VariantSpec:
         if trial.tuned["readout"]:
             calibrate_readout(exp, final.model, (TRAIN, VAL), trial.tuned["readout"])
         if trial.tuned.get("age_weight") is not None:
-            set_age(exp, final.model, (TRAIN, VAL), trial.tuned["age_weight"])
+            set_age(exp, final.model, (TRAIN, VAL), trial.tuned["age_weight"],
+                    self.variant.age_now)
         return self.fitted(exp, final.model)
 
 
@@ -400,20 +402,23 @@ def pair_cosines(model: MovieRecModel, exp: Experiment, data: Ratings) -> np.nda
     return (users[data.users] * movies[data.movies]).sum(1).double().cpu().numpy()
 
 
-def set_age(exp: Experiment, model: MovieRecModel, parts: tuple[int, ...], weight: float
-            ) -> None:
+def set_age(exp: Experiment, model: MovieRecModel, parts: tuple[int, ...], weight: float,
+            now: str = "user") -> None:
     """Set ``model``'s age term (:class:`~movierec.model.AgeTerm`) from the split ``parts``
-    alone (each user's now, h by age: :func:`movierec.age.age_inputs`) at ``weight``."""
-    model.age.set(*age_inputs(exp.prep, parts), weight)
+    alone (each user's now by the rule ``now``, h by age: :func:`movierec.age.age_inputs`) at
+    ``weight``."""
+    model.age.set(*age_inputs(exp.prep, parts, now), weight)
 
 
 @torch.no_grad()
-def choose_age(exp: Experiment, model: MovieRecModel) -> tuple[float, dict[str, float]]:
+def choose_age(exp: Experiment, model: MovieRecModel, now: str = "user"
+               ) -> tuple[float, dict[str, float]]:
     """The age term's weight for ``model`` fitted on train: the one of :data:`AGE_WEIGHTS`
     whose retrieval ranking has the highest val NDCG@10 (the smaller weight on a tie), and
     that ranking's val figures (:meth:`~movierec.experiment.Experiment.val_ranking`); the term
-    (from train alone) is left set at it. Users and movies are encoded once for all weights."""
-    inputs, scores = age_inputs(exp.prep, (TRAIN,)), {}
+    (from train alone, each user's now by the rule ``now``) is left set at it. Users and movies
+    are encoded once for all weights."""
+    inputs, scores = age_inputs(exp.prep, (TRAIN,), now), {}
     model.eval()
     users, movies = model.all_user_vectors(), model.all_movie_vectors(exp.feats)
     for weight in AGE_WEIGHTS:

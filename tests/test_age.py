@@ -163,3 +163,30 @@ def test_the_readout_line_says_when_the_weight_is_the_largest_tried():
     top, inside = (readout_line({"readout": readout, "age_weight": w})
                    for w in (max(age.AGE_WEIGHTS), age.AGE_WEIGHTS[1]))
     assert "the largest tried" in top and "the largest tried" not in inside
+
+
+def test_served_at_a_cut_every_user_is_at_the_fitted_on_datas_last_year(tuned, tiny_exp):
+    """The new-movie study serves every user at its global cut: their now is that year, not
+    their last rating's (which ``"user"``, the per-user split's rule, keeps)."""
+    s, trial = tuned
+    prep = tiny_exp.prep
+    first = age.year_span(prep)[0]
+    for parts in ((TRAIN,), (TRAIN, VAL)):
+        last = age.years_of(prep.timestamps[np.isin(prep.split.labels, parts)]).max()
+        now, table = age.age_inputs(prep, parts, "cut")
+        assert (now == last - first).all()
+        by_user, by_user_table = age.age_inputs(prep, parts)
+        assert (by_user < last - first).any()  # some users' last rating came earlier
+        np.testing.assert_array_equal(table, by_user_table)  # h is the same either way
+    with pytest.raises(ValueError, match="now must be one of"):
+        age.age_inputs(prep, (TRAIN,), "latest")
+    model = trial.fitted.model
+    choose_age(tiny_exp, model, "cut")
+    train_last = age.years_of(prep.timestamps[prep.split.labels == TRAIN]).max()
+    assert (model.age.user_year.numpy() == train_last - first).all()
+    at_cut = dataclasses.replace(s, variant=dataclasses.replace(s.variant, age_now="cut"))
+    tuned_at_cut = at_cut.tune(tiny_exp, trial.setting, 3)
+    assert (tuned_at_cut.fitted.model.age.user_year.numpy() == train_last - first).all()
+    refit = at_cut.refit(tiny_exp, tuned_at_cut, 3).model
+    np.testing.assert_array_equal(refit.age.user_year.numpy(),
+                                  age.age_inputs(prep, (TRAIN, VAL), "cut")[0])

@@ -2,6 +2,7 @@
 rules, and the whole study on generated data whose new movies arrive over time."""
 
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from movierec import coldstart, synth
+from movierec import coldstart, readme, synth
 from movierec.csr import Csr
 from movierec.evaluate import per_user_ranking
 from movierec.experiment import setup
@@ -92,14 +93,19 @@ def test_no_rating_or_tag_from_after_a_cut_reaches_its_world(study):
     assert later > 0 and st.tune.prep.features.tags_dropped_leak_free == later
 
 
-def test_a_window_with_too_few_new_movie_users_is_refused_before_any_training(study,
-                                                                              monkeypatch):
-    s, _, st = study
+def test_a_window_with_too_few_new_movie_users_is_skipped_with_the_reason_before_training(
+        study, monkeypatch):
+    s, params, st = study
     n = len(st.val_window.cold_users)
     monkeypatch.setattr(coldstart, "MIN_COLD_USERS", n + 1)
-    with pytest.raises(ValueError, match=rf"its val window \(.*\) has {n} \(\d+ new movies\)"
-                                         r".*COLD_START=False"):
+    said = rf"its val window \(.*\) has {n} \(\d+ new movies\): no study on this dataset"
+    with pytest.raises(coldstart.ThinWindow, match=said):
         coldstart.build(s)
+    # the report goes on without the study, saying why (no result is read: none is needed)
+    cold = coldstart.run(s, params, results={})
+    assert set(cold) == {"skipped"} and re.search(said, cold["skipped"])
+    assert readme.cold_results({"coldstart": cold}) == (
+        f"**New movies**: no study on this dataset ({cold['skipped']}).")
 
 
 def test_the_cold_task_ranks_only_the_windows_new_movies(study):
@@ -183,11 +189,12 @@ def test_the_whole_study_on_generated_data(study, monkeypatch):
 
     runner.run([baselines.baseline("lightfm"),
                 main_spec(params, {**MAIN, "dim": 8, "n_negatives": 64})])
-    tuned = []
+    tuned, nows = [], set()
     real_tune = VariantSpec.tune
 
     def counted(self, exp, setting, seed, threads=1):
         tuned.append((self.name, setting.get("id_dropout"), seed))
+        nows.add(self.variant.age_now)
         return real_tune(self, exp, setting, seed, threads)
 
     monkeypatch.setattr(VariantSpec, "tune", counted)
@@ -195,6 +202,7 @@ def test_the_whole_study_on_generated_data(study, monkeypatch):
     # each model, rate and seed trained once (the chosen rate's first seed is not redone)
     assert len(tuned) == len(set(tuned)), tuned
     assert {r for _, r, _ in tuned} == {None, *coldstart.DROPOUTS}
+    assert nows == {"cut"}  # every main-model competitor is served at the world's cut
     names = set(cold["cold"])
     assert {coldstart.MAIN, "newest", "genre popularity", "content kNN",
             "lightfm (item features)", "main, ids only (no content)"} <= names

@@ -24,14 +24,13 @@ Two tasks, read for every user with a relevant (rated >= 4) movie in the window:
 The competitors (:func:`run`): the main model (its setting from the report: a movie without
 ratings is scored by its content, its id vector masked; its age term read at the world's cut for
 every user, who is served then, not at their last rating: :func:`served_at_cut`), the same
-trained with id dropout (the
-rate chosen on val's new movies), the same design without content (ids only: what content
-buys is the difference), LightFM with its item features (its setting from the report), and
-three rules: ``newest`` (release year), genre popularity (each genre's share of the recent
-training positives) and content kNN (the cosine of a movie's content to the user's liked
-movies). Choices are made on val; test is read once per seed. A dataset whose windows hold fewer
-than :data:`MIN_COLD_USERS` users with a relevant new movie has no study: :func:`run` says why
-(``{"skipped": reason}``) and the report goes on without it.
+trained with id dropout (the rate chosen on val's new movies), the same design without content
+(ids only: what content buys is the difference), LightFM with its item features (its setting
+from the report), and three rules: ``newest`` (release year), genre popularity (each genre's
+share of the recent training positives) and content kNN (the cosine of a movie's content to the
+user's liked movies). Choices are made on val; test is read once per seed. A dataset whose
+windows hold fewer than :data:`MIN_COLD_USERS` users with a relevant new movie has no study:
+:func:`run` says why (``{"skipped": reason}``) and the report goes on without it.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from movierec.evaluate import (
 from movierec.experiment import Experiment
 from movierec.features import bag_matrix, release_years
 from movierec.prepare import Prepared
-from movierec.protocol import Fitted, Grid, Kind, Trial, grid
+from movierec.protocol import EdgeWalk, Fitted, Kind, Trial, grid
 from movierec.split import TRAIN, VAL
 from movierec.tensors import RankingVectors
 
@@ -69,8 +69,10 @@ class Baseline:
         return (self.large_grid if self.large_grid is not None and n_ratings > self.large_above
                 else self.settings)
 
-    def proposals(self, n_ratings: int, seed: int) -> Grid:
-        return Grid(self.grid(n_ratings))
+    def proposals(self, n_ratings: int, seed: int) -> EdgeWalk:
+        """The grid tried with ``n_ratings`` training ratings, walking on past an end where
+        its choice sits (:class:`~movierec.protocol.EdgeWalk`)."""
+        return EdgeWalk(self.grid(n_ratings), self.target, self.limits)
 
     def searched(self, n_ratings: int) -> dict:
         """The axes of the grid tried with ``n_ratings`` training ratings."""
@@ -311,7 +313,8 @@ def fit_bpr(prep, users, movies, ratings, *, seed: int = 0, threads: int = 1,
 ALL_NEIGHBOURS = 100_000  # a k above any user's count of ratings: every neighbour counts
 
 # Each grid was widened until its choice on ml-latest-small's val is inside it or at the
-# setting's natural bound (``limits``), and says so in the report (at_edge, at_limit).
+# setting's natural bound (``limits``); on any dataset a choice at an end walks on past it
+# (protocol.EdgeWalk), and the report flags what still sits at an edge (at_edge, at_limit).
 # ---- a hybrid model from content: LightFM ----
 
 YEAR_BINS = (1950, 1970, 1980, 1990, 2000, 2005, 2010, 2015)  # release-year features' edges

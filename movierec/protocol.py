@@ -71,6 +71,83 @@ class Grid:
         pass
 
 
+WALK_STEPS = 3  # how many steps an axis of a grid may walk on past each of the grid's ends
+
+
+class EdgeWalk:
+    """A grid that walks on where its choice sits at an end: the grid's settings in order,
+    then, while the best setting so far (by ``target``, the first of equals, as the search
+    chooses) has a numeric value at an end of what its axis has tried, not at the setting's
+    natural bound (``limits``), that setting with the value one step further out. A step is
+    the end's own ratio to its neighbour (the grids are geometric; a rounded integer for an
+    integer axis) and stops at the natural bound; an axis of positive values walks at most
+    ``steps`` steps past each end, and only while each step wins. A walk ends with the choice
+    inside what its axes tried (what the report's at_edge reads) or at ``steps`` beyond the
+    grid, still flagged. The same figures told give the same proposals (a record replays)."""
+
+    def __init__(self, settings, target: str, limits: dict[str, tuple[float, float]] | None = None,
+                 steps: int = WALK_STEPS) -> None:
+        self.grid, self.target, self.steps = Grid(settings), target, steps
+        self.limits = dict(limits or {})
+        self.tried: list[tuple[dict, float]] = []
+        self.walked: dict[tuple[str, int], int] = {}  # (setting, end: 0 low, -1 high) -> steps
+        self.asked: dict | None = None
+
+    def ask(self) -> dict | None:
+        self.asked = self.grid.ask()
+        if self.asked is None and self.tried:
+            self.asked = self.step()
+        return self.asked
+
+    def tell(self, value: float) -> None:
+        self.tried.append((self.asked, value))
+
+    def step(self) -> dict | None:
+        """The next setting of the walk (None: it is over)."""
+        chosen = best(self.tried, self.target, lambda t, _: t[1])[0]
+        settings = [s for s, _ in self.tried]
+        for key, value in chosen.items():
+            axis = sorted({s[key] for s in settings})
+            if len(axis) < 2 or not all(_positive_number(v) for v in axis):
+                continue
+            for end, near in ((0, 1), (-1, -2)):
+                if (value != axis[end] or value in self.limits.get(key, ())
+                        or self.walked.get((key, end), 0) >= self.steps):
+                    continue
+                beyond = step_past(axis[end], axis[near], self.limits.get(key))
+                if beyond is None or {**chosen, key: beyond} in settings:
+                    continue
+                self.walked[key, end] = self.walked.get((key, end), 0) + 1
+                return {**chosen, key: beyond}
+        return None
+
+
+def _number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _positive_number(v) -> bool:
+    return _number(v) and v > 0
+
+
+def step_past(end: float, near: float, limit: tuple[float, float] | None = None
+              ) -> float | None:
+    """The value one step past a grid axis's ``end`` away from its neighbour ``near``: ``end``
+    times their ratio (3 significant digits; an integer axis rounds, by at least 1, and stays
+    >= 1), clipped to the setting's natural bounds ``limit``. None: no value lies beyond."""
+    value = end * (end / near)
+    if isinstance(end, int) and isinstance(near, int):
+        value = round(value)
+        value = value if value != end else end + (1 if end > near else -1)
+        if value < 1:
+            return None
+    else:
+        value = float(f"{value:.3g}")
+    if limit is not None:
+        value = min(max(value, limit[0]), limit[1])
+    return None if value == end else value
+
+
 @dataclass
 class Trial:
     """One setting fitted on train and read on val."""
@@ -186,13 +263,13 @@ class Result:
 
 def at_edge(setting: dict, sweep: list[dict],
             limits: dict[str, tuple[float, float]] | None = None) -> list[str]:
-    """The settings chosen at an end of their grid axis (the optimum may lie beyond it), but
-    for an end that is the setting's natural bound (``limits``: its lowest and highest
-    meaningful values)."""
+    """The numeric settings chosen at an end of their grid axis (the optimum may lie beyond
+    it), but for an end that is the setting's natural bound (``limits``: its lowest and highest
+    meaningful values); a named choice has no ends."""
     out = []
     for key, value in setting.items():
         axis = sorted({row[key] for row in sweep})
-        if (len(axis) > 1 and value in (axis[0], axis[-1])
+        if (len(axis) > 1 and all(map(_number, axis)) and value in (axis[0], axis[-1])
                 and value not in (limits or {}).get(key, ())):
             out.append(key)
     return out

@@ -230,9 +230,25 @@ def searches(results: dict[str, Result]) -> dict[str, dict]:
     space), the settings it tried, the chosen setting, and which of its values sit at an edge
     of what was tried (the best may lie beyond), at a natural bound, or stopped at a cap."""
     return {n: {"searched": r.search.get("searched", {}), "tried": r.search.get("tried"),
+                "walked": walked(r.search.get("searched", {}), r.sweep),
                 "chosen": r.setting, "at_edge": r.at_edge, "at_limit": r.at_limit,
                 "capped": r.capped}
             for n, r in results.items()}
+
+
+def walked(searched: dict[str, list], sweep: list[dict]) -> dict[str, list]:
+    """The values each setting tried beyond the ends of what its search was given
+    (``searched``; a grid walks on past an end where its choice sits:
+    :class:`movierec.protocol.EdgeWalk`), by setting; settings that tried none are left out."""
+    out = {}
+    for key, given in searched.items():
+        if not given or not all(isinstance(v, int | float) for v in given):
+            continue
+        low, high = min(given), max(given)
+        past = sorted({row[key] for row in sweep if key in row and not low <= row[key] <= high})
+        if past:
+            out[key] = past
+    return out
 
 
 def search_runs(results: dict[str, Result]) -> dict[str, dict]:
@@ -258,6 +274,9 @@ def searches_table(results: dict[str, Result]) -> pd.DataFrame:
                              "how": runs[n]["how"],
                              "chosen": ", ".join(f"{k}={_short(v)}" for k, v in
                                                  f["chosen"].items()) or "(no setting)",
+                             "walked past the grid": "; ".join(
+                                 f"{k} " + ", ".join(map(_short, v))
+                                 for k, v in f["walked"].items()),
                              "at an edge": ", ".join(f["at_edge"]),
                              "at a natural bound": ", ".join(f["at_limit"]),
                              "stopped at its cap": ", ".join(f["capped"])}

@@ -27,7 +27,7 @@ from movierec.evaluate import RECENCY_HALF_LIVES, BiasBaseline, lower_is_better,
 from movierec.experiment import Experiment
 from movierec.loss import Objective
 from movierec.model import BY, Encoder, ModelConfig, MovieRecModel, Score, biased_rating
-from movierec.protocol import Fitted, Fixed, Grid, Trial, choose_by, grid, val_rankings
+from movierec.protocol import EdgeWalk, Fitted, Fixed, Trial, choose_by, grid, val_rankings
 from movierec.split import TRAIN, VAL
 from movierec.tensors import Ratings
 from movierec.train import FitResult, TrainConfig, fit, predict, rating_errors
@@ -223,10 +223,11 @@ class VariantSpec:
         return v.large_axes if large else v.axes
 
     def proposals(self, n_ratings: int, seed: int):
-        """What the val search tries: the grid, or TPE over the space (the lean one above
+        """What the val search tries: the grid, walking on past an end where its choice sits
+        (:class:`~movierec.protocol.EdgeWalk`), or TPE over the space (the lean one above
         :data:`LARGE_ABOVE` ratings) seeded with ``seed``."""
         if self.space is None:
-            return Grid(self.grid(n_ratings))
+            return EdgeWalk(self.grid(n_ratings), self.target, self.limits)
         large = self.large_space is not None and n_ratings > LARGE_ABOVE
         return Tpe(self.large_space if large else self.space, self.trials, seed,
                    lower_is_better(self.target))

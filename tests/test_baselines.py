@@ -365,7 +365,9 @@ def test_recent_bias_fits_each_part_with_that_parts_recency(exp):
 
     spec = baseline("recent_bias")
     res = run(exp, spec, seed=0)
-    assert len(res.sweep) == len(spec.settings) and {"damping", "half_life"} == set(res.setting)
+    assert [{k: r[k] for k in ("damping", "half_life")} for r in res.sweep[:20]] == list(
+        spec.settings)  # the grid, then (here) a walk past its end
+    assert {"damping", "half_life"} == set(res.setting)
     prep = exp.prep
 
     def fitted(parts):

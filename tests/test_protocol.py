@@ -98,7 +98,7 @@ def test_each_seed_reads_test_once_and_val_never_after_tuning(tiny_exp, monkeypa
     tests = [i for i, p in enumerate(reads) if p == TEST]
     assert len(tests) == 2  # one search per scoring of the one refitted model
     assert all(p == VAL for p in reads[:tests[0]]) and set(reads[tests[0]:]) == {TEST}
-    assert [row["rank_weight"] for row in r.sweep] == [0.1, 1.0]
+    assert [row["rank_weight"] for row in r.sweep][:2] == [0.1, 1.0]  # then, here, a walk
 
 
 def test_refit_learns_from_val_and_no_refit_tests_the_tuned_model(tiny_exp):
@@ -486,3 +486,84 @@ def test_every_model_of_ours_searches_its_own_grid_and_a_lean_one_at_scale():
     assert small["n_negatives"] in MAIN_SPACE["n_negatives"][1]
     assert large["dim"] == 64 and large["n_negatives"] == 256  # the lean space's fixed values
     assert main.searched(LARGE_ABOVE + 1)["dim"] == [64]
+
+
+def walk(axis: tuple, figure, target: str = "val_ndcg@10", limits: dict | None = None,
+         key: str = "x") -> list:
+    """The values an EdgeWalk over the grid ``axis`` proposes, told ``figure(value)``."""
+    proposals, out = protocol.EdgeWalk([{key: v} for v in axis], target, limits), []
+    while (setting := proposals.ask()) is not None:
+        out.append(setting[key])
+        proposals.tell(figure(setting[key]))
+    return out
+
+
+def test_a_grid_whose_choice_sits_at_an_end_walks_on_by_its_own_ratio_until_it_is_inside():
+    peak = lambda top: lambda x: -abs(np.log2(max(x, 1e-9)) - np.log2(top))  # noqa: E731
+    assert walk((32, 64, 128), peak(64)) == [32, 64, 128]  # inside: nothing more
+    assert walk((32, 64, 128), peak(512)) == [32, 64, 128, 256, 512, 1024]  # 1024 lost
+    assert walk((32, 64, 128), peak(1e9)) == [32, 64, 128, 256, 512, 1024]  # 3 steps at most
+    assert walk((32, 64, 128), peak(8)) == [32, 64, 128, 16, 8, 4]  # the low end too
+    assert walk((2, 3), peak(1)) == [2, 3, 1]  # an integer axis stays >= 1
+    # an error falls: the lowest wins; floats keep 3 significant figures
+    rmse = lambda x: abs(np.log(x) - np.log(0.0004))  # noqa: E731
+    assert walk((0.01, 0.05, 0.2), rmse, "val_rmse") == [0.01, 0.05, 0.2, 0.002, 0.0004, 8e-05]
+    # a natural bound is never passed, and a choice at it does not walk
+    assert walk((0.25, 0.5), peak(5), limits={"x": (0.0, 0.9)}) == [0.25, 0.5, 0.9]
+    assert walk((40, 80, 10**5), peak(10**6), limits={"x": (1, 10**5)}) == [40, 80, 10**5]
+    # an axis that is not of positive numbers (a name, a flag, zero) is not walked
+    assert walk(("a", "b"), lambda x: x == "b") == ["a", "b"]
+    assert walk((0.0, 0.1), peak(1)) == [0.0, 0.1]
+
+
+def test_a_walk_moves_each_axis_from_the_best_setting_and_replays_from_its_figures(tiny_exp):
+    def figure(s):  # best at a = 8 (past the grid's top), b = "y"; b's values are names
+        return -abs(np.log2(s["a"]) - 3) + (s["b"] == "y")
+
+    class Walked(Planted):
+        def proposals(self, n_ratings, seed):
+            return protocol.EdgeWalk(protocol.grid(a=(1, 2), b=("x", "y")), self.target)
+
+        def searched(self, n_ratings):
+            return {"a": [1, 2], "b": ["x", "y"]}
+
+        def tune(self, exp, setting, seed, threads):
+            self.val = {setting["a"]: figure(setting)}
+            return super().tune(exp, {**setting, "x": setting["a"]}, seed, threads)
+
+    r = run(tiny_exp, Walked({}), seed=0)
+    assert [(row["a"], row["b"]) for row in r.sweep] == [
+        (1, "x"), (1, "y"), (2, "x"), (2, "y"), (4, "y"), (8, "y"), (16, "y")]
+    assert r.setting["a"] == 8 and r.at_edge == [] and r.search["tried"] == 7
+    from movierec.study import searches
+    assert searches({"walked": r})["walked"]["walked"] == {"a": [4, 8, 16]}
+    # a record of the walk replays: the same figures told propose the same settings
+    again = Walked({})
+    replayed = run(tiny_exp, again, seed=0, record=recorded(r))
+    assert replayed.sweep == r.sweep and [c[0] for c in again.calls] == ["tune", "refit"]
+    shorter = recorded(r)
+    shorter["sweep"] = [{**row, "val_ndcg@10": -9.0} if row["a"] == 8 else row
+                        for row in r.sweep]  # told otherwise, the walk stops after 4
+    with pytest.raises(ValueError, match="the record is of another search"):
+        run(tiny_exp, Walked({}), seed=0, record={**shorter, "setting": {**r.setting, "a": 4}})
+
+
+def test_every_grid_of_the_report_walks_the_baselines_and_ours():
+    from movierec.baselines import BASELINES
+    from movierec.variants import VariantSpec, variant
+
+    from .conftest import train_config
+
+    svdpp = BASELINES["svdpp"].proposals(1000, 0)  # reg_all 0.02, 0.05, 0.1; an error
+    for reg in (0.02, 0.05, 0.1):
+        assert svdpp.ask() == {"reg_all": reg}
+        svdpp.tell(reg)  # the smallest wins
+    assert svdpp.ask() == {"reg_all": 0.008}
+    mf = VariantSpec(variant("mf"), train_config(), 64).proposals(1000, 0)
+    asked = []
+    while (s := mf.ask()) is not None:
+        asked.append(s)
+        mf.tell(1.0 + s["dim"] / 1000)  # val RMSE: the smaller the better; reg alike
+    assert asked[12:] == [{"reg": 0.00333, "dim": 32},  # a tie does not win: reg stops
+                          {"reg": 0.01, "dim": 16}, {"reg": 0.01, "dim": 8},
+                          {"reg": 0.01, "dim": 4}]

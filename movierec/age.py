@@ -21,7 +21,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from movierec.features import release_years
 from movierec.prepare import Prepared
 
 MAX_AGE = 40  # ages from here on are pooled
@@ -87,7 +86,7 @@ def age_inputs(prep: Prepared, parts: tuple[int, ...], now: str = "user"
     first, n_years = year_span(prep)
     mask = np.isin(prep.split.labels, parts)
     when, users = years_of(prep.timestamps[mask]), prep.users[mask]
-    release = release_years(prep.movies["title"])
+    release = prep.release_years
     h = log_ratio(when, prep.items[mask], release)
     year = np.full(prep.n_users, when.max() if len(when) else first + n_years - 1, np.int64)
     if len(when) and now == "user":

@@ -29,7 +29,7 @@ from movierec.evaluate import (
     rmse_mae,
 )
 from movierec.experiment import Experiment
-from movierec.features import bag_matrix, release_years
+from movierec.features import bag_matrix
 from movierec.prepare import Prepared
 from movierec.protocol import EdgeWalk, Fitted, Kind, Trial, grid
 from movierec.split import TRAIN, VAL
@@ -161,7 +161,7 @@ def fit_newest(prep, users, movies, ratings, *, seed: int = 0, threads: int = 1)
     """A rule, no learning, that reads no rating (a cold-start reference that only uses what
     is known of a movie at any cut-off): the newest release year (from the title) first, ties
     by movieId, the larger (later added) first; movies whose title names no year last."""
-    years = np.nan_to_num(release_years(prep.movies["title"]), nan=0.0)
+    years = np.nan_to_num(prep.release_years, nan=0.0)
     return _rule(prep, np.lexsort((-prep.movies["movieId"].to_numpy(), -years)))
 
 
@@ -173,7 +173,7 @@ def fit_newest_unrated(prep, users, movies, ratings, *, seed: int = 0, threads: 
     future: a catalogue that lists only movies someone rated makes "never rated so far" mean
     "rated later" (:meth:`movierec.experiment.Experiment.catalogue_leak`)."""
     counts = np.bincount(movies, minlength=prep.n_movies)
-    years = np.nan_to_num(release_years(prep.movies["title"]), nan=0.0)
+    years = np.nan_to_num(prep.release_years, nan=0.0)
     return _rule(prep, np.lexsort((-prep.movies["movieId"].to_numpy(), -counts,
                                    -years * (counts == 0), counts > 0)))
 
@@ -325,7 +325,7 @@ def item_features(prep: Prepared) -> sp.csr_matrix:
     (leak-free, as prepared) stemmed tags and its release period (from the title; none when the
     title has no year), a quarter of the weight each for the blocks it has."""
     f, n = prep.features, prep.n_movies
-    years = release_years(prep.movies["title"])
+    years = prep.release_years
     period = np.digitize(np.nan_to_num(years, nan=-1), YEAR_BINS)  # 0: before 1950 or none
     blocks = [sp.identity(n, np.float32, format="csr"),
               bag_matrix(f.genres, int(f.genres.indices.max()) + 1),

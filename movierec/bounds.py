@@ -17,6 +17,11 @@ class Tolerance:
     flips: int = 3  # ranking metrics: top-k entries that may change over all evaluated users
     coverage_movies: int = 10  # coverage: distinct movies shown that may differ
     p_shift: float = 0.02  # a bootstrap's share of resamples not ahead (near-ties move some)
+    # ... plus its difference's move times the resampled differences' density peak, taken as
+    # this many peaks of a normal of the same spread: a bootstrap of few users is lumpy (the
+    # new-movie study's 18, most at 0 under both models); an MKL_CBWR=COMPATIBLE rerun at
+    # ca60254 moved one share by 2.05 peaks times its difference's move
+    p_peaks: float = 4.0
 
 
 # a per-user ranking metric (its user mean, or that mean's standard error) and coverage

@@ -185,17 +185,11 @@ def _bound(path: tuple[str, ...], ref_value: float, ref: dict, run: dict,
     return one
 
 
-# the resampled differences' density peak, in peaks of a normal of the same spread: a bootstrap
-# of few users is lumpy (the new-movie study's 18, most of them at 0 under both models); an
-# MKL_CBWR=COMPATIBLE rerun at ca60254 moved one share by 2.05 peaks times its difference's move
-P_PEAKS = 4.0
-
-
 def _p_bound(entry: tuple[str, ...], ref: dict, run: dict, tol: Tolerance) -> float:
     """How far a bootstrap's share of resamples not ahead may move: by ``p_shift`` (near-ties
     among the resamples), plus what its difference's own change moves it by, at most the
     resampled differences' density peak times that change. The peak is taken as
-    :data:`P_PEAKS` normal peaks, P_PEAKS / (se sqrt(2 pi)), se from the reference's 95%
+    ``tol.p_peaks`` normal peaks, p_peaks / (se sqrt(2 pi)), se from the reference's 95%
     interval, for the skewed bootstraps of few users; a share that moves while its difference
     stays put fails at ``p_shift``."""
     try:
@@ -207,7 +201,7 @@ def _p_bound(entry: tuple[str, ...], ref: dict, run: dict, tol: Tolerance) -> fl
         return tol.p_shift
     if not se > 0:  # a difference that moved under an interval of no width: anything goes
         return 1.0
-    return tol.p_shift + P_PEAKS * moved / (se * math.sqrt(2 * math.pi))
+    return tol.p_shift + tol.p_peaks * moved / (se * math.sqrt(2 * math.pi))
 
 
 def _equal(a, b) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -22,7 +23,7 @@ from movierec.data import (
     file_checksums,
     load_movielens,
 )
-from movierec.features import MovieFeatures, build_features, movie_index
+from movierec.features import MovieFeatures, build_features, movie_index, release_years
 from movierec.split import TEST, TRAIN, VAL, Split, split_ratings, train_cutoffs
 
 RELEVANT_RATING = 4.0
@@ -54,6 +55,14 @@ class Prepared:
     @property
     def n_movies(self) -> int:
         return len(self.movies)
+
+    @functools.cached_property
+    def release_years(self) -> np.ndarray:
+        """Each movie's release year from its title (:func:`movierec.features.release_years`;
+        NaN where it names none), parsed once and read-only."""
+        years = release_years(self.movies["title"])
+        years.flags.writeable = False
+        return years
 
     def part(self, *parts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(users, movies, ratings) of the given split parts."""

@@ -12,6 +12,7 @@ from movierec.baselines import BASELINES, baseline
 from movierec.data import load_movielens
 from movierec.evaluate import per_user_ranking, ranking_metrics, standard_error
 from movierec.experiment import Experiment
+from movierec.features import release_years
 from movierec.prepare import prepare
 from movierec.protocol import at_edge, run
 from movierec.split import TEST, TRAIN, VAL
@@ -302,6 +303,7 @@ def test_newest_unrated_rule_puts_never_rated_recent_movies_first():
         n_users, n_movies = 2, 5
         movies = pd.DataFrame({"movieId": [10, 20, 30, 40, 50],
                                "title": ["A (1990)", "B (2015)", "C (2015)", "D", "E (1999)"]})
+        release_years = release_years(movies["title"])
 
     users, movies = np.array([0, 1, 1, 0]), np.array([0, 0, 4, 3])  # A twice, E, D once
     rule = baselines.fit_newest_unrated(P, users, movies, None).rankings["rule"]
@@ -316,6 +318,7 @@ def test_newest_rule_orders_every_movie_by_release_year_and_reads_no_rating():
         n_users, n_movies = 2, 5
         movies = pd.DataFrame({"movieId": [10, 20, 30, 40, 50],
                                "title": ["A (1990)", "B (2015)", "C (2015)", "D", "E (1999)"]})
+        release_years = release_years(movies["title"])
 
     order_of = {}
     for users, movies in ((np.array([0, 1]), np.array([1, 2])), (np.array([], int),) * 2):

@@ -31,7 +31,7 @@ from movierec.evaluate import (
 from movierec.experiment import Experiment
 from movierec.features import bag_matrix
 from movierec.prepare import Prepared
-from movierec.protocol import EdgeWalk, Fitted, Kind, Trial, grid
+from movierec.protocol import LEAN_WALK_STEPS, WALK_STEPS, EdgeWalk, Fitted, Kind, Trial, grid
 from movierec.split import TRAIN, VAL
 from movierec.tensors import RankingVectors
 
@@ -64,15 +64,19 @@ class Baseline:
     def target(self) -> str:
         return "val_rmse" if self.kind == "rating" else "val_ndcg@10"
 
+    def lean(self, n_ratings: int) -> bool:
+        """Whether ``n_ratings`` training ratings take the lean ``large_grid``."""
+        return self.large_grid is not None and n_ratings > self.large_above
+
     def grid(self, n_ratings: int) -> tuple[dict, ...]:
         """The val grid tried with ``n_ratings`` training ratings."""
-        return (self.large_grid if self.large_grid is not None and n_ratings > self.large_above
-                else self.settings)
+        return self.large_grid if self.lean(n_ratings) else self.settings
 
     def proposals(self, n_ratings: int, seed: int) -> EdgeWalk:
         """The grid tried with ``n_ratings`` training ratings, walking on past an end where
-        its choice sits (:class:`~movierec.protocol.EdgeWalk`)."""
-        return EdgeWalk(self.grid(n_ratings), self.target, self.limits)
+        its choice sits (:class:`~movierec.protocol.EdgeWalk`; a lean grid one step)."""
+        return EdgeWalk(self.grid(n_ratings), self.target, self.limits,
+                        LEAN_WALK_STEPS if self.lean(n_ratings) else WALK_STEPS)
 
     def searched(self, n_ratings: int) -> dict:
         """The axes of the grid tried with ``n_ratings`` training ratings."""

@@ -72,6 +72,7 @@ class Grid:
 
 
 WALK_STEPS = 3  # how many steps an axis of a grid may walk on past each of the grid's ends
+LEAN_WALK_STEPS = 1  # ... of a lean grid (large data: a fit takes minutes to an hour)
 
 
 class EdgeWalk:

@@ -27,7 +27,17 @@ from movierec.evaluate import RECENCY_HALF_LIVES, BiasBaseline, lower_is_better,
 from movierec.experiment import Experiment
 from movierec.loss import Objective
 from movierec.model import BY, Encoder, ModelConfig, MovieRecModel, Score, biased_rating
-from movierec.protocol import EdgeWalk, Fitted, Fixed, Trial, choose_by, grid, val_rankings
+from movierec.protocol import (
+    LEAN_WALK_STEPS,
+    WALK_STEPS,
+    EdgeWalk,
+    Fitted,
+    Fixed,
+    Trial,
+    choose_by,
+    grid,
+    val_rankings,
+)
 from movierec.split import TRAIN, VAL
 from movierec.tensors import Ratings
 from movierec.train import FitResult, TrainConfig, fit, predict, rating_errors
@@ -215,19 +225,24 @@ class VariantSpec:
         given, else its variant's grid (the lean one above :data:`LARGE_ABOVE` ratings)."""
         return () if self.space is not None else grid(**self.grid_axes(n_ratings))
 
+    def lean(self, n_ratings: int) -> bool:
+        """Whether ``n_ratings`` training ratings take the variant's lean grid (none given)."""
+        return (not self.axes and self.variant.large_axes is not None
+                and n_ratings > LARGE_ABOVE)
+
     def grid_axes(self, n_ratings: int) -> dict[str, tuple]:
         v = self.variant
         if self.axes:
             return self.axes
-        large = v.large_axes is not None and n_ratings > LARGE_ABOVE
-        return v.large_axes if large else v.axes
+        return v.large_axes if self.lean(n_ratings) else v.axes
 
     def proposals(self, n_ratings: int, seed: int):
         """What the val search tries: the grid, walking on past an end where its choice sits
-        (:class:`~movierec.protocol.EdgeWalk`), or TPE over the space (the lean one above
-        :data:`LARGE_ABOVE` ratings) seeded with ``seed``."""
+        (:class:`~movierec.protocol.EdgeWalk`; a lean grid one step), or TPE over the space
+        (the lean one above :data:`LARGE_ABOVE` ratings) seeded with ``seed``."""
         if self.space is None:
-            return EdgeWalk(self.grid(n_ratings), self.target, self.limits)
+            return EdgeWalk(self.grid(n_ratings), self.target, self.limits,
+                            LEAN_WALK_STEPS if self.lean(n_ratings) else WALK_STEPS)
         large = self.large_space is not None and n_ratings > LARGE_ABOVE
         return Tpe(self.large_space if large else self.space, self.trials, seed,
                    lower_is_better(self.target))

@@ -567,3 +567,26 @@ def test_every_grid_of_the_report_walks_the_baselines_and_ours():
     assert asked[12:] == [{"reg": 0.00333, "dim": 32},  # a tie does not win: reg stops
                           {"reg": 0.01, "dim": 16}, {"reg": 0.01, "dim": 8},
                           {"reg": 0.01, "dim": 4}]
+
+
+def test_a_lean_grid_at_scale_walks_one_step_an_end():
+    from movierec.baselines import BASELINES
+    from movierec.variants import LARGE_ABOVE, VariantSpec, variant
+
+    from .conftest import train_config
+
+    def asked(proposals, figure) -> list[dict]:
+        out = []
+        while (s := proposals.ask()) is not None:
+            out.append(s)
+            proposals.tell(figure(s))
+        return out
+
+    bpr = BASELINES["bpr"]  # lean: learning rate 0.003, 0.01; the largest wins
+    big = asked(bpr.proposals(LARGE_ABOVE + 1, 0), lambda s: s["learning_rate"])
+    assert [s["learning_rate"] for s in big] == [0.003, 0.01, 0.0333]
+    small = asked(bpr.proposals(1000, 0), lambda s: s["learning_rate"])
+    assert [s["learning_rate"] for s in small[15:]] == [0.0333, 0.111, 0.37]
+    mf = VariantSpec(variant("mf"), train_config(), 64)  # lean: reg 0.02, 0.05
+    assert [s["reg"] for s in asked(mf.proposals(LARGE_ABOVE + 1, 0), lambda s: s["reg"])
+            ] == [0.02, 0.05, 0.008]  # an error: the smallest wins

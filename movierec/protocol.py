@@ -81,8 +81,9 @@ class EdgeWalk:
     chooses) has a numeric value at an end of what its axis has tried, not at the setting's
     natural bound (``limits``), that setting with the value one step further out. A step is
     the end's own ratio to its neighbour (the grids are geometric; a rounded integer for an
-    integer axis) and stops at the natural bound; an axis of positive values walks at most
-    ``steps`` steps past each end, and only while each step wins. A walk ends with the choice
+    integer axis) and stops at the natural bound; an end walks when it and its neighbour are
+    positive (an axis from 0 walks its top), at most ``steps`` steps, and only while each
+    step wins. A walk ends with the choice
     inside what its axes tried (what the report's at_edge reads) or at ``steps`` beyond the
     grid, still flagged. The same figures told give the same proposals (a record replays)."""
 
@@ -109,10 +110,11 @@ class EdgeWalk:
         settings = [s for s, _ in self.tried]
         for key, value in chosen.items():
             axis = sorted({s[key] for s in settings})
-            if len(axis) < 2 or not all(_positive_number(v) for v in axis):
+            if len(axis) < 2 or not all(map(_number, axis)):
                 continue
             for end, near in ((0, 1), (-1, -2)):
                 if (value != axis[end] or value in self.limits.get(key, ())
+                        or not (_positive_number(axis[end]) and _positive_number(axis[near]))
                         or self.walked.get((key, end), 0) >= self.steps):
                     continue
                 beyond = step_past(axis[end], axis[near], self.limits.get(key))

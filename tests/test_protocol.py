@@ -511,9 +511,11 @@ def test_a_grid_whose_choice_sits_at_an_end_walks_on_by_its_own_ratio_until_it_i
     # a natural bound is never passed, and a choice at it does not walk
     assert walk((0.25, 0.5), peak(5), limits={"x": (0.0, 0.9)}) == [0.25, 0.5, 0.9]
     assert walk((40, 80, 10**5), peak(10**6), limits={"x": (1, 10**5)}) == [40, 80, 10**5]
-    # an axis that is not of positive numbers (a name, a flag, zero) is not walked
+    # names are not walked, nor an end at or next to zero; an axis from zero walks its top
+    # (BPR's L2 from 0: on the 100k shape its choice, 0.03, sat at the top unwalked)
     assert walk(("a", "b"), lambda x: x == "b") == ["a", "b"]
     assert walk((0.0, 0.1), peak(1)) == [0.0, 0.1]
+    assert walk((0.0, 0.1, 0.3), peak(3)) == [0.0, 0.1, 0.3, 0.9, 2.7, 8.1]
 
 
 def test_a_walk_moves_each_axis_from_the_best_setting_and_replays_from_its_figures(tiny_exp):

@@ -83,9 +83,9 @@ class EdgeWalk:
     the end's own ratio to its neighbour (the grids are geometric; a rounded integer for an
     integer axis) and stops at the natural bound; an end walks when it and its neighbour are
     positive (an axis from 0 walks its top), at most ``steps`` steps, and only while each
-    step wins. A walk ends with the choice
-    inside what its axes tried (what the report's at_edge reads) or at ``steps`` beyond the
-    grid, still flagged. The same figures told give the same proposals (a record replays)."""
+    step wins. A walk ends with the choice inside what its axes tried (what the report's
+    at_edge reads) or ``steps`` beyond the grid, still flagged. The same figures told give
+    the same proposals (a record replays)."""
 
     def __init__(self, settings, target: str, limits: dict[str, tuple[float, float]] | None = None,
                  steps: int = WALK_STEPS) -> None:

@@ -73,7 +73,7 @@ test: lint  ## ruff, unit + real-data tests, the notebook under nbval (reports/s
 	$(PY) -m movierec.compare reports/small/metrics.json $(RECHECK)/metrics.json --expect-mode tolerance --expect-exact-differs
 	MKL_CBWR=$(OTHER_MKL) MOVIEREC_MODEL=$(CURDIR)/$(RECHECK)/model $(PY) -m pytest -q --nbval-lax --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) -p no:cacheprovider notebooks/explore.ipynb
 
-generate: $(STAMP)  ## write a MovieLens-format dataset with genome (SCALE=full|medium|small|1m|100k|tiny, SEED=0, OUT=folder, LAYOUT=csv|ml-100k|ml-1m)
+generate: $(STAMP)  ## write a MovieLens-format dataset with genome (SCALE=full|medium|small|1m|100k|tiny, SEED=0, OUT=folder, LAYOUT=csv|ml-100k|ml-1m|ml-10m)
 	$(PY) -m movierec.synth --scale $(or $(SCALE),full) --seed $(or $(SEED),0) $(if $(LAYOUT),--layout $(LAYOUT)) --out $(or $(OUT),$(MOVIEREC_DATA)/synthetic-$(or $(SCALE),full)$(if $(filter-out 0,$(or $(SEED),0)),-seed$(SEED)))
 
 bench: $(STAMP)  ## speed and memory benchmark on generated full-scale data -> reports/bench/

@@ -29,9 +29,11 @@ DATA_ENV = "MOVIEREC_DATA"
 GROUPLENS = "https://files.grouplens.org/datasets/movielens"
 CORE_FILES = ("movies.csv", "ratings.csv", "tags.csv")
 GENOME_FILES = ("genome-scores.csv", "genome-tags.csv")
-# the files of each release layout: today's CSV releases, and the two classic ones
+# the files of each release layout: today's CSV releases, and the classic ones (ml-10m is
+# ml-1m's files and its tags: users' free-text tags, in tags.dat)
 LAYOUTS = {"csv": CORE_FILES, "ml-100k": ("u.data", "u.item"),
-           "ml-1m": ("movies.dat", "ratings.dat")}
+           "ml-1m": ("movies.dat", "ratings.dat"),
+           "ml-10m": ("movies.dat", "ratings.dat", "tags.dat")}
 INT32_MAX = np.iinfo(np.int32).max
 
 
@@ -75,6 +77,7 @@ class DatasetSpec:
     sha256: dict[str, str] = field(default_factory=dict)  # pinned per-file sums
     note: str = ""
     layout: str = "csv"  # a key of LAYOUTS
+    folder: str | None = None  # the archive's top folder, where it is not ``name``
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -113,6 +116,23 @@ DATASETS: dict[str, DatasetSpec] = {
         has_genome=True,
         zip_md5="cd245b17a1ae2cc31bb14903e1204af3",
         note="frozen release (2016)",
+    ),
+    "ml-32m": DatasetSpec(
+        "ml-32m",
+        f"{GROUPLENS}/ml-32m.zip",
+        has_genome=False,
+        zip_md5="d472be332d4daa821edc399621853b57",
+        note="frozen benchmark release (2023): 32,000,204 ratings, 2,000,072 tags; no genome",
+    ),
+    "ml-10m": DatasetSpec(
+        "ml-10m",
+        f"{GROUPLENS}/ml-10m.zip",
+        has_genome=False,
+        zip_md5="ce571fd55effeba0271552578f2648bd",
+        note="frozen release (2009): 10,000,054 ratings and 95,580 tags of 10,681 movies by "
+             "71,567 users, half stars",
+        layout="ml-10m",
+        folder="ml-10M100K",
     ),
     "ml-1m": DatasetSpec(
         "ml-1m",
@@ -201,7 +221,8 @@ def fetch(
                 raise DataError(spec.url, f"MD5 mismatch: expected {spec.zip_md5}, got {got}")
         extracted = tmp / "extracted"
         safe_extract(zip_path, extracted)
-        inner = extracted / name if (extracted / name).is_dir() else extracted
+        top = spec.folder or name
+        inner = extracted / top if (extracted / top).is_dir() else extracted
         missing = [n for n in spec.files if not (inner / n).exists()]
         if missing:
             raise DataError(spec.url, f"archive lacks expected files {missing}")
@@ -390,7 +411,7 @@ def load_ratings(path: Path, movie_ids: np.ndarray) -> pd.DataFrame:
     return _check_ratings(path, read_table(path, RATING_COLUMNS), movie_ids)
 
 
-# ---- the classic releases: headerless, latin-1, their own separators ----
+# ---- the classic releases: headerless, their own separators ----
 
 CLASSIC_GENRES = {"Children's": "Children", "unknown": "(no genres listed)"}  # -> ml-latest's
 ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
@@ -398,23 +419,49 @@ ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "C
                  "Romance", "Sci-Fi", "Thriller", "War", "Western")
 
 
-def read_fields(path: Path, sep: str, columns: dict[str, str]) -> pd.DataFrame:
-    """A headerless file of ``sep``-separated fields (the classic releases: latin-1 text),
-    every line holding one field per name of ``columns`` (kinds as :func:`read_table`);
-    a line with another count is an error naming it."""
+def classic_text(raw: bytes) -> str:
+    """A classic release's file as text: UTF-8 where its bytes are UTF-8 (ASCII included),
+    else latin-1 (ml-100k's and ml-1m's accented titles), which decodes any bytes."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _split(line: str, sep: str, n: int, free: int | None) -> list[str]:
+    """A line's fields; with ``free`` (the index of a free-text field of ``n``), the fields
+    before it split from the left and those after it from the right, so the free text may
+    hold ``sep`` (one field short or more is still an error: fewer than ``n``)."""
+    if free is None:
+        return line.split(sep)
+    head = line.split(sep, free)
+    if len(head) <= free:
+        return head
+    tail = head.pop().rsplit(sep, n - free - 1)
+    return head + tail if len(tail) == n - free else [*head, sep.join(tail)]
+
+
+def read_fields(path: Path, sep: str, columns: dict[str, str], free: str | None = None
+                ) -> pd.DataFrame:
+    """A headerless file of ``sep``-separated fields (:func:`classic_text`), every line
+    holding one field per name of ``columns`` (kinds as :func:`read_table`); a line with
+    another count is an error naming it. ``free``: the one column of free text, which may
+    hold ``sep`` itself (tags.dat's tag: the fields around it are counted from both ends)."""
     path = Path(path)
     if not path.exists():
         raise DataError(path, "file not found")
-    fields = [line.split(sep) for line in path.read_bytes().decode("latin-1").splitlines()]
+    at = None if free is None else list(columns).index(free)
+    fields = [_split(line, sep, len(columns), at)
+              for line in classic_text(path.read_bytes()).splitlines()]
     counts = np.fromiter((len(f) for f in fields), np.int64, len(fields))
     bad = counts != len(columns)
     if bad.any():
         raise DataError(path, f"expected {len(columns)} fields separated by {sep!r} "
                         f"({', '.join(columns)})", lines=_lines(bad, 1), count=int(bad.sum()))
     df = pd.DataFrame(fields, columns=list(columns), dtype=object)
-    for col, kind in columns.items():
-        if kind != "str":
-            df[col] = _numeric_column(path, col, df[col], kind, first=1)
+    for col, kind in columns.items():  # text as read_table types it (tags equal tags.csv's)
+        df[col] = (df[col].astype(str) if kind == "str"
+                   else _numeric_column(path, col, df[col], kind, first=1))
     return df
 
 
@@ -444,7 +491,8 @@ def load_100k_movies(path: Path) -> pd.DataFrame:
 
 
 def load_1m_movies(path: Path) -> pd.DataFrame:
-    """movies.dat: id::title::genres, the genres mapped to ml-latest's names."""
+    """movies.dat (ml-1m, ml-10m): id::title::genres, the genres mapped to ml-latest's
+    names (ml-10m's are those already)."""
     df = read_fields(path, "::", {"movieId": "id", "title": "str", "genres": "str"})
     df["genres"] = df["genres"].map(
         lambda gs: "|".join(CLASSIC_GENRES.get(g, g) for g in gs.split("|")) if gs else None)
@@ -457,15 +505,32 @@ def no_tags() -> pd.DataFrame:
                          "tag": pd.Series(dtype=object), "timestamp": pd.Series(dtype=np.int64)})
 
 
+TAG_COLUMNS = {"userId": "id", "movieId": "id", "tag": "str", "timestamp": "int"}
+
+
 def load_tags(path: Path, movie_ids: np.ndarray) -> tuple[pd.DataFrame, int]:
     """tags.csv -> (DataFrame(userId, movieId, tag, timestamp), number of NaN tags dropped).
 
     NaN (empty) tags are dropped, as the seed did, and counted for the report.
     """
-    df = read_table(path, {"userId": "id", "movieId": "id", "tag": "str", "timestamp": "int"})
-    empty = df["tag"].isna().to_numpy()
+    df = read_table(path, TAG_COLUMNS)
+    return _kept_tags(path, df, df["tag"].isna().to_numpy(), movie_ids, "movies.csv")
+
+
+def load_classic_tags(path: Path, movie_ids: np.ndarray) -> tuple[pd.DataFrame, int]:
+    """tags.dat (ml-10m): user::movie::tag::timestamp, the tag free text (it may hold "::");
+    empty tags dropped and counted, as tags.csv's are."""
+    df = read_fields(path, "::", TAG_COLUMNS, free="tag")
+    return _kept_tags(path, df, (df["tag"].str.strip() == "").to_numpy(), movie_ids,
+                      "movies.dat", first=1)
+
+
+def _kept_tags(path: Path, df: pd.DataFrame, empty: np.ndarray, movie_ids: np.ndarray,
+               movies_file: str, first: int = 2) -> tuple[pd.DataFrame, int]:
+    """The tags but the ``empty`` ones, and how many were dropped; every tag's movie, empty
+    or not, must be in ``movies_file`` (checked first: an error names the file's own line)."""
+    _check_known_movies(path, df, movie_ids, movies_file, first)
     df = df[~empty].reset_index(drop=True) if empty.any() else df
-    _check_known_movies(path, df, movie_ids)
     return df, int(empty.sum())
 
 
@@ -518,8 +583,8 @@ class MovieLens:
 
     @property
     def movies_file(self) -> str:
-        return {"ml-100k": "u.item", "ml-1m": "movies.dat"}.get(layout_of(self.path),
-                                                                "movies.csv")
+        return {"ml-100k": "u.item", "ml-1m": "movies.dat", "ml-10m": "movies.dat"}.get(
+            layout_of(self.path), "movies.csv")
 
     def summary(self) -> dict[str, int]:
         out = {
@@ -551,11 +616,15 @@ def dataset_folder(name_or_path: str | os.PathLike, root: str | os.PathLike | No
 
 def layout_of(folder: Path) -> str:
     """The release layout of ``folder`` (a key of :data:`LAYOUTS`): a classic one when any of
-    its files is there, else today's CSV files (whose loader names any that is missing)."""
-    for layout in ("ml-100k", "ml-1m"):
-        if any((Path(folder) / f).exists() for f in LAYOUTS[layout]):
-            return layout
-    return "csv"
+    its files is there (ml-10m when its tags.dat is, beside ml-1m's files), else today's CSV
+    files (whose loader names any that is missing)."""
+    there = {f for f in ("u.data", "u.item", "movies.dat", "ratings.dat", "tags.dat")
+             if (Path(folder) / f).exists()}
+    if there & set(LAYOUTS["ml-100k"]):
+        return "ml-100k"
+    if "tags.dat" in there:
+        return "ml-10m"
+    return "ml-1m" if there else "csv"
 
 
 def dataset_files(folder: Path) -> tuple[str, ...]:
@@ -585,10 +654,12 @@ def load_movielens(
         movies = load_100k_movies(folder / "u.item")
         ratings = load_classic_ratings(folder / "u.data", movies["movieId"].to_numpy(), "\t",
                                        "u.item")
-    elif layout == "ml-1m":
+    elif layout in ("ml-1m", "ml-10m"):
         movies = load_1m_movies(folder / "movies.dat")
-        ratings = load_classic_ratings(folder / "ratings.dat", movies["movieId"].to_numpy(),
-                                       "::", "movies.dat")
+        ids = movies["movieId"].to_numpy()
+        ratings = load_classic_ratings(folder / "ratings.dat", ids, "::", "movies.dat")
+        if layout == "ml-10m":
+            tags, dropped_tags = load_classic_tags(folder / "tags.dat", ids)
     else:
         movies = load_movies(folder / "movies.csv")
         ids = movies["movieId"].to_numpy()

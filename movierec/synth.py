@@ -212,7 +212,8 @@ def generate(out: str | os.PathLike, scale: str | Scale = "tiny", seed: int = 0)
 def to_layout(src: str | os.PathLike, out: str | os.PathLike, layout: str) -> Path:
     """Rewrite the movies and ratings of the CSV dataset ``src`` in a classic release's own
     files (``layout`` "ml-100k": u.item with genre flags, tab-separated u.data; "ml-1m":
-    ``::``-separated movies.dat and ratings.dat; latin-1, no header, no tags, no genome)."""
+    ``::``-separated movies.dat and ratings.dat, latin-1; "ml-10m": those with ml-latest's
+    genre names and the tags in tags.dat, UTF-8; no header, no genome)."""
     from movierec.data import CLASSIC_GENRES, ML100K_GENRES, load_movies
 
     src, out = Path(src), Path(out)
@@ -230,15 +231,22 @@ def to_layout(src: str | os.PathLike, out: str | os.PathLike, layout: str) -> Pa
         (out / "u.item").write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
         rows = columns[0] + "\t" + columns[1] + "\t" + columns[2] + "\t" + columns[3]
         (out / "u.data").write_text("\n".join(rows) + "\n", encoding="latin-1")
-    elif layout == "ml-1m":
-        lines = [f"{mid}::{title}::" + "|".join(back.get(g, g) for g in genres.split("|"))
+    elif layout in ("ml-1m", "ml-10m"):
+        names = back if layout == "ml-1m" else {}
+        encoding = "latin-1" if layout == "ml-1m" else "utf-8"
+        lines = [f"{mid}::{title}::" + "|".join(names.get(g, g) for g in genres.split("|"))
                  for mid, title, genres in movies[["movieId", "title", "genres"]].itertuples(
                      index=False)]
-        (out / "movies.dat").write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+        (out / "movies.dat").write_bytes(("\n".join(lines) + "\n").encode(encoding))
         rows = columns[0] + "::" + columns[1] + "::" + columns[2] + "::" + columns[3]
-        (out / "ratings.dat").write_text("\n".join(rows) + "\n", encoding="latin-1")
+        (out / "ratings.dat").write_text("\n".join(rows) + "\n", encoding=encoding)
+        if layout == "ml-10m":
+            tags = pacsv.read_csv(src / "tags.csv").to_pandas()
+            rows = ["::".join(map(str, t)) for t in tags[["userId", "movieId", "tag",
+                                                            "timestamp"]].itertuples(index=False)]
+            (out / "tags.dat").write_text("\n".join(rows) + "\n", encoding=encoding)
     else:
-        raise ValueError(f"layout must be 'ml-100k' or 'ml-1m', got {layout!r}")
+        raise ValueError(f"layout must be 'ml-100k', 'ml-1m' or 'ml-10m', got {layout!r}")
     return out
 
 
@@ -270,8 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ratings", type=int, help="override the scale's number of ratings")
-    ap.add_argument("--layout", choices=("csv", "ml-100k", "ml-1m"), default="csv",
-                    help="the files of today's releases, or of a classic one (no tags)")
+    ap.add_argument("--layout", choices=("csv", "ml-100k", "ml-1m", "ml-10m"), default="csv",
+                    help="the files of today's releases, or of a classic one (tags: ml-10m's)")
     args = ap.parse_args(argv)
     scale = SCALES[args.scale]
     if args.ratings:

@@ -1,5 +1,6 @@
-"""The classic releases, ml-100k and ml-1m, read from their own files (headerless, latin-1,
-their own separators) into the same typed, validated frames as today's CSV releases."""
+"""The classic releases, ml-100k, ml-1m and ml-10m, read from their own files (headerless,
+latin-1 or UTF-8, their own separators) into the same typed, validated frames as today's CSV
+releases."""
 
 from pathlib import Path
 
@@ -20,13 +21,29 @@ U_DATA = "7\t1\t5\t881250949\n7\t2\t3\t881250950\n9\t3\t1\t891717742\n9\t1\t4\t8
 MOVIES_DAT = ("1::Toy Story (1995)::Animation|Children's|Comedy\n"
               "2::Misérables, Les (1995)::Drama|Musical\n")
 RATINGS_DAT = "1::1::5::978300760\n1::2::3::978302109\n2::1::4::978301968\n"
+# ml-10m: ml-latest's genre names (IMAX, none listed), half stars, UTF-8, and tags.dat, whose
+# tag is free text (it may hold the separator; an empty one is dropped and counted)
+MOVIES_10M = ("1::Toy Story (1995)::Adventure|Animation|Children|Comedy|Fantasy\n"
+              "2::Misérables, Les (1995)::Drama|IMAX\n"
+              "3::Nothing Listed (2007)::(no genres listed)\n")
+RATINGS_10M = "5::1::4.5::838985046\n5::3::0.5::838983525\n8::2::3::1115858432\n"
+TAGS_10M = ("5::1::pixar::1139045764\n5::2::Victor Hugo::1139045765\n"
+            "8::2::::1188263867\n8::3::ratio::2.35:1::1188263868\n")
 
 
-def write(folder: Path, files: dict[str, str]) -> Path:
+def write(folder: Path, files: dict[str, str], encoding: str = "latin-1") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
-        (folder / name).write_bytes(text.encode("latin-1"))
+        (folder / name).write_bytes(text.encode(encoding))
     return folder
+
+
+def ml_10m(tmp_path: Path, **files: str) -> Path:
+    """An ml-10m folder (UTF-8) with its files, ``files`` replacing some."""
+    return write(tmp_path / "ml-10M100K", {"movies.dat": MOVIES_10M, "ratings.dat": RATINGS_10M,
+                                           "tags.dat": TAGS_10M, **{k.replace("_", "."): v
+                                                                    for k, v in files.items()}},
+                 "utf-8")
 
 
 def test_ml_100k_native_files_load_typed_with_ml_latest_genres(tmp_path):
@@ -50,6 +67,36 @@ def test_ml_1m_native_files_load_typed_with_ml_latest_genres(tmp_path):
     assert ds.ratings[["userId", "movieId"]].values.tolist() == [[1, 1], [1, 2], [2, 1]]
     assert ds.ratings.timestamp.tolist() == [978300760, 978302109, 978301968]
     assert set(ds.checksums) == {"movies.dat", "ratings.dat"}
+
+
+def test_ml_10m_native_files_load_with_their_tags(tmp_path):
+    ds = load_movielens(ml_10m(tmp_path))
+    assert ds.movies.genres.tolist() == ["Adventure|Animation|Children|Comedy|Fantasy",
+                                         "Drama|IMAX", "(no genres listed)"]
+    assert ds.movies.title[1] == "Misérables, Les (1995)"  # UTF-8 decoded
+    assert ds.ratings.rating.tolist() == [4.5, 0.5, 3.0]
+    assert ds.tags.tag.tolist() == ["pixar", "Victor Hugo", "ratio::2.35:1"]
+    assert ds.tags.timestamp.tolist() == [1139045764, 1139045765, 1188263868]
+    assert ds.tags.userId.dtype == np.int32 and ds.dropped == {"nan_tags": 1}
+    assert set(ds.checksums) == {"movies.dat", "ratings.dat", "tags.dat"}
+    prep = prepare(ds)  # the tags reach the features as tags.csv's do
+    assert prep.features.tags.indices.size > 0 and prep.features.blocks() == ["genres", "tags"]
+    assert set(prep.features.genres.indices) <= set(range(len(GENRES)))
+
+
+@pytest.mark.parametrize("files,match", [
+    ({"tags_dat": TAGS_10M + "8::1::1188263869\n"},
+     r"tags.dat: expected 4 fields separated by '::' .*\(1 row; first at line 5\)"),
+    ({"tags_dat": TAGS_10M + "8::44::gone::1188263869\n"},  # after the empty tag's line
+     r"tags.dat, column 'movieId': movieId absent from movies.dat \(1 row; first at line 5\)"),
+    ({"tags_dat": TAGS_10M.replace("8::2::::", "8::x::::")},
+     r"tags.dat, column 'movieId': expected a number .*line 3\)"),
+    ({"ratings_dat": RATINGS_10M + "8::1::3.7::1115858433\n"},
+     r"ratings.dat, column 'rating': rating is not a half star .*line 4\)"),
+])
+def test_bad_ml_10m_files_name_file_column_and_line(tmp_path, files, match):
+    with pytest.raises(DataError, match=match):
+        prepare(load_movielens(ml_10m(tmp_path, **files)))
 
 
 @pytest.mark.parametrize("layout,files,match", [
@@ -92,7 +139,10 @@ def test_a_missing_native_file_is_named(tmp_path):
 
 @pytest.mark.parametrize("name, files", [("ml-100k", {"u.item": U_ITEM, "u.data": U_DATA}),
                                          ("ml-1m", {"movies.dat": MOVIES_DAT,
-                                                    "ratings.dat": RATINGS_DAT})])
+                                                    "ratings.dat": RATINGS_DAT}),
+                                         ("ml-10m", {"movies.dat": MOVIES_10M,
+                                                     "ratings.dat": RATINGS_10M,
+                                                     "tags.dat": TAGS_10M})])
 def test_classic_releases_are_fetched_from_grouplens_and_checked_against_its_md5(
         tmp_path, monkeypatch, name, files):
     """A classic release is downloaded from GroupLens and refused unless the zip has the MD5
@@ -106,8 +156,8 @@ def test_classic_releases_are_fetched_from_grouplens_and_checked_against_its_md5
 
     from .test_data import FakeResponse, zip_bytes
 
-    payload = zip_bytes({f: text.encode("latin-1") for f, text in files.items()},
-                        prefix=f"{name}/")
+    payload = zip_bytes({f: text.encode("utf-8") for f, text in files.items()},
+                        prefix=f"{DATASETS[name].folder or name}/")  # ml-10m's: ml-10M100K/
     urls = []
 
     def opener(url):
@@ -127,7 +177,7 @@ def test_classic_releases_are_fetched_from_grouplens_and_checked_against_its_md5
         next(f for f in files if f in ("u.data", "ratings.dat"))].count("\n")
 
 
-@pytest.mark.parametrize("layout", ["ml-100k", "ml-1m"])
+@pytest.mark.parametrize("layout", ["ml-100k", "ml-1m", "ml-10m"])
 def test_generated_data_in_a_classic_layout_prepares_as_the_csv_does(tiny_dir, tmp_path,
                                                                       layout):
     native = load_movielens(synth.to_layout(tiny_dir, tmp_path / layout, layout))
@@ -135,6 +185,7 @@ def test_generated_data_in_a_classic_layout_prepares_as_the_csv_does(tiny_dir, t
     assert native.ratings.equals(csv.ratings)
     for column in ("movieId", "title"):
         assert native.movies[column].tolist() == csv.movies[column].tolist()
+    assert native.tags.equals(csv.tags) if layout == "ml-10m" else len(native.tags) == 0
     prep = prepare(native, leak_free_tags=True)
     assert prep.split.sizes() == prepare(csv).split.sizes() and prep.features.blocks() == [
         "genres", "tags"]

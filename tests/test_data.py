@@ -61,6 +61,8 @@ def test_crlf_and_bom_are_read(tmp_path):
         ("ratings.csv", RATINGS.replace("2,3,5.0", "2,3.5,5.0"), "movieId", "integer", [5]),
         ("ratings.csv", RATINGS.replace("2,3,5.0", "2,3,nan"), "rating", "non-finite", [5]),
         ("tags.csv", TAGS.replace("2,2,,12", "2,7,x,12"), "movieId", "absent", [4]),
+        # an unknown movie after an empty tag: the line is the file's own, not the kept rows'
+        ("tags.csv", TAGS + "3,9,late,13\n", "movieId", "absent", [5]),
         ("movies.csv", MOVIES.replace("3,C", "2,C"), "movieId", "duplicate", [4]),
         ("movies.csv", MOVIES.replace("Drama|Comedy", ""), "genres", "empty genres", [3]),
     ],
@@ -189,10 +191,18 @@ def test_download_cut_midway_then_next_run_completes(tmp_path, small_dir):
     assert (folder / "ratings.csv").read_bytes() == (small_dir / "ratings.csv").read_bytes()
 
 
-def test_zip_md5_mismatch_for_frozen_release(tmp_path):
-    payload = zip_bytes({"movies.csv": MOVIES.encode()}, prefix="ml-25m/")
-    with pytest.raises(DataError, match="MD5 mismatch"):
-        data.fetch("ml-25m", tmp_path, opener=lambda url: FakeResponse(payload))
+@pytest.mark.parametrize("name", ["ml-32m", "ml-25m", "ml-20m"])
+def test_zip_md5_mismatch_for_frozen_release(tmp_path, name):
+    payload = zip_bytes({"movies.csv": MOVIES.encode()}, prefix=f"{name}/")
+    urls = []
+
+    def opener(url):
+        urls.append(url)
+        return FakeResponse(payload)
+
+    with pytest.raises(DataError, match=f"MD5 mismatch: expected {data.DATASETS[name].zip_md5}"):
+        data.fetch(name, tmp_path, opener=opener)
+    assert urls == [f"https://files.grouplens.org/datasets/movielens/{name}.zip"]
     assert list(tmp_path.iterdir()) == []
 
 

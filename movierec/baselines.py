@@ -31,7 +31,16 @@ from movierec.evaluate import (
 from movierec.experiment import Experiment
 from movierec.features import bag_matrix
 from movierec.prepare import Prepared
-from movierec.protocol import LEAN_WALK_STEPS, WALK_STEPS, EdgeWalk, Fitted, Kind, Trial, grid
+from movierec.protocol import (
+    LEAN_WALK_STEPS,
+    WALK_STEPS,
+    EdgeWalk,
+    Fitted,
+    Kind,
+    Trial,
+    grid,
+    large,
+)
 from movierec.split import TRAIN, VAL
 from movierec.tensors import RankingVectors
 
@@ -51,10 +60,9 @@ class Baseline:
     seeded: bool = True  # False: deterministic, so extra seeds would repeat the same numbers
     max_ratings: int | None = None  # skipped above this many training ratings (too slow)
     max_movies: int | None = None  # skipped above this many movies (memory)
-    # above ``large_above`` training ratings, ``large_grid`` (a few settings, each fit taking
-    # minutes) replaces ``settings``
+    # on large data (protocol.large), ``large_grid`` (a few settings, each fit taking minutes)
+    # replaces ``settings``
     large_grid: tuple[dict, ...] | None = None
-    large_above: int = 5_000_000
     limits: dict[str, tuple[float, float]] = field(default_factory=dict)  # natural ranges
     reads_recency: bool = False  # its fit also takes each rating's recency (Prepared.recency)
     baseline = True
@@ -66,7 +74,7 @@ class Baseline:
 
     def lean(self, n_ratings: int) -> bool:
         """Whether ``n_ratings`` training ratings take the lean ``large_grid``."""
-        return self.large_grid is not None and n_ratings > self.large_above
+        return self.large_grid is not None and large(n_ratings)
 
     def grid(self, n_ratings: int) -> tuple[dict, ...]:
         """The val grid tried with ``n_ratings`` training ratings."""

@@ -41,6 +41,7 @@ from movierec.experiment import Experiment
 from movierec.features import GENRES, build_features, stem_tags
 from movierec.model import MovieRecModel
 from movierec.prepare import cache_path, cache_root, prepare, prepare_cached, save_prepared
+from movierec.protocol import LARGE_ABOVE
 from movierec.provenance import device_info, git_state, package_versions, write_json
 from movierec.recommend import Recommender
 from movierec.report import notebook_defaults
@@ -48,7 +49,7 @@ from movierec.runtime import resolve_device
 from movierec.split import TRAIN, VAL, split_ratings
 from movierec.tensors import Ratings
 from movierec.train import TrainConfig, fit, make_optimizers, shuffled, train_step
-from movierec.variants import LARGE_ABOVE, MAIN_LARGE_SPACE, VARIANTS, VariantSpec, variant
+from movierec.variants import MAIN_LARGE_SPACE, VARIANTS, VariantSpec, variant
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 FULL_YAML = NOTEBOOKS / "params" / "full.yaml"

@@ -71,8 +71,17 @@ class Grid:
         pass
 
 
+# above this many training ratings a dataset is large: a fit takes minutes to an hour, so a
+# spec that has a lean grid (or TPE space) searches that, and its grid walks LEAN_WALK_STEPS
+LARGE_ABOVE = 5_000_000
 WALK_STEPS = 3  # how many steps an axis of a grid may walk on past each of the grid's ends
-LEAN_WALK_STEPS = 1  # ... of a lean grid (large data: a fit takes minutes to an hour)
+LEAN_WALK_STEPS = 1  # ... of a lean grid (large data)
+
+
+def large(n_ratings: int) -> bool:
+    """Whether ``n_ratings`` training ratings make a large dataset (:data:`LARGE_ABOVE`): the
+    one test behind every spec's choice of its lean grid or space."""
+    return n_ratings > LARGE_ABOVE
 
 
 class EdgeWalk:

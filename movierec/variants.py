@@ -36,6 +36,7 @@ from movierec.protocol import (
     Trial,
     choose_by,
     grid,
+    large,
     val_rankings,
 )
 from movierec.split import TRAIN, VAL
@@ -61,7 +62,7 @@ class Variant:
     age_now: str = "user"  # whose now the age is read at (movierec.age.NOWS; "cut": a global cut)
     requires: tuple[str, ...] = ()  # settings without a default: each setting must name them
     axes: dict[str, tuple] = field(default_factory=dict)  # its val grid on every dataset
-    large_axes: dict[str, tuple] | None = None  # the grid above LARGE_ABOVE training ratings
+    large_axes: dict[str, tuple] | None = None  # the grid on large data (protocol.large)
 
 
 # setting -> ("log", low, high) | ("choice", values): the main model's search space (make tune,
@@ -78,7 +79,7 @@ MAIN_SPACE: dict[str, tuple] = {
     "n_negatives": ("choice", (64, 256, 1024, 4096)),
     "min_positive": ("choice", (3.0, 3.5, 4.0, 4.5)),
 }
-# above LARGE_ABOVE training ratings a trial is a training of minutes to hours: the size and the
+# on large data (protocol.large) a trial is a training of minutes to hours: the size and the
 # negatives are fixed at values the full path has run at (docs/performance.md) and the ranges
 # narrowed around what small-data searches chose, as the baselines' lean grids are
 MAIN_LARGE_SPACE: dict[str, tuple] = {
@@ -91,8 +92,6 @@ MAIN_LARGE_SPACE: dict[str, tuple] = {
     "n_negatives": ("choice", (256,)),
     "min_positive": ("choice", (3.5, 4.0)),
 }
-
-LARGE_ABOVE = 5_000_000  # training ratings above which a variant's lean grid is searched
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("seed", "the seed's design, bugs fixed: content encoder, cosine on the rating scale",
@@ -187,7 +186,7 @@ class VariantSpec:
     dim: int
     axes: dict[str, tuple] = field(default_factory=dict)
     space: dict[str, tuple] | None = None  # a TPE search of this space instead of a grid
-    large_space: dict[str, tuple] | None = None  # the space above LARGE_ABOVE ratings
+    large_space: dict[str, tuple] | None = None  # the space on large data
     trials: int = 0  # the TPE search's budget
     checkpoint_dir: str | Path | None = None  # a checkpoint per training, resumed if present
     kind = "both"
@@ -222,13 +221,13 @@ class VariantSpec:
 
     def grid(self, n_ratings: int) -> tuple[dict, ...]:
         """The settings of a grid search (empty for a TPE search): the spec's ``axes`` if
-        given, else its variant's grid (the lean one above :data:`LARGE_ABOVE` ratings)."""
+        given, else its variant's grid (the lean one on large data:
+        :func:`movierec.protocol.large`)."""
         return () if self.space is not None else grid(**self.grid_axes(n_ratings))
 
     def lean(self, n_ratings: int) -> bool:
         """Whether ``n_ratings`` training ratings take the variant's lean grid (none given)."""
-        return (not self.axes and self.variant.large_axes is not None
-                and n_ratings > LARGE_ABOVE)
+        return not self.axes and self.variant.large_axes is not None and large(n_ratings)
 
     def grid_axes(self, n_ratings: int) -> dict[str, tuple]:
         v = self.variant
@@ -239,22 +238,25 @@ class VariantSpec:
     def proposals(self, n_ratings: int, seed: int):
         """What the val search tries: the grid, walking on past an end where its choice sits
         (:class:`~movierec.protocol.EdgeWalk`; a lean grid one step), or TPE over the space
-        (the lean one above :data:`LARGE_ABOVE` ratings) seeded with ``seed``."""
+        (the lean one on large data) seeded with ``seed``."""
         if self.space is None:
             return EdgeWalk(self.grid(n_ratings), self.target, self.limits,
                             LEAN_WALK_STEPS if self.lean(n_ratings) else WALK_STEPS)
-        large = self.large_space is not None and n_ratings > LARGE_ABOVE
-        return Tpe(self.large_space if large else self.space, self.trials, seed,
-                   lower_is_better(self.target))
+        return Tpe(self.space_for(n_ratings), self.trials, seed, lower_is_better(self.target))
+
+    def space_for(self, n_ratings: int) -> dict[str, tuple]:
+        """The TPE space searched with ``n_ratings`` training ratings (the lean one, if any,
+        on large data)."""
+        return (self.large_space if self.large_space is not None and large(n_ratings)
+                else self.space)
 
     def searched(self, n_ratings: int) -> dict:
         """What the search covers with ``n_ratings`` training ratings, for the report: the
         grid's axes or the TPE space."""
         if self.space is None:
             return {k: list(v) for k, v in self.grid_axes(n_ratings).items()}
-        large = self.large_space is not None and n_ratings > LARGE_ABOVE
         return {k: list(v[1:]) if v[0] == "log" else list(v[1])
-                for k, v in (self.large_space if large else self.space).items()}
+                for k, v in self.space_for(n_ratings).items()}
 
     def skip_reason(self, prep, n_ratings: int) -> None:
         return None

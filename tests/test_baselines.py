@@ -14,7 +14,7 @@ from movierec.evaluate import per_user_ranking, ranking_metrics, standard_error
 from movierec.experiment import Experiment
 from movierec.features import release_years
 from movierec.prepare import prepare
-from movierec.protocol import at_edge, run
+from movierec.protocol import LARGE_ABOVE, at_edge, run
 from movierec.split import TEST, TRAIN, VAL
 from movierec.stats import paired_bootstrap, rmse_bootstrap
 
@@ -231,7 +231,7 @@ def test_a_setting_on_the_end_of_its_grid_is_flagged():
 def test_large_data_gets_the_lean_grid():
     als = BASELINES["als"]
     assert als.grid(1000) == als.settings and len(als.settings) == 48
-    lean = als.grid(als.large_above + 1)
+    lean = als.grid(LARGE_ABOVE + 1)
     assert 0 < len(lean) < len(als.settings) and all(s in als.settings for s in lean)
     assert BASELINES["bias"].grid(10**9) == BASELINES["bias"].settings  # no lean grid
 

@@ -468,7 +468,8 @@ def test_nothing_of_test_reaches_the_main_models_choices_or_its_refit(tiny_dir):
 
 
 def test_every_model_of_ours_searches_its_own_grid_and_a_lean_one_at_scale():
-    from movierec.variants import LARGE_ABOVE, MAIN_LARGE_SPACE, MAIN_SPACE, VariantSpec, variant
+    from movierec.protocol import LARGE_ABOVE
+    from movierec.variants import MAIN_LARGE_SPACE, MAIN_SPACE, VariantSpec, variant
 
     from .conftest import train_config
 
@@ -573,7 +574,8 @@ def test_every_grid_of_the_report_walks_the_baselines_and_ours():
 
 def test_a_lean_grid_at_scale_walks_one_step_an_end():
     from movierec.baselines import BASELINES
-    from movierec.variants import LARGE_ABOVE, VariantSpec, variant
+    from movierec.protocol import LARGE_ABOVE
+    from movierec.variants import VariantSpec, variant
 
     from .conftest import train_config
 

@@ -291,15 +291,23 @@ def read_table(path: Path, columns: dict[str, str]) -> pd.DataFrame:
         table = pacsv.read_csv(path, convert_options=opts)
     except (pa.ArrowInvalid, pa.ArrowKeyError, OSError, UnicodeDecodeError):
         return _read_table_checked(path, columns)
+    if not _arrow_clean(table, columns):
+        return _read_table_checked(path, columns)
+    return table.to_pandas(self_destruct=True)
+
+
+def _arrow_clean(table: pa.Table, columns: dict[str, str]) -> bool:
+    """Whether pyarrow's typed ``table`` needs no check by line: no missing number, every
+    float finite, every id at least 0 (ids above int32's range fail to parse)."""
     for col, kind in columns.items():
         arr = table.column(col)
         if kind != "str" and arr.null_count:
-            return _read_table_checked(path, columns)
+            return False
         if kind == "float" and not pc.all(pc.is_finite(arr)).as_py():
-            return _read_table_checked(path, columns)
+            return False
         if kind == "id" and len(arr) and pc.min(arr).as_py() < 0:
-            return _read_table_checked(path, columns)
-    return table.to_pandas(self_destruct=True)
+            return False
+    return True
 
 
 def _read_table_checked(path: Path, columns: dict[str, str]) -> pd.DataFrame:
@@ -446,13 +454,65 @@ def read_fields(path: Path, sep: str, columns: dict[str, str], free: str | None 
     """A headerless file of ``sep``-separated fields (:func:`classic_text`), every line
     holding one field per name of ``columns`` (kinds as :func:`read_table`); a line with
     another count is an error naming it. ``free``: the one column of free text, which may
-    hold ``sep`` itself (tags.dat's tag: the fields around it are counted from both ends)."""
+    hold ``sep`` itself (tags.dat's tag: the fields around it are counted from both ends).
+    A file of numbers only takes a fast path (:func:`_numbers_by_arrow`) whose frame is the
+    checked path's."""
     path = Path(path)
     if not path.exists():
         raise DataError(path, "file not found")
+    raw = path.read_bytes()
+    if free is None and "str" not in columns.values():
+        fast = _numbers_by_arrow(raw, sep, columns)
+        if fast is not None:
+            return fast
+    return _read_fields_checked(path, raw, sep, columns, free)
+
+
+# the classic separators pyarrow is given: its delimiter is one byte, so ``::`` becomes a tab
+ARROW_SEPARATORS = {"\t": b"\t", "::": b"\t"}
+
+
+def _numbers_by_arrow(raw: bytes, sep: str, columns: dict[str, str]) -> pd.DataFrame | None:
+    """The fast path of :func:`read_fields` for a file of numbers only (u.data,
+    ratings.dat): pyarrow parses ``raw`` into typed columns, in a tenth of the time and memory
+    of splitting its lines in Python; ``None`` whenever a line might not be read as that split
+    reads it (a field count, a missing or odd value, a tab inside a ``::`` file, a blank line, a
+    byte-order mark), so that the checked path names the line. Floats are parsed as float64 and
+    then rounded, as the checked path does."""
+    delimiter = ARROW_SEPARATORS.get(sep)
+    if delimiter is None or raw.startswith(b"\xef\xbb\xbf") or not raw.strip():
+        return None
+    if sep != "\t":
+        if b"\t" in raw:
+            return None
+        raw = raw.replace(sep.encode(), delimiter)
+    types = {c: pa.float64() if k == "float" else ARROW_TYPES[k] for c, k in columns.items()}
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(raw),
+            read_options=pacsv.ReadOptions(column_names=list(columns)),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter.decode(), quote_char=False,
+                                              ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(column_types=types))
+    except (pa.ArrowInvalid, pa.ArrowKeyError, UnicodeDecodeError):
+        return None
+    if not _arrow_clean(table, columns):
+        return None
+    df = table.to_pandas(self_destruct=True)
+    for col, kind in columns.items():
+        if kind == "float":
+            df[col] = df[col].to_numpy().astype(np.float32)
+        elif kind == "int" and len(df) and np.abs(df[col].to_numpy()).max() > 2**53:
+            return None  # the checked path reads integers as float64, exact up to 2**53
+    return df
+
+
+def _read_fields_checked(path: Path, raw: bytes, sep: str, columns: dict[str, str],
+                         free: str | None) -> pd.DataFrame:
+    """:func:`read_fields` by splitting each line in Python, every value checked and every
+    bad line named."""
     at = None if free is None else list(columns).index(free)
-    fields = [_split(line, sep, len(columns), at)
-              for line in classic_text(path.read_bytes()).splitlines()]
+    fields = [_split(line, sep, len(columns), at) for line in classic_text(raw).splitlines()]
     counts = np.fromiter((len(f) for f in fields), np.int64, len(fields))
     bad = counts != len(columns)
     if bad.any():

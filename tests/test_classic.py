@@ -5,11 +5,12 @@ releases."""
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from movierec import synth
-from movierec.data import DATASETS, DataError, load_movielens
+from movierec import data, synth
+from movierec.data import DATASETS, RATING_COLUMNS, DataError, load_movielens
 from movierec.experiment import Experiment
 from movierec.features import GENRES
 from movierec.prepare import prepare
@@ -191,3 +192,57 @@ def test_generated_data_in_a_classic_layout_prepares_as_the_csv_does(tiny_dir, t
         "genres", "tags"]
     exp = Experiment(prep, torch.device("cpu"))
     assert len(exp.test_users) > 0
+
+
+# ratings files the fast path (pyarrow) may misread: each must load as the checked path
+# (each line split in Python) loads it, or fail with its message
+R = "5::1::4.5::838985046\n5::3::0.5::838983525\n"
+TRICKY_RATINGS = {
+    "clean": R, "no final newline": R.rstrip("\n"), "CRLF": R.replace("\n", "\r\n"),
+    "CR": R.replace("\n", "\r"), "blank line": R.replace("\n", "\n\n", 1),
+    "blank last line": R + "\n", "empty file": "", "only a newline": "\n",
+    "a tab inside a field": "5::1\t4.5\t838985046\n" + R,
+    "quoted": '"5"::1::4.5::838985046\n' + R, "NA": R.replace("4.5", "NA"),
+    "nan": R.replace("4.5", "nan"), "inf": R.replace("4.5", "inf"),
+    "byte-order mark": "\ufeff" + R, "id 5.0": R.replace("5::1", "5.0::1"),
+    "negative id": R.replace("5::1", "-5::1"), "id above int32": R.replace("5::1", "3000000000::1"),
+    "timestamp above 2**53": R.replace("838985046", str(2**53 + 1)),
+    "timestamp above 2**62": R.replace("838985046", str(2**62 + 2**40)),
+    "three colons": R.replace("5::1", "5:::1"), "one colon": R.replace("5::1", "5:1"),
+    "leading space": " " + R, "vertical tab between lines": R.replace("\n", "\x0b", 1),
+    "decimals": R.replace("4.5", "3.3").replace("0.5", "2.7182818284590452"),
+    "a float32 midpoint": R.replace("4.5", "3.3663276433944702"),  # rounded twice as checked
+    "latin-1 byte": R.replace("4.5", "4.5\xe9"), "five fields": R.replace("::0.5", "::0.5::1"),
+}
+
+
+def _loaded(path, reader):
+    try:
+        return reader(path)
+    except DataError as error:
+        return str(error)
+
+
+@pytest.mark.parametrize("name", sorted(TRICKY_RATINGS))
+def test_the_fast_path_reads_numbers_as_the_checked_path_does(tmp_path, name):
+    path = tmp_path / "ratings.dat"
+    path.write_bytes(TRICKY_RATINGS[name].encode("latin-1" if "latin" in name else "utf-8"))
+    fast = _loaded(path, lambda p: data.read_fields(p, "::", RATING_COLUMNS))
+    checked = _loaded(path, lambda p: data._read_fields_checked(
+        p, p.read_bytes(), "::", RATING_COLUMNS, None))
+    if isinstance(checked, str) or isinstance(fast, str):
+        assert fast == checked
+    else:
+        pd.testing.assert_frame_equal(fast, checked, check_exact=True)
+
+
+@pytest.mark.parametrize("sep,text", [("::", R), ("\t", U_DATA),
+                                      ("::", RATINGS_DAT.replace("\n", "\r\n"))])
+def test_a_clean_numbers_file_takes_the_fast_path(tmp_path, monkeypatch, sep, text):
+    """The fast path is taken on clean files (else the test above proves nothing)."""
+    path = tmp_path / "ratings"
+    path.write_text(text)
+    monkeypatch.setattr(data, "_read_fields_checked", None)  # not called
+    fast = data.read_fields(path, sep, RATING_COLUMNS)
+    assert len(fast) == text.count("\n")
+    assert [str(t) for t in fast.dtypes] == ["int32", "int32", "float32", "int64"]

@@ -468,30 +468,26 @@ def read_fields(path: Path, sep: str, columns: dict[str, str], free: str | None 
     return _read_fields_checked(path, raw, sep, columns, free)
 
 
-# the classic separators pyarrow is given: its delimiter is one byte, so ``::`` becomes a tab
-ARROW_SEPARATORS = {"\t": b"\t", "::": b"\t"}
-
-
 def _numbers_by_arrow(raw: bytes, sep: str, columns: dict[str, str]) -> pd.DataFrame | None:
     """The fast path of :func:`read_fields` for a file of numbers only (u.data,
-    ratings.dat): pyarrow parses ``raw`` into typed columns, in a tenth of the time and memory
-    of splitting its lines in Python; ``None`` whenever a line might not be read as that split
-    reads it (a field count, a missing or odd value, a tab inside a ``::`` file, a blank line, a
-    byte-order mark), so that the checked path names the line. Floats are parsed as float64 and
-    then rounded, as the checked path does."""
-    delimiter = ARROW_SEPARATORS.get(sep)
-    if delimiter is None or raw.startswith(b"\xef\xbb\xbf") or not raw.strip():
+    ratings.dat): pyarrow parses ``raw`` into typed columns (``::`` made a tab: its delimiter
+    is one byte), in a small part of the time and memory of splitting its lines in Python;
+    ``None`` whenever a line might not be read as that split reads it (a field count, a missing
+    or odd value, a tab inside a ``::`` file, a blank line, a byte-order mark), so that the
+    checked path names the line. Floats are parsed as float64 and then rounded, and integers
+    kept within float64's exact range, as the checked path reads them."""
+    if sep not in ("\t", "::") or raw.startswith(b"\xef\xbb\xbf") or not raw.strip():
         return None
-    if sep != "\t":
+    if sep == "::":
         if b"\t" in raw:
             return None
-        raw = raw.replace(sep.encode(), delimiter)
+        raw = raw.replace(b"::", b"\t")
     types = {c: pa.float64() if k == "float" else ARROW_TYPES[k] for c, k in columns.items()}
     try:
         table = pacsv.read_csv(
             pa.BufferReader(raw),
             read_options=pacsv.ReadOptions(column_names=list(columns)),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter.decode(), quote_char=False,
+            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False,
                                               ignore_empty_lines=False),
             convert_options=pacsv.ConvertOptions(column_types=types))
     except (pa.ArrowInvalid, pa.ArrowKeyError, UnicodeDecodeError):
@@ -500,10 +496,11 @@ def _numbers_by_arrow(raw: bytes, sep: str, columns: dict[str, str]) -> pd.DataF
         return None
     df = table.to_pandas(self_destruct=True)
     for col, kind in columns.items():
+        values = df[col].to_numpy()
         if kind == "float":
-            df[col] = df[col].to_numpy().astype(np.float32)
-        elif kind == "int" and len(df) and np.abs(df[col].to_numpy()).max() > 2**53:
-            return None  # the checked path reads integers as float64, exact up to 2**53
+            df[col] = values.astype(np.float32)
+        elif kind == "int" and ((values > 2**53) | (values < -(2**53))).any():
+            return None
     return df
 
 

@@ -208,6 +208,7 @@ TRICKY_RATINGS = {
     "negative id": R.replace("5::1", "-5::1"), "id above int32": R.replace("5::1", "3000000000::1"),
     "timestamp above 2**53": R.replace("838985046", str(2**53 + 1)),
     "timestamp above 2**62": R.replace("838985046", str(2**62 + 2**40)),
+    "timestamp at int64's least": R.replace("838985046", str(-(2**63))),
     "three colons": R.replace("5::1", "5:::1"), "one colon": R.replace("5::1", "5:1"),
     "leading space": " " + R, "vertical tab between lines": R.replace("\n", "\x0b", 1),
     "decimals": R.replace("4.5", "3.3").replace("0.5", "2.7182818284590452"),

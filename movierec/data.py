@@ -468,27 +468,32 @@ def read_fields(path: Path, sep: str, columns: dict[str, str], free: str | None 
     return _read_fields_checked(path, raw, sep, columns, free)
 
 
+# the bytes of a numbers file the fast path reads: digits, signs, points, exponents, spaces, lines
+NUMBER_BYTES = b"0123456789+-.eE \t\r\n"
+
+
 def _numbers_by_arrow(raw: bytes, sep: str, columns: dict[str, str]) -> pd.DataFrame | None:
     """The fast path of :func:`read_fields` for a file of numbers only (u.data,
     ratings.dat): pyarrow parses ``raw`` into typed columns (``::`` made a tab: its delimiter
     is one byte), in a small part of the time and memory of splitting its lines in Python;
     ``None`` whenever a line might not be read as that split reads it (a field count, a missing
-    or odd value, a tab inside a ``::`` file, a blank line, a byte-order mark), so that the
-    checked path names the line. Floats are parsed as float64 and then rounded, and integers
-    kept within float64's exact range, as the checked path reads them."""
-    if sep not in ("\t", "::") or raw.startswith(b"\xef\xbb\xbf") or not raw.strip():
+    or odd value, a byte outside :data:`NUMBER_BYTES`, a tab inside a ``::`` file, a blank
+    line), so that the checked path names the line. Floats are parsed as float64 and then
+    rounded, and integers kept within float64's exact range, as the checked path reads them."""
+    if sep not in ("\t", "::"):
         return None
     if sep == "::":
         if b"\t" in raw:
             return None
         raw = raw.replace(b"::", b"\t")
+    if raw.translate(None, NUMBER_BYTES):  # pyarrow reads some words as numbers (0x10 as 16)
+        return None
     types = {c: pa.float64() if k == "float" else ARROW_TYPES[k] for c, k in columns.items()}
     try:
         table = pacsv.read_csv(
             pa.BufferReader(raw),
             read_options=pacsv.ReadOptions(column_names=list(columns)),
-            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False,
-                                              ignore_empty_lines=False),
+            parse_options=pacsv.ParseOptions(delimiter="\t", ignore_empty_lines=False),
             convert_options=pacsv.ConvertOptions(column_types=types))
     except (pa.ArrowInvalid, pa.ArrowKeyError, UnicodeDecodeError):
         return None

@@ -214,6 +214,17 @@ TRICKY_RATINGS = {
     "decimals": R.replace("4.5", "3.3").replace("0.5", "2.7182818284590452"),
     "a float32 midpoint": R.replace("4.5", "3.3663276433944702"),  # rounded twice as checked
     "latin-1 byte": R.replace("4.5", "4.5\xe9"), "five fields": R.replace("::0.5", "::0.5::1"),
+    "hex id": R.replace("5::1", "0x10::1"), "HEX id": R.replace("5::1", "0X1F::1"),
+    "hex float": R.replace("4.5", "0x1p2"), "plus": R.replace("5::1", "+5::1"),
+    "trailing space": R.replace("5::1", "5 ::1"), "no-break space": R.replace("5::1", "5\xa0::1"),
+    "underscores": R.replace("838985046", "838_985_046"), "id 5e0": R.replace("5::1", "5e0::1"),
+    "timestamp 8.38985046e8": R.replace("838985046", "8.38985046e8"),
+    "Arabic-Indic digit": R.replace("5::1", "\u0665::1"),
+    "leading zeros": R.replace("5::", "005::"),
+    "ratings .5, 5., 1E0, -0": R.replace("0.5", ".5").replace("4.5", "5.")
+    + R.replace("0.5", "1E0").replace("4.5", "-0"), "Infinity": R.replace("4.5", "Infinity"),
+    "decimal comma": R.replace("4.5", "4,5"), "empty field": R.replace("::4.5", "::"),
+    "NULL": R.replace("838985046", "NULL"), "True": R.replace("4.5", "True"),
 }
 
 

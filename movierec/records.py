@@ -1,5 +1,6 @@
-"""Records of val searches, made once by ``make tune`` (the main model) and ``make tune-baselines``
-(the baselines) and replayed by the report (:func:`movierec.protocol.replay`).
+"""Records of val searches, made once by ``make tune`` (our models: the main model and
+``MODELS``) and ``make tune-baselines`` (the baselines) and replayed by the report
+(:func:`movierec.protocol.replay`).
 
 A record holds each model's search as the protocol ran it (every setting's row of val figures,
 the chosen setting, the seconds the search took) and what proves it current: the data's
@@ -177,13 +178,16 @@ def write_tuned(root: Path, dataset: str, setting: dict) -> Path:
 
 def main_search(params: dict, exp: Experiment, root: Path | None
                 ) -> tuple[object, dict[str, dict], str]:
-    """The main model as the parameters ask for it (``MAIN_SETTING``): (its spec, the record
-    of its search to replay by name, or none, and where its setting comes from).
+    """The main model as the parameters ask for it (``MAIN_SETTING``): (its spec, make tune's
+    record of our models' searches to replay by name (the main model's and ``MODELS``'), or
+    none, and where the main model's setting comes from).
 
     ``"tuned"``: the dataset's entry of notebooks/params/tuned.yaml, which must be the choice of
     its current record (reports/tune/<dataset>.json, made by ``make tune`` with this seed and
-    ``MAIN_TRIALS``), replayed; a dataset without either is searched in the run (as is a run
-    with another seed). ``"search"``: searched in the run. A dict: that setting, not searched.
+    ``MAIN_TRIALS``), replayed with the other searches the record holds; a dataset without
+    either is searched in the run (as is a run with another seed). ``"search"``: every search
+    of our models in the run. A dict: that setting, not searched (the other models' searches
+    in the run).
     """
     choice, name = params["MAIN_SETTING"], exp.prep.name
     if isinstance(choice, dict):

@@ -1,16 +1,18 @@
 """Record val searches once, so that the report replays them instead of searching (most of its
-time): the main model's (``make tune``) and the baselines' (``make tune-baselines``)::
+time): our models' (``make tune``: the main model's and ``MODELS``') and the baselines' (``make
+tune-baselines``)::
 
     python -m movierec.tune [--dataset ml-latest-small]
     python -m movierec.tune --baselines [--dataset ml-latest-small]
 
 Each search is the report's own (:func:`movierec.protocol.search`, on the experiment the
 notebook's parameters describe: :func:`movierec.experiment.setup`): the main model's is TPE over
-:data:`movierec.variants.MAIN_SPACE` for the notebook's ``MAIN_TRIALS`` trials, a baseline's its
-val grid; test is never read. The record (:mod:`movierec.records`: every setting's val figures,
-the choice, the seconds, and what proves it current) goes to reports/tune/<dataset>.json
-(-baselines.json), written after each search; ``make tune`` also writes the main model's choice
-into notebooks/params/tuned.yaml, where the report reads it (``MAIN_SETTING = "tuned"``).
+:data:`movierec.variants.MAIN_SPACE` for the notebook's ``MAIN_TRIALS`` trials, another model's
+or a baseline's its val grid; test is never read. The record (:mod:`movierec.records`: every
+setting's val figures, the choice, the seconds, and what proves it current) goes to
+reports/tune/<dataset>.json (-baselines.json), written after each search; ``make tune`` also
+writes the main model's choice into notebooks/params/tuned.yaml, where the report reads it
+(``MAIN_SETTING = "tuned"``, which replays the whole record).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from movierec.experiment import setup
 from movierec.progress import say
 from movierec.protocol import search
 from movierec.report import notebook_defaults
-from movierec.variants import main_spec
+from movierec.variants import main_spec, model_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "movierec.ipynb"
@@ -61,6 +63,18 @@ def record_searches(specs: list, params: dict, kind: str, root: Path = ROOT
     return exp.prep.name, searches
 
 
+def tune_models(params: dict, root: Path = ROOT) -> tuple[str, dict]:
+    """``make tune``: the main model's search and each of ``MODELS``' grids on val of the
+    experiment ``params`` describe, recorded under ``root`` (reports/tune/<dataset>.json), the
+    main model's choice written into notebooks/params/tuned.yaml; returns (the dataset's name,
+    the record's searches by name)."""
+    spec = main_spec(params)
+    dataset, searches = record_searches([spec, *model_specs(params)], params, "main", root)
+    path = records.write_tuned(root, dataset, searches[spec.name]["setting"])
+    print(f"wrote {path}: {dataset}: {searches[spec.name]['setting']}")
+    return dataset, searches
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default=None, help="default: the notebook's DATASET")
@@ -73,10 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.baselines:
         record_searches([baseline(n) for n in params["BASELINES"]], params, "baselines")
         return 0
-    spec = main_spec(params)
-    dataset, searches = record_searches([spec], params, "main")
-    path = records.write_tuned(ROOT, dataset, searches[spec.name]["setting"])
-    print(f"wrote {path}: {dataset}: {searches[spec.name]['setting']}")
+    tune_models(params)
     return 0
 
 

@@ -383,6 +383,14 @@ def main_spec(params: dict, setting: dict | None = None):
     return spec if setting is None else Fixed(spec, dict(setting))
 
 
+def model_specs(params: dict) -> list[VariantSpec]:
+    """Our other models (``MODELS``) as a report's parameters run them: each its variant's val
+    grid, with the training settings of ``EPOCHS``, ``BATCH_SIZE``, ... and ``DIM``, their
+    checkpoints in ``CHECKPOINT_DIR`` (the notebook's and ``make tune``'s, one definition)."""
+    return specs(params["MODELS"], TrainConfig.from_parameters(params), params["DIM"],
+                 checkpoint_dir=params.get("CHECKPOINT_DIR"))
+
+
 def model_config(exp: Experiment, **settings) -> ModelConfig:
     """A model's configuration on ``exp``: the dataset's sizes and ``settings``."""
     f = exp.prep.features

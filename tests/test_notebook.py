@@ -236,6 +236,23 @@ def test_committed_small_report_is_the_current_notebook_with_the_small_parameter
     assert set(re.findall(r"^(\w+) = ", said, re.M)) == {*small, "OUTPUT_DIR"}
 
 
+def test_the_committed_small_report_replays_every_recorded_search():
+    """make small replays each search of make tune's and make tune-baselines' records (our
+    models' grids too: the record is read before they run), none searched again."""
+    metrics = json.loads((ROOT / "reports/small/metrics.json").read_text())
+    runs = metrics["search_runs"]
+    for kind in ("main", "baselines"):
+        path = ROOT / "reports" / "tune" / (metrics["dataset"] + ("" if kind == "main" else
+                                                                  "-baselines") + ".json")
+        names = json.loads(path.read_text())["searches"]
+        assert names and set(names) <= set(runs), path
+        for name in names:
+            assert runs[name]["how"].startswith("recorded"), (name, runs[name]["how"])
+    main = json.loads((ROOT / "reports/tune" / f"{metrics['dataset']}.json").read_text())
+    assert set(main["searches"]) == {metrics["main_model"]["name"],
+                                     *metrics["parameters"]["MODELS"]}
+
+
 MACHINE_PATHS = re.compile(r"/(?:home|root|tmp|Users|work|private|var/folders)/")
 
 

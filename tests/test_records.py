@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from movierec import protocol, records, tune
+from movierec import protocol, records, tune, variants
 from movierec.baselines import baseline
 from movierec.experiment import setup
 from movierec.protocol import Fixed
@@ -34,8 +34,7 @@ def made(params, tmp_path_factory):
     root = tmp_path_factory.mktemp("root")
     tune.record_searches([baseline("bias"), baseline("most_popular")], params, "baselines",
                          root)
-    name, searches = tune.record_searches([tune.main_spec(params)], params, "main", root)
-    records.write_tuned(root, name, searches["hybrid_rank"]["setting"])
+    tune.tune_models({**params, "MODELS": ["seed"]}, root)  # make tune: seed's grid with it
     return root
 
 
@@ -61,6 +60,21 @@ def test_a_record_holds_its_searches_and_what_proves_it_current(made, params, ex
     assert len(search["sweep"]) == 2 and set(search["setting"]) == {*MAIN, "dim"}
     tuned = yaml.safe_load((made / records.TUNED).read_text())
     assert tuned == {exp.prep.name: search["setting"]}  # the choice, as plain values
+
+
+def test_make_tune_records_our_other_models_and_the_report_replays_them(made, params, exp):
+    _, record, _ = records.main_search({**params, "MAIN_SETTING": "tuned"}, exp, made)
+    assert set(record) == {"hybrid_rank", "seed"}  # the main model's search and MODELS'
+    [seed] = variants.model_specs({**params, "MODELS": ["seed"]})  # as the notebook runs it
+    assert len(record["seed"]["sweep"]) >= len(seed.grid(len(exp.train)))
+    replayed = Runner(exp, seed=params["SEED"], progress=None, recorded=record).run([seed])
+    searched = Runner(exp, seed=params["SEED"], progress=None).run([seed])
+    assert replayed["seed"].search["how"] == "recorded, refitted exactly"
+    assert searched["seed"].search["how"] == "searched here"
+    assert replayed["seed"].setting == searched["seed"].setting == record["seed"]["setting"]
+    assert replayed["seed"].headline() == searched["seed"].headline()  # the same test figures
+    _, none, _ = records.main_search({**params, "MAIN_SETTING": "search"}, exp, made)
+    assert none == {}  # "search": every search of our models in the run
 
 
 def test_a_stale_record_is_refused_naming_the_command_that_remakes_it(made, params, exp,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from movierec import report, synth
+from movierec import records, report, synth
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "movierec.ipynb"
@@ -241,15 +241,13 @@ def test_the_committed_small_report_replays_every_recorded_search():
     models' grids too: the record is read before they run), none searched again."""
     metrics = json.loads((ROOT / "reports/small/metrics.json").read_text())
     runs = metrics["search_runs"]
-    for kind in ("main", "baselines"):
-        path = ROOT / "reports" / "tune" / (metrics["dataset"] + ("" if kind == "main" else
-                                                                  "-baselines") + ".json")
-        names = json.loads(path.read_text())["searches"]
-        assert names and set(names) <= set(runs), path
+    searches = {kind: json.loads(records.path_of(ROOT, metrics["dataset"], kind).read_text())
+                ["searches"] for kind in ("main", "baselines")}
+    for kind, names in searches.items():
+        assert names and set(names) <= set(runs), kind
         for name in names:
             assert runs[name]["how"].startswith("recorded"), (name, runs[name]["how"])
-    main = json.loads((ROOT / "reports/tune" / f"{metrics['dataset']}.json").read_text())
-    assert set(main["searches"]) == {metrics["main_model"]["name"],
+    assert set(searches["main"]) == {metrics["main_model"]["name"],
                                      *metrics["parameters"]["MODELS"]}
 
 

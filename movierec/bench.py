@@ -5,8 +5,8 @@
 Measures, on one dataset in one run, with ``make full``'s training settings (full.yaml): seconds
 per preprocessing stage and their peak RSS (in a child process), loading the prepared-data
 cache, the training throughput of every variant as the notebook trains it (and of the main
-model with the exact, unprojected encoder), one full epoch of the main model, torch.profiler's
-top operators of its training step, retrieval latency, the main model's val quality with exact
+model with the exact, unprojected encoder), one full epoch of the main model, its training
+step's phases beside `mf`'s, retrieval latency, the main model's val quality with exact
 and projected features (on smaller generated data), and the seed notebook's per-sample pipeline
 (its own code path, same thread count) for the speed-up ratio. Writes bench.json and bench.md.
 """
@@ -14,6 +14,7 @@ and projected features (on smaller generated data), and the seed notebook's per-
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import math
 import multiprocessing as mp
@@ -40,6 +41,7 @@ from movierec.data import data_root, load_movielens
 from movierec.experiment import Experiment
 from movierec.features import GENRES, build_features, stem_tags
 from movierec.model import MovieRecModel
+from movierec.optim import RowAdam
 from movierec.prepare import cache_path, cache_root, prepare, prepare_cached, save_prepared
 from movierec.protocol import LARGE_ABOVE
 from movierec.provenance import device_info, git_state, package_versions, write_json
@@ -227,9 +229,11 @@ def _batches(exp: Experiment, tcfg: TrainConfig, n: int, seed: int
     return [data[i * b:(i + 1) * b] for i in range(n)], seconds
 
 
-def _warmed_up(exp: Experiment, name: str, conf: dict, warmup: int, n: int):
+def _warmed_up(exp: Experiment, name: str, conf: dict, warmup: int, n: int,
+               phases: collections.Counter | None = None):
     """A fresh model of variant ``name`` after ``warmup`` training steps: (a function taking
-    one step on a batch, the next ``n`` batches, the shuffle's seconds)."""
+    one step on a batch, the next ``n`` batches, the shuffle's seconds); with ``phases``, the
+    steps after the warm-up add their phases' seconds to it (:func:`time_phases`)."""
     model, tcfg = _build(exp, name, conf)
     opts, gen = make_optimizers(model, tcfg), torch.Generator().manual_seed(conf["SEED"])
     model.train()
@@ -240,6 +244,8 @@ def _warmed_up(exp: Experiment, name: str, conf: dict, warmup: int, n: int):
 
     for batch in data[:warmup]:
         step_on(batch)
+    if phases is not None:
+        time_phases(model, opts, phases)
     return step_on, data[warmup:], shuffle
 
 
@@ -288,20 +294,63 @@ def full_epochs(exp: Experiment, names: tuple[str, ...], conf: dict, rounds: int
     return out, model
 
 
-def profile_steps(exp: Experiment, name: str, conf: dict, steps: int = 15,
-                  top: int = 12, warmup: int = 3) -> list[dict]:
-    """torch.profiler's top operators (self CPU time) over ``steps`` training steps."""
-    from torch.profiler import ProfilerActivity, profile
+PHASES = ("encode", "forward", "backward", "row-wise Adam", "dense AdamW")
 
-    step_on, data, _ = _warmed_up(exp, name, conf, warmup, steps)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for batch in data:
-            step_on(batch)
-    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-    total = sum(e.self_cpu_time_total for e in events)
-    return [{"op": e.key, "ms_per_step": e.self_cpu_time_total / 1000 / steps,
-             "share": e.self_cpu_time_total / total, "calls_per_step": e.count / steps}
-            for e in events[:top]]
+
+def time_phases(model: MovieRecModel, opts: list[torch.optim.Optimizer],
+                totals: collections.Counter) -> None:
+    """Make the training step's calls on ``model`` and ``opts`` add their seconds to
+    ``totals`` by phase (:data:`PHASES`): encoding the step's distinct movies, the rest of the
+    loss, its backward pass, row-wise Adam on the embedding tables, the dense optimiser.
+    Timers are instance attributes of this model, its optimisers and each step's loss (the
+    step itself, :func:`movierec.train.train_step`, is unchanged); torch.profiler's operator
+    times were not usable here (on this project's AMD VM it made copies and products 10 times
+    as long as they take alone, and the step 2.6 times)."""
+    def timed(phase: str, fn):
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                totals[phase] += time.perf_counter() - t0
+        return wrapper
+
+    model.read_movies = timed("encode", model.read_movies)
+    loss = model.loss
+
+    def loss_timed(*args, **kwargs):
+        t0, encoding = time.perf_counter(), totals["encode"]
+        out = loss(*args, **kwargs)
+        totals["forward"] += time.perf_counter() - t0 - (totals["encode"] - encoding)
+        out.backward = timed("backward", out.backward)
+        return out
+
+    model.loss = loss_timed
+    for opt in opts:
+        opt.step = timed("row-wise Adam" if isinstance(opt, RowAdam) else "dense AdamW",
+                         opt.step)
+
+
+def step_phases(exp: Experiment, name: str, conf: dict, steps: int = 20, warmup: int = 3
+                ) -> dict[str, float]:
+    """Milliseconds per training step of variant ``name``, whole and by phase
+    (:func:`phases_of`), over ``steps`` steps after ``warmup``."""
+    totals: collections.Counter = collections.Counter()
+    step_on, data, _ = _warmed_up(exp, name, conf, warmup, steps, totals)
+    return phases_of(step_on, data, totals)
+
+
+def phases_of(step_on, batches: list[Ratings], totals: collections.Counter
+              ) -> dict[str, float]:
+    """Milliseconds per step of ``step_on`` over ``batches``, whole and by phase (``totals``
+    filled by :func:`time_phases` during the steps; ``other``: the rest of the step, drawing
+    the negatives and finding the distinct movies)."""
+    t0 = time.perf_counter()
+    for batch in batches:
+        step_on(batch)
+    step = (time.perf_counter() - t0) / len(batches) * 1000
+    out = {"step": step, **{p: totals[p] / len(batches) * 1000 for p in PHASES}}
+    return {**out, "other": step - sum(out[p] for p in PHASES)}
 
 
 def quality(folder: Path, name: str, conf: dict, ranks: dict[str, int],
@@ -383,7 +432,7 @@ def run(out: Path, scale: str = "full", batches: int = 20, batch_size: int | Non
         result["train_full_epoch"], model = full_epochs(exp, (main, "mf"), conf, rounds)
     else:
         model = _build(exp, main, conf)[0]
-    result["profile"] = profile_steps(exp, main, conf)
+    result["phases"] = {name: step_phases(exp, name, conf) for name in (main, "mf")}
     result["retrieval"] = retrieval_latency(exp, model)
     result["train_batch_size"] = batch_size
     result["before"] = {k: before[k] for k in ("train", "train_batch_size", "git", "machine")
@@ -414,6 +463,15 @@ def _generated(scale: str) -> Path:
     if not (folder / "genome-scores.csv").exists():
         synth.generate(folder, scale, seed=0)
     return folder
+
+
+def _other_machine(r: dict) -> str:
+    """Says so when the previous bench ran on another CPU: its figures then compare machines,
+    not code."""
+    was = r.get("before", {}).get("machine", {}).get("cpu")
+    if was is None or was == r["machine"]["cpu"]:
+        return ""
+    return f", on another machine: {was}; its figures compare the machines, not the code"
 
 
 def markdown(r: dict) -> str:
@@ -457,19 +515,21 @@ def markdown(r: dict) -> str:
         f"negatives; main model `{main}`). samples/s is the steady state; s/epoch adds the "
         f"epoch's shuffle. *Before*: the previous bench (batch "
         f"{r.get('before', {}).get('train_batch_size', '?')}, commit "
-        f"{str(r.get('before', {}).get('git', {}).get('commit', '?'))[:10]}).",
+        f"{str(r.get('before', {}).get('git', {}).get('commit', '?'))[:10]}"
+        f"{_other_machine(r)}).",
         "",
         "| training | samples/s | s/epoch | measured over | before, samples/s |",
         "|---|---:|---:|---|---:|",
         *[f"| {k} | {v['samples_per_second']:,.0f} | {v['epoch_seconds']:.0f} | "
           f"{v['measured']} | {was(k)} |" for k, v in rows.items()],
         "",
-        f"Profile of the `{main}` training step (torch.profiler, self CPU time):",
+        "The training step by phase, ms (perf_counter around the step's own calls; `other`: "
+        "drawing the negatives, finding the distinct movies):",
         "",
-        "| operator | ms/step | share | calls/step |",
-        "|---|---:|---:|---:|",
-        *[f"| `{p['op']}` | {p['ms_per_step']:.1f} | {p['share']:.0%} | "
-          f"{p['calls_per_step']:.0f} |" for p in r["profile"]],
+        "| model | step | " + " | ".join(PHASES) + " | other |",
+        "|---|" + "---:|" * (len(PHASES) + 2),
+        *[f"| {name} | {ph['step']:.1f} | " + " | ".join(f"{ph[p]:.1f}" for p in PHASES)
+          + f" | {ph['other']:.1f} |" for name, ph in r["phases"].items()],
         "",
     ]
     if "quality" in r:

@@ -93,6 +93,39 @@ def test_cache_hit_detects_edits_and_truncation(tmp_path):
 STEP = 0.02  # seconds every timed training step and seed-model step is made to take
 
 
+def test_step_phases_put_each_part_of_the_step_in_its_own_phase(tmp_path, monkeypatch):
+    """Encoding, the rest of the loss, the backward pass and row-wise Adam each made to take a
+    different extra time: each phase holds its own (encoding not counted again in the forward
+    pass), the others none of it, and the phases with the rest add up to the step."""
+    import time as clock
+
+    from movierec.model import MovieRecModel
+    from movierec.optim import RowAdam
+
+    monkeypatch.setenv("MOVIEREC_DATA", str(tmp_path / "data"))
+    extra = {"encode": 1, "forward": 2, "row-wise Adam": 3, "backward": 4}  # x STEP
+
+    def slow(fn, phase):
+        def wrapped(*args, **kwargs):
+            clock.sleep(extra[phase] * STEP)
+            return fn(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(MovieRecModel, "read_movies", slow(MovieRecModel.read_movies, "encode"))
+    monkeypatch.setattr(MovieRecModel, "loss_from", slow(MovieRecModel.loss_from, "forward"))
+    monkeypatch.setattr(RowAdam, "step", slow(RowAdam.step, "row-wise Adam"))
+    monkeypatch.setattr(torch.autograd, "backward", slow(torch.autograd.backward, "backward"))
+    exp = bench.Experiment(prepare_cached(bench._generated("tiny"), cache_dir=tmp_path / "c",
+                                          leak_free_tags=True)[0], torch.device("cpu"))
+    conf = {**bench.full_config(), "BATCH_SIZE": 512}
+    ph = bench.step_phases(exp, "hybrid_rank", conf, steps=2, warmup=1)
+    for phase in bench.PHASES:
+        ms = 1000 * STEP * extra.get(phase, 0)
+        assert ms <= ph[phase] < ms + 1000 * STEP, (phase, ph)
+    assert ph["step"] == pytest.approx(sum(ph[p] for p in (*bench.PHASES, "other")))
+    assert 0 <= ph["other"] < 1000 * STEP
+
+
 def test_bench_runs_end_to_end_on_tiny_data(tmp_path, monkeypatch):
     """The whole bench on tiny data, each step made to take at least STEP seconds: a figure
     that does not time the work it names (a timer around nothing, a step left out) fails."""
@@ -127,7 +160,10 @@ def test_bench_runs_end_to_end_on_tiny_data(tmp_path, monkeypatch):
         assert row["ms_per_step"] >= 1000 * STEP  # each timed step was timed whole
         assert row["samples_per_second"] <= 512 / STEP
         assert row["epoch_seconds"] >= steps * STEP
-    assert 0 < sum(p["share"] for p in saved["profile"]) <= 1 + 1e-9
+    assert set(saved["phases"]) == {"hybrid_rank", "mf"}
+    for ph in saved["phases"].values():  # the slowed step is timed whole; its sleep is "other"
+        assert ph["step"] >= 1000 * STEP and ph["other"] >= 1000 * STEP
+        assert ph["step"] == pytest.approx(sum(ph[p] for p in (*bench.PHASES, "other")))
     q = saved["quality"]
     assert set(q["exact"]["kept"]) == set() and set(q["projected"]["kept"]) == {"tag", "genome"}
     for name in ("exact", "projected"):
@@ -152,5 +188,13 @@ def test_bench_runs_end_to_end_on_tiny_data(tmp_path, monkeypatch):
     assert r["retrieval"]["users"] == saved["sizes"]["users"]
     assert 0 < r["retrieval"]["recommend_ms_median"] <= r["retrieval"]["recommend_ms_p95"]
     md = (tmp_path / "out" / "bench.md").read_text()
-    assert "Speed-up" in md and "exact vs projected" in md and "| operator |" in md
+    assert "Speed-up" in md and "exact vs projected" in md and "| model | step | encode" in md
     assert "most popular (reference)" in md
+
+
+def test_the_before_column_says_when_the_previous_bench_ran_on_another_cpu():
+    here = {"machine": {"cpu": "AMD EPYC"}}
+    assert bench._other_machine({**here, "before": {"machine": {"cpu": "AMD EPYC"}}}) == ""
+    assert bench._other_machine(here) == ""  # no previous bench
+    said = bench._other_machine({**here, "before": {"machine": {"cpu": "Intel Xeon"}}})
+    assert "another machine: Intel Xeon" in said

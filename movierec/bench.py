@@ -301,11 +301,12 @@ def time_phases(model: MovieRecModel, opts: list[torch.optim.Optimizer],
                 totals: collections.Counter) -> None:
     """Make the training step's calls on ``model`` and ``opts`` add their seconds to
     ``totals`` by phase (:data:`PHASES`): encoding the step's distinct movies, the rest of the
-    loss, its backward pass, row-wise Adam on the embedding tables, the dense optimiser.
-    Timers are instance attributes of this model, its optimisers and each step's loss (the
-    step itself, :func:`movierec.train.train_step`, is unchanged); torch.profiler's operator
-    times were not usable here (on this project's AMD VM it made copies and products 10 times
-    as long as they take alone, and the step 2.6 times)."""
+    loss (reading the users, finding the distinct movies, the terms), its backward pass,
+    row-wise Adam on the embedding tables, the dense optimiser. The timers are instance
+    attributes of this model, its optimisers and each step's loss (the step itself,
+    :func:`movierec.train.train_step`, is unchanged); torch.profiler's operator times were not
+    usable (on this project's AMD VM it counted 31 ms of copies in a step that takes 31 ms
+    unprofiled, and made the step 2.6 times as long)."""
     def timed(phase: str, fn):
         def wrapper(*args, **kwargs):
             t0 = time.perf_counter()
@@ -343,8 +344,8 @@ def step_phases(exp: Experiment, name: str, conf: dict, steps: int = 20, warmup:
 def phases_of(step_on, batches: list[Ratings], totals: collections.Counter
               ) -> dict[str, float]:
     """Milliseconds per step of ``step_on`` over ``batches``, whole and by phase (``totals``
-    filled by :func:`time_phases` during the steps; ``other``: the rest of the step, drawing
-    the negatives and finding the distinct movies)."""
+    filled by :func:`time_phases` during the steps; ``other``: the rest of the step, zeroing
+    the gradients and drawing the negatives)."""
     t0 = time.perf_counter()
     for batch in batches:
         step_on(batch)
@@ -523,8 +524,9 @@ def markdown(r: dict) -> str:
         *[f"| {k} | {v['samples_per_second']:,.0f} | {v['epoch_seconds']:.0f} | "
           f"{v['measured']} | {was(k)} |" for k, v in rows.items()],
         "",
-        "The training step by phase, ms (perf_counter around the step's own calls; `other`: "
-        "drawing the negatives, finding the distinct movies):",
+        "The training step by phase, ms (perf_counter around the step's own calls; `forward`: "
+        "the loss less encoding the distinct movies; `other`: zeroing the gradients, drawing "
+        "the negatives):",
         "",
         "| model | step | " + " | ".join(PHASES) + " | other |",
         "|---|" + "---:|" * (len(PHASES) + 2),

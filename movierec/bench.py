@@ -249,15 +249,20 @@ def _warmed_up(exp: Experiment, name: str, conf: dict, warmup: int, n: int,
     return step_on, data[warmup:], shuffle
 
 
+def seconds_per_step(step_on, batches: list[Ratings]) -> float:
+    """The mean seconds of ``step_on`` over ``batches``, one step after another."""
+    t0 = time.perf_counter()
+    for batch in batches:
+        step_on(batch)
+    return (time.perf_counter() - t0) / len(batches)
+
+
 def train_throughput(exp: Experiment, name: str, conf: dict, batches: int,
                      warmup: int = 3) -> dict:
     """Steady-state samples per second of the variant's training step (``batches`` steps after
     ``warmup``); the epoch time adds the once-per-epoch shuffle, timed apart."""
     step_on, data, shuffle = _warmed_up(exp, name, conf, warmup, batches)
-    t0 = time.perf_counter()
-    for batch in data:
-        step_on(batch)
-    step = (time.perf_counter() - t0) / batches
+    step = seconds_per_step(step_on, data)
     size = conf["BATCH_SIZE"]
     steps = math.ceil(len(exp.train) / size)
     return {"samples_per_second": size / step, "ms_per_step": 1000 * step,
@@ -346,10 +351,7 @@ def phases_of(step_on, batches: list[Ratings], totals: collections.Counter
     """Milliseconds per step of ``step_on`` over ``batches``, whole and by phase (``totals``
     filled by :func:`time_phases` during the steps; ``other``: the rest of the step, zeroing
     the gradients and drawing the negatives)."""
-    t0 = time.perf_counter()
-    for batch in batches:
-        step_on(batch)
-    step = (time.perf_counter() - t0) / len(batches) * 1000
+    step = seconds_per_step(step_on, batches) * 1000
     out = {"step": step, **{p: totals[p] / len(batches) * 1000 for p in PHASES}}
     return {**out, "other": step - sum(out[p] for p in PHASES)}
 

@@ -12,7 +12,7 @@ ml-latest-small, which it need not (walks go on past an end; early stopping read
 Test is never read; the generated data's val is read by nothing but this timing.
 
 Run: ``MOVIEREC_DATA=... python docs/probes/ml1m_cost.py FOLDER`` with FOLDER written by
-``make generate SCALE=1m LAYOUT=ml-1m SEED=... OUT=FOLDER`` (about 10 minutes on 2 cores).
+``make generate SCALE=1m LAYOUT=ml-1m SEED=... OUT=FOLDER`` (about 4 minutes on 2 cores).
 """
 from __future__ import annotations
 
@@ -73,14 +73,15 @@ def main(folder: str) -> None:
     small = "ml-latest-small"
     main_rec = json.loads(records.path_of(ROOT, small, "main").read_text())["searches"]
     base_rec = json.loads(records.path_of(ROOT, small, "baselines").read_text())["searches"]
-    settings = {k: v["setting"] for k, v in {**main_rec, **base_rec}.items()}
+    recorded = {**main_rec, **base_rec}
+    settings = {k: v["setting"] for k, v in recorded.items()}
     report = json.loads((ROOT / "reports" / "small" / "metrics.json").read_text())["timings"]
     at_small = units(params_for(small), settings)
     at_1m = units(params_for(folder), settings)
     rows, search_total, replay_total = [], 0.0, 0.0
     for name in at_small:
         ratio = at_1m[name] / at_small[name]
-        searched = {**main_rec, **base_rec}[name]["seconds"] * ratio
+        searched = recorded[name]["seconds"] * ratio
         replayed = report[name]["seconds"] * ratio
         search_total += searched
         replay_total += replayed
@@ -91,7 +92,8 @@ def main(folder: str) -> None:
     for name, a, b, r, sr, rp in rows:
         print(f"| {name} | {a:.1f} | {b:.1f} | {r:.1f} | {sr / 60:.0f} | {rp / 60:.0f} |")
     print(f"searches {search_total / 3600:.1f} h of work; the report's replays "
-          f"{replay_total / 3600:.1f} h (the baselines' on two workers)")
+          f"{replay_total / 3600:.1f} h of work (one job after another; the report runs the "
+          "baselines' on two workers)")
 
 
 if __name__ == "__main__":

@@ -105,6 +105,16 @@ def machine(device: torch.device) -> dict:
     return fingerprint({**device_info(device), "versions": package_versions()})
 
 
+def commits(made: dict) -> str:
+    """The commit a record was made at, and those of the runs that resumed it: "commit
+    abc1234" or "commit abc1234, resumed at def5678"."""
+    def short(git: dict) -> str:
+        return (git["commit"] or "unknown")[:7] + (" (uncommitted changes)" if git.get("dirty")
+                                                   else "")
+    resumed = ", ".join(short(g) for g in made.get("resumed", []))
+    return f"commit {short(made['git'])}" + (f", resumed at {resumed}" if resumed else "")
+
+
 def made(kind: str, device: torch.device, repo: str | os.PathLike = ".") -> dict:
     """What a new record of ``kind`` states of its making: the code version, the machine and
     the commit."""
@@ -121,36 +131,69 @@ def writer(path: Path, about: dict) -> Callable[[dict, bool], None]:
     return write
 
 
+def refusal(record: dict, path: Path, kind: str, *, checksums: dict[str, str], seed: int,
+            budget: dict | None = None) -> StaleRecord | None:
+    """Why the record read from ``path`` is not of this data (``checksums``), seed, ``budget``
+    or code (:func:`code_version`), as the error that names the command remaking it; None when
+    it is."""
+    module, command = KINDS[kind]
+    again = f"run `{command}` again (it remakes {path.name})"
+    if record["checksums"] != checksums:
+        return StaleRecord(f"{path}: searched on other data (file checksums differ): {again}")
+    if record["seed"] != seed:
+        return OtherSeed(f"{path}: searched with seed {record['seed']}, this run's is {seed}: "
+                         f"{again} with that seed, or search in the run")
+    if budget is not None and record.get("budget") != budget:
+        return StaleRecord(f"{path}: searched with {record.get('budget')}, the notebook now "
+                           f"asks for {budget}: {again}")
+    code = code_version(module)
+    if record["made"]["code"] != code:
+        return StaleRecord(f"{path}: made by other code (version {record['made']['code']}, "
+                           f"this checkout's {code}: {module} or a module it imports changed): "
+                           f"{again}")
+    return None
+
+
 def load(path: Path, kind: str, *, checksums: dict[str, str], seed: int, device: torch.device,
          budget: dict | None = None) -> dict[str, dict] | None:
     """The searches of the record at ``path`` (None if there is none), each with ``exact``
     (recorded on this machine fingerprint) and ``made`` (the record's commit, code version and
-    machine). Refused, naming the command that remakes it, when it is unfinished, of other
-    data (``checksums``), another seed, another ``budget`` (e.g. the main model's trials) or
-    other code (:func:`code_version`)."""
+    machine, and the commits that resumed it). Refused, naming the command that remakes it,
+    when it is unfinished, of other data (``checksums``), another seed, another ``budget``
+    (e.g. the main model's trials) or other code (:func:`refusal`)."""
     if not path.exists():
         return None
     record = json.loads(path.read_text())
-    module, command = KINDS[kind]
-    again = f"run `{command}` again (it remakes {path.name})"
     if not record.get("complete"):
-        raise StaleRecord(f"{path}: an unfinished search ({command} stopped): {again}")
-    if record["checksums"] != checksums:
-        raise StaleRecord(f"{path}: searched on other data (file checksums differ): {again}")
-    if record["seed"] != seed:
-        raise OtherSeed(f"{path}: searched with seed {record['seed']}, this run's is {seed}: "
-                        f"{again} with that seed, or search in the run")
-    if budget is not None and record.get("budget") != budget:
-        raise StaleRecord(f"{path}: searched with {record.get('budget')}, the notebook now "
-                          f"asks for {budget}: {again}")
-    code = code_version(module)
-    if record["made"]["code"] != code:
-        raise StaleRecord(f"{path}: made by other code (version {record['made']['code']}, "
-                          f"this checkout's {code}: {module} or a module it imports changed): "
-                          f"{again}")
+        command = KINDS[kind][1]
+        raise StaleRecord(f"{path}: an unfinished search ({command} stopped): run `{command}` "
+                          f"again (it resumes {path.name} if nothing changed, else remakes it)")
+    refused = refusal(record, path, kind, checksums=checksums, seed=seed, budget=budget)
+    if refused is not None:
+        raise refused
     exact = record["made"]["machine"] == machine(device)
-    return {name: {**s, "exact": exact, "made": record["made"]}
-            for name, s in record["searches"].items()}
+    made = {**record["made"], **({"resumed": record["resumed"]} if "resumed" in record else {})}
+    return {name: {**s, "exact": exact, "made": made} for name, s in record["searches"].items()}
+
+
+def resumable(path: Path, kind: str, *, checksums: dict[str, str], seed: int,
+              device: torch.device, budget: dict | None = None) -> tuple[dict | None, str]:
+    """The unfinished record at ``path`` that a new run of its command may go on from (its
+    finished searches kept), and why or why not: it must be of this data, seed, budget and
+    code (:func:`refusal`) and of this machine fingerprint, so that every search in it ran on
+    one machine, its seconds and figures alike. (None, the reason) when there is none such."""
+    if not path.exists():
+        return None, "no record yet"
+    record = json.loads(path.read_text())
+    if record.get("complete"):
+        return None, "the record there is complete: searched again from the start"
+    refused = refusal(record, path, kind, checksums=checksums, seed=seed, budget=budget)
+    if refused is not None:
+        return None, f"not resumed ({refused})"
+    if record["made"]["machine"] != machine(device):
+        return None, "not resumed: made on another machine fingerprint"
+    return record, (f"resumed: {len(record['searches'])} finished searches kept from "
+                    f"{path.name} ({commits(record['made'])})")
 
 
 TUNED = Path("notebooks") / "params" / "tuned.yaml"  # under the checkout
@@ -262,8 +305,8 @@ def baseline_searches(params: dict, exp: Experiment, root: Path | None
     first = next(iter(record.values()))
     minutes = sum(s["seconds"] for s in record.values()) / 60
     machine_said = "this machine fingerprint" if first["exact"] else "another machine"
-    return record, (f"the baselines' searches: recorded by make tune-baselines at commit "
-                    f"{(first['made']['git']['commit'] or 'unknown')[:7]} ({minutes:.0f} min "
+    return record, (f"the baselines' searches: recorded by make tune-baselines at "
+                    f"{commits(first['made'])} ({minutes:.0f} min "
                     f"there, on {machine_said}); each recorded choice is fitted again here"
                     + (f"; searched here, the record lacking them: {', '.join(lacking)}"
                        if lacking else ""))

@@ -10,7 +10,8 @@ notebook's parameters describe: :func:`movierec.experiment.setup`): the main mod
 :data:`movierec.variants.MAIN_SPACE` for the notebook's ``MAIN_TRIALS`` trials, another model's
 or a baseline's its val grid; test is never read. The record (:mod:`movierec.records`: every
 setting's val figures, the choice, the seconds, and what proves it current) goes to
-reports/tune/<dataset>.json (-baselines.json), written after each search; ``make tune`` also
+reports/tune/<dataset>.json (-baselines.json), written after each search, so that a stopped
+run's next run goes on from it (``--fresh``: from the start); ``make tune`` also
 writes the main model's choice into notebooks/params/tuned.yaml, where the report reads it
 (``MAIN_SETTING = "tuned"``, which replays the whole record).
 """
@@ -34,23 +35,39 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "movierec.ipynb"
 
 
-def record_searches(specs: list, params: dict, kind: str, root: Path = ROOT
-                    ) -> tuple[str, dict]:
+def record_searches(specs: list, params: dict, kind: str, root: Path = ROOT,
+                    fresh: bool = False) -> tuple[str, dict]:
     """Each of ``specs`` searched on val of the experiment ``params`` describe (those that do
     not scale to it skipped), recorded under ``root`` after each search; returns (the
-    dataset's name, the record's searches by name)."""
+    dataset's name, the record's searches by name). A stopped run's unfinished record of this
+    data, seed, budget, code and machine is resumed (its finished searches kept, the commit
+    of each run that added to it listed under ``resumed``) unless ``fresh``
+    (:func:`movierec.records.resumable`)."""
     s = setup(params)
     exp, seed = s.exp, params["SEED"]
     budget = {"trials": params["MAIN_TRIALS"]} if kind == "main" else None
     path = records.path_of(root, exp.prep.name, kind)
-    write = records.writer(path, {"dataset": exp.prep.name, "checksums": exp.prep.checksums,
-                                  "seed": seed, "threads": s.threads, "budget": budget,
-                                  "made": records.made(kind, s.device, root)})
+    made = records.made(kind, s.device, root)
+    earlier, why = ((None, "searched from the start (--fresh)") if fresh else
+                    records.resumable(path, kind, checksums=exp.prep.checksums, seed=seed,
+                                      device=s.device, budget=budget))
+    say(f"{kind} record {path}: {why}")
+    about = {"dataset": exp.prep.name, "checksums": exp.prep.checksums, "seed": seed,
+             "threads": s.threads, "budget": budget, "made": made}
     searches: dict[str, dict] = {}
+    if earlier is not None:
+        about |= {"made": earlier["made"], "resumed": [*earlier.get("resumed", []), made["git"]]}
+        searches = {spec.name: earlier["searches"][spec.name] for spec in specs
+                    if spec.name in earlier["searches"]}
+    write = records.writer(path, about)
     for spec in specs:
         reason = spec.skip_reason(exp.prep, len(exp.train))
         if reason is not None:
             say(f"{kind} {spec.name}: skipped, {reason}")
+            continue
+        if spec.name in searches:
+            say(f"{kind} {spec.name}: kept from the stopped run, chosen "
+                f"{searches[spec.name]['setting']}")
             continue
         start = time.perf_counter()
         chosen, rows = search(exp, spec, seed, s.threads)
@@ -63,13 +80,14 @@ def record_searches(specs: list, params: dict, kind: str, root: Path = ROOT
     return exp.prep.name, searches
 
 
-def tune_models(params: dict, root: Path = ROOT) -> tuple[str, dict]:
+def tune_models(params: dict, root: Path = ROOT, fresh: bool = False) -> tuple[str, dict]:
     """``make tune``: the main model's search and each of ``MODELS``' grids on val of the
     experiment ``params`` describe, recorded under ``root`` (reports/tune/<dataset>.json), the
     main model's choice written into notebooks/params/tuned.yaml; returns (the dataset's name,
     the record's searches by name)."""
     spec = main_spec(params)
-    dataset, searches = record_searches([spec, *model_specs(params)], params, "main", root)
+    dataset, searches = record_searches([spec, *model_specs(params)], params, "main", root,
+                                        fresh)
     path = records.write_tuned(root, dataset, searches[spec.name]["setting"])
     print(f"wrote {path}: {dataset}: {searches[spec.name]['setting']}")
     return dataset, searches
@@ -80,14 +98,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", default=None, help="default: the notebook's DATASET")
     ap.add_argument("--baselines", action="store_true",
                     help="record the notebook's BASELINES' grid searches instead")
+    ap.add_argument("--fresh", action="store_true",
+                    help="search everything again, not resuming a stopped run's record")
     args = ap.parse_args(argv)
     params = notebook_defaults(NOTEBOOK)
     params["DATASET"] = args.dataset or params["DATASET"]
     params["PROGRESS"] = False
     if args.baselines:
-        record_searches([baseline(n) for n in params["BASELINES"]], params, "baselines")
+        record_searches([baseline(n) for n in params["BASELINES"]], params, "baselines",
+                        fresh=args.fresh)
         return 0
-    tune_models(params)
+    tune_models(params, fresh=args.fresh)
     return 0
 
 

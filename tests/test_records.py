@@ -106,6 +106,55 @@ def test_a_stale_record_is_refused_naming_the_command_that_remakes_it(made, para
                         device=exp.device) is None
 
 
+def test_a_stopped_run_goes_on_from_its_record_when_nothing_changed(made, params, tmp_path,
+                                                                    monkeypatch):
+    """make tune-baselines stopped after its first search: the next run keeps that search
+    (not run again) and adds the rest; other code, another machine or --fresh starts over."""
+    searched = []
+
+    def counting(exp, spec, seed, threads):
+        searched.append(spec.name)
+        return protocol.search(exp, spec, seed, threads)
+
+    monkeypatch.setattr(tune, "search", counting)
+    specs = [baseline("bias"), baseline("most_popular")]
+    root = tmp_path / "root"
+    tune.record_searches(specs[:1], params, "baselines", root)
+    path = next((root / "reports" / "tune").glob("*-baselines.json"))
+    made_by = json.loads(path.read_text())["made"]  # a stopped run at another commit:
+    edit_record(path, complete=False, made={**made_by, "git": {"commit": "1234567" * 6,
+                                                              "dirty": False}})
+    stopped = json.loads(path.read_text())
+
+    def rerun(**kwargs):
+        searched.clear()
+        _, searches = tune.record_searches(specs, params, "baselines", root, **kwargs)
+        return searches, json.loads(path.read_text())
+
+    searches, record = rerun()
+    assert searched == ["most_popular"] and searches["bias"] == stopped["searches"]["bias"]
+    assert record["complete"] and record["made"] == stopped["made"]
+    assert record["resumed"] == [records.made("baselines", torch.device("cpu"), root)["git"]]
+    assert records.load(path, "baselines", checksums=record["checksums"], seed=params["SEED"],
+                        device=torch.device("cpu"))["bias"]["made"]["resumed"]
+    assert records.commits(record["made"] | {"resumed": record["resumed"]}) == (
+        "commit 1234567, resumed at unknown")  # this run's root is no git checkout
+
+    for change in ({"made": {**stopped["made"], "code": "0123456789abcdef"}},
+                   {"made": {**stopped["made"], "machine": {**stopped["made"]["machine"],
+                                                            "cpu": "another CPU"}}},
+                   {"seed": params["SEED"] + 1}, {}):
+        path.write_text(json.dumps({**stopped, **change}))
+        searches, record = rerun(fresh=not change)  # the last: nothing changed, but --fresh
+        assert searched == ["bias", "most_popular"] and "resumed" not in record, change
+    path.write_text(json.dumps({**stopped, "complete": True}))
+    assert rerun()[0] and searched == ["bias", "most_popular"]  # a complete one is redone
+    with pytest.raises(records.StaleRecord, match=r"unfinished.*it resumes"):
+        edit_record(path, complete=False)
+        records.load(path, "baselines", checksums=record["checksums"], seed=params["SEED"],
+                     device=torch.device("cpu"))
+
+
 def test_the_code_version_follows_the_code_the_searches_run(tmp_path, monkeypatch):
     package = tmp_path / "movierec"
     shutil.copytree(records.PACKAGE, package)

@@ -32,6 +32,7 @@ from movierec.experiment import Experiment
 from movierec.features import bag_matrix
 from movierec.prepare import Prepared
 from movierec.protocol import (
+    L2,
     LEAN_WALK_STEPS,
     WALK_STEPS,
     EdgeWalk,
@@ -433,9 +434,10 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in (
              ({},), seeded=False),
     Baseline("svd", "SVD (surprise): biased matrix factorisation by SGD", "rating", fit_svd,
              grid(n_factors=(2, 5, 10, 20, 50), reg_all=(0.005, 0.01, 0.02, 0.05, 0.1)),
-             max_ratings=5_000_000),
+             limits={"reg_all": L2}, max_ratings=5_000_000),
     Baseline("svdpp", "SVD++ (surprise): biased MF plus implicit feedback from rated movies",
-             "rating", fit_svdpp, grid(reg_all=(0.02, 0.05, 0.1)), max_ratings=1_000_000),
+             "rating", fit_svdpp, grid(reg_all=(0.02, 0.05, 0.1)), limits={"reg_all": L2},
+             max_ratings=1_000_000),
     Baseline("knn_baseline", "KNNBaseline (surprise): item-kNN on baseline residuals",
              "rating", fit_knn_baseline, grid(k=(40, 80, 160, 320, 640, ALL_NEIGHBOURS)),
              seeded=False, max_ratings=1_000_000, limits={"k": (1, ALL_NEIGHBOURS)}),
@@ -456,7 +458,7 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in (
     Baseline("bpr", "BPR (implicit): pairwise ranking matrix factorisation", "ranking", fit_bpr,
              grid(learning_rate=(0.001, 0.003, 0.01),
                   regularization=(0.0, 0.001, 0.003, 0.01, 0.03)),
-             limits={"regularization": (0.0, float("inf"))},
+             limits={"regularization": L2},
              # 100 single-threaded epochs over 23.5M ratings take over 20 minutes a fit
              large_grid=grid(learning_rate=(0.003, 0.01), regularization=(0.003,),
                              iterations=(15,))),

@@ -15,6 +15,7 @@ and the refitted model is ranked by it; test reads every scoring for the report.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,7 @@ class Grid:
 LARGE_ABOVE = 5_000_000
 WALK_STEPS = 3  # how many steps an axis of a grid may walk on past each of the grid's ends
 LEAN_WALK_STEPS = 1  # ... of a lean grid (large data)
+L2 = (0.0, float("inf"))  # an L2 weight's natural range (a spec's ``limits``): 0 is no penalty
 
 
 def large(n_ratings: int) -> bool:
@@ -92,8 +94,10 @@ class EdgeWalk:
     the end's own ratio to its neighbour (the grids are geometric; a rounded integer for an
     integer axis) and stops at the natural bound; an end walks when it and its neighbour are
     positive (an axis from 0 walks its top), at most ``steps`` steps, and only while each
-    step wins. A walk ends with the choice inside what its axes tried (what the report's
-    at_edge reads) or ``steps`` beyond the grid, still flagged. The same figures told give
+    step wins; then, where that side has a finite natural bound the steps never reach (an L2
+    weight's 0), the bound itself, once. A walk ends with the choice inside what its axes
+    tried (what the report's at_edge reads), at its natural bound (at_limit), or ``steps``
+    beyond the grid where no bound lies that way, still flagged. The same figures told give
     the same proposals (a record replays)."""
 
     def __init__(self, settings, target: str, limits: dict[str, tuple[float, float]] | None = None,
@@ -122,16 +126,25 @@ class EdgeWalk:
             if len(axis) < 2 or not all(map(_number, axis)):
                 continue
             for end, near in ((0, 1), (-1, -2)):
+                walked = self.walked.get((key, end), 0)
                 if (value != axis[end] or value in self.limits.get(key, ())
                         or not (_positive_number(axis[end]) and _positive_number(axis[near]))
-                        or self.walked.get((key, end), 0) >= self.steps):
+                        or walked > self.steps):
                     continue
-                beyond = step_past(axis[end], axis[near], self.limits.get(key))
+                beyond = (step_past(axis[end], axis[near], self.limits.get(key))
+                          if walked < self.steps else self.bound(key, end))
                 if beyond is None or {**chosen, key: beyond} in settings:
                     continue
-                self.walked[key, end] = self.walked.get((key, end), 0) + 1
+                self.walked[key, end] = walked + 1
                 return {**chosen, key: beyond}
         return None
+
+    def bound(self, key: str, end: int) -> float | None:
+        """The natural bound of ``key`` on the side of ``end`` (0 low, -1 high) where it is
+        finite, else None."""
+        limit = self.limits.get(key)
+        value = None if limit is None else limit[0 if end == 0 else 1]
+        return value if value is not None and math.isfinite(value) else None
 
 
 def _number(v) -> bool:

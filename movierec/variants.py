@@ -28,6 +28,7 @@ from movierec.experiment import Experiment
 from movierec.loss import Objective
 from movierec.model import BY, Encoder, ModelConfig, MovieRecModel, Score, biased_rating
 from movierec.protocol import (
+    L2,
     LEAN_WALK_STEPS,
     WALK_STEPS,
     EdgeWalk,
@@ -193,7 +194,7 @@ class VariantSpec:
     baseline = False
     seeded = True
     retune = True  # a seed's early stopping and readout are tuned with it
-    limits = {}  # noqa: RUF012 (no natural bounds declared)
+    limits = {"reg": L2}  # noqa: RUF012 (every variant's L2 weight; no other bound declared)
 
     def __post_init__(self) -> None:
         unknown = ({*self.axes, *self.variant.axes, *(self.variant.large_axes or ()),

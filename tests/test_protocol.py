@@ -519,6 +519,25 @@ def test_a_grid_whose_choice_sits_at_an_end_walks_on_by_its_own_ratio_until_it_i
     assert walk((0.0, 0.1, 0.3), peak(3)) == [0.0, 0.1, 0.3, 0.9, 2.7, 8.1]
 
 
+def test_a_walk_that_used_its_steps_toward_a_finite_natural_bound_tries_the_bound_once():
+    l2 = {"x": protocol.L2}  # an L2 weight: 0 is no penalty, nothing lies below it
+    toward = lambda best: lambda x: abs(x - best)  # noqa: E731  (val RMSE: best at ``best``)
+    steps = [0.01, 0.05, 0.2, 0.002, 0.0004, 8e-05]
+    # still winning after 3 steps: 0 itself, once; it wins, so the choice is at its bound
+    assert walk((0.01, 0.05, 0.2), toward(0.0), "val_rmse", l2) == [*steps, 0.0]
+    # 0 loses: the choice, 8e-05, now lies inside what the axis tried
+    assert walk((0.01, 0.05, 0.2), toward(5e-05), "val_rmse", l2) == [*steps, 0.0]
+    tried = [{"x": v} for v in (*steps, 0.0)]
+    assert protocol.at_edge({"x": 8e-05}, tried, l2) == []
+    assert protocol.at_edge({"x": 0.0}, tried, l2) == []  # at_limit instead
+    # no bound declared, or an infinite one that way: 3 steps and still flagged
+    assert walk((0.01, 0.05, 0.2), toward(0.0), "val_rmse") == steps
+    assert walk((0.01, 0.05, 0.2), lambda x: x, "val_ndcg@10", l2) == [
+        0.01, 0.05, 0.2, 0.8, 3.2, 12.8]
+    # a walk inside its steps does not try the bound
+    assert walk((0.01, 0.05, 0.2), toward(0.002), "val_rmse", l2) == [*steps[:5]]
+
+
 def test_a_walk_moves_each_axis_from_the_best_setting_and_replays_from_its_figures(tiny_exp):
     def figure(s):  # best at a = 8 (past the grid's top), b = "y"; b's values are names
         return -abs(np.log2(s["a"]) - 3) + (s["b"] == "y")
@@ -593,4 +612,4 @@ def test_a_lean_grid_at_scale_walks_one_step_an_end():
     assert [s["learning_rate"] for s in small[15:]] == [0.0333, 0.111, 0.37]
     mf = VariantSpec(variant("mf"), train_config(), 64)  # lean: reg 0.02, 0.05
     assert [s["reg"] for s in asked(mf.proposals(LARGE_ABOVE + 1, 0), lambda s: s["reg"])
-            ] == [0.02, 0.05, 0.008]  # an error: the smallest wins
+            ] == [0.02, 0.05, 0.008, 0.0]  # an error: the smallest wins; then L2's bound

@@ -131,13 +131,19 @@ def writer(path: Path, about: dict) -> Callable[[dict, bool], None]:
     return write
 
 
+def command(kind: str, dataset: str | None = None) -> str:
+    """The command that makes a record of ``kind`` for ``dataset`` (the ``DATASET`` the run
+    was given: a registry name or a folder's path), as a user types it."""
+    return KINDS[kind][1] + (f" DATASET={dataset}" if dataset else "")
+
+
 def refusal(record: dict, path: Path, kind: str, *, checksums: dict[str, str], seed: int,
-            budget: dict | None = None) -> StaleRecord | None:
+            budget: dict | None = None, dataset: str | None = None) -> StaleRecord | None:
     """Why the record read from ``path`` is not of this data (``checksums``), seed, ``budget``
-    or code (:func:`code_version`), as the error that names the command remaking it; None when
-    it is."""
-    module, command = KINDS[kind]
-    again = f"run `{command}` again (it remakes {path.name})"
+    or code (:func:`code_version`), as the error that names the command remaking it (for
+    ``dataset``); None when it is."""
+    module, command_ = KINDS[kind][0], command(kind, dataset)
+    again = f"run `{command_}` again (it remakes {path.name})"
     if record["checksums"] != checksums:
         return StaleRecord(f"{path}: searched on other data (file checksums differ): {again}")
     if record["seed"] != seed:
@@ -155,20 +161,22 @@ def refusal(record: dict, path: Path, kind: str, *, checksums: dict[str, str], s
 
 
 def load(path: Path, kind: str, *, checksums: dict[str, str], seed: int, device: torch.device,
-         budget: dict | None = None) -> dict[str, dict] | None:
+         budget: dict | None = None, dataset: str | None = None) -> dict[str, dict] | None:
     """The searches of the record at ``path`` (None if there is none), each with ``exact``
     (recorded on this machine fingerprint) and ``made`` (the record's commit, code version and
     machine, and the commits that resumed it). Refused, naming the command that remakes it,
     when it is unfinished, of other data (``checksums``), another seed, another ``budget``
-    (e.g. the main model's trials) or other code (:func:`refusal`)."""
+    (e.g. the main model's trials) or other code (:func:`refusal`; the command for
+    ``dataset``)."""
     if not path.exists():
         return None
     record = json.loads(path.read_text())
     if not record.get("complete"):
-        command = KINDS[kind][1]
-        raise StaleRecord(f"{path}: an unfinished search ({command} stopped): run `{command}` "
-                          f"again (it resumes {path.name} if nothing changed, else remakes it)")
-    refused = refusal(record, path, kind, checksums=checksums, seed=seed, budget=budget)
+        raise StaleRecord(f"{path}: an unfinished search ({KINDS[kind][1]} stopped): run "
+                          f"`{command(kind, dataset)}` again (it resumes {path.name} if "
+                          "nothing changed, else remakes it)")
+    refused = refusal(record, path, kind, checksums=checksums, seed=seed, budget=budget,
+                      dataset=dataset)
     if refused is not None:
         raise refused
     exact = record["made"]["machine"] == machine(device)
@@ -177,7 +185,8 @@ def load(path: Path, kind: str, *, checksums: dict[str, str], seed: int, device:
 
 
 def resumable(path: Path, kind: str, *, checksums: dict[str, str], seed: int,
-              device: torch.device, budget: dict | None = None) -> tuple[dict | None, str]:
+              device: torch.device, budget: dict | None = None, dataset: str | None = None
+              ) -> tuple[dict | None, str]:
     """The unfinished record at ``path`` that a new run of its command may go on from (its
     finished searches kept), and why or why not: it must be of this data, seed, budget and
     code (:func:`refusal`) and of this machine fingerprint, so that every search in it ran on
@@ -187,7 +196,8 @@ def resumable(path: Path, kind: str, *, checksums: dict[str, str], seed: int,
     record = json.loads(path.read_text())
     if record.get("complete"):
         return None, "the record there is complete: searched again from the start"
-    refused = refusal(record, path, kind, checksums=checksums, seed=seed, budget=budget)
+    refused = refusal(record, path, kind, checksums=checksums, seed=seed, budget=budget,
+                      dataset=dataset)
     if refused is not None:
         return None, f"not resumed ({refused})"
     if record["made"]["machine"] != machine(device):
@@ -246,18 +256,19 @@ def main_search(params: dict, exp: Experiment, root: Path | None
     path = path_of(root, name, "main")
     try:
         record = load(path, "main", checksums=exp.prep.checksums, seed=params["SEED"],
-                      device=exp.device, budget={"trials": spec.trials})
+                      device=exp.device, budget={"trials": spec.trials},
+                      dataset=params["DATASET"])
     except OtherSeed:
         return spec, {}, here + " (its record was searched with another seed than this run's)"
     if setting is None and record is None:
         return spec, {}, here + f" (no record for {name})"
     if record is None:
         raise StaleRecord(f"{TUNED} names {name}'s settings, but their search's record "
-                          f"{path} is missing: run `make tune DATASET={name}`")
+                          f"{path} is missing: run `{command('main', params['DATASET'])}`")
     if setting is None or record[spec.name]["setting"] != setting:
         raise StaleRecord(f"{TUNED}'s {name} entry {setting} is not the choice of its record "
                           f"{path} ({record[spec.name]['setting']}): run "
-                          f"`make tune DATASET={name}`, which writes both")
+                          f"`{command('main', params['DATASET'])}`, which writes both")
     return spec, record, f"{TUNED}, make tune's choice, its search replayed from {path.name}"
 
 
@@ -278,7 +289,7 @@ def probe_setup(params_file: str = "small.yaml", root: Path | None = None):
     spec, recorded, _ = main_search(params, s.exp, root)
     if spec.name not in recorded:
         raise StaleRecord(f"a probe reads make tune's choice for {s.exp.prep.name}, which has "
-                          f"none: run `make tune DATASET={s.exp.prep.name}`")
+                          f"none: run `{command('main', params['DATASET'])}`")
     return params, s, spec, recorded[spec.name]["setting"]
 
 
@@ -293,7 +304,7 @@ def baseline_searches(params: dict, exp: Experiment, root: Path | None
     path = path_of(root, exp.prep.name, "baselines") if where == "auto" else Path(where)
     try:
         record = load(path, "baselines", checksums=exp.prep.checksums, seed=params["SEED"],
-                      device=exp.device)
+                      device=exp.device, dataset=params["DATASET"])
     except OtherSeed:
         if where != "auto":
             raise

@@ -50,7 +50,8 @@ def record_searches(specs: list, params: dict, kind: str, root: Path = ROOT,
     made = records.made(kind, s.device, root)
     earlier, why = ((None, "searched from the start (--fresh)") if fresh else
                     records.resumable(path, kind, checksums=exp.prep.checksums, seed=seed,
-                                      device=s.device, budget=budget))
+                                      device=s.device, budget=budget,
+                                      dataset=params["DATASET"]))
     say(f"{kind} record {path}: {why}")
     about = {"dataset": exp.prep.name, "checksums": exp.prep.checksums, "seed": seed,
              "threads": s.threads, "budget": budget, "made": made}

@@ -3,6 +3,7 @@ refused (naming the command that remakes them) when not of this code, data, seed
 and where the main model's settings come from (MAIN_SETTING)."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -100,6 +101,14 @@ def test_a_stale_record_is_refused_naming_the_command_that_remakes_it(made, para
     made_by = json.loads(good.read_text())["made"]
     with pytest.raises(records.StaleRecord, match=r"made by other code .*run `make tune` again"):
         load(made={**made_by, "code": "0123456789abcdef"})
+    # a run given a DATASET is told the command with it (a folder by its path, as given)
+    shutil.copy(good, path)
+    edit_record(path, made={**made_by, "code": "0123456789abcdef"})
+    for kind, told in (("main", "make tune"), ("baselines", "make tune-baselines")):
+        with pytest.raises(records.StaleRecord,
+                           match=rf"run `{told} DATASET=data/other-shape` again"):
+            records.load(path, kind, checksums=exp.prep.checksums, seed=params["SEED"],
+                         device=exp.device, budget={"trials": 2}, dataset="data/other-shape")
     other = {**made_by, "machine": {**made_by["machine"], "cpu": "another CPU"}}
     assert not load(made=other)["hybrid_rank"]["exact"]  # replayed within bounds, not exactly
     assert records.load(tmp_path / "none.json", "main", checksums={}, seed=0,
@@ -216,9 +225,20 @@ def test_tuned_yaml_and_its_record_must_agree(made, params, exp, tmp_path):
     shutil.copytree(made, root)
     tuned = yaml.safe_load((root / records.TUNED).read_text())[exp.prep.name]
     records.write_tuned(root, exp.prep.name, {**tuned, "reg": tuned["reg"] * 2})  # edited
+    told = re.escape(f"`make tune DATASET={params['DATASET']}`")  # the folder, as the run had it
     with pytest.raises(records.StaleRecord, match=r"is not the choice of its record .*"
-                                                  r"`make tune DATASET=tiny`, which writes both"):
+                                                  + told + ", which writes both"):
         records.main_search({**params, "MAIN_SETTING": "tuned"}, exp, root)
+    for kind, search, command in (
+            ("main", lambda: records.main_search({**params, "MAIN_SETTING": "tuned"}, exp, root),
+             "make tune"),
+            ("baselines", lambda: records.baseline_searches(
+                {**params, "BASELINE_SEARCH": "auto"}, exp, root), "make tune-baselines")):
+        path = records.path_of(root, exp.prep.name, kind)  # a stale record: the report says
+        edit_record(path, made={**json.loads(path.read_text())["made"], "code": "0" * 16})
+        with pytest.raises(records.StaleRecord, match=r"made by other code .*" + re.escape(
+                f"run `{command} DATASET={params['DATASET']}` again")):  # ... with DATASET
+            search()
     records.path_of(root, exp.prep.name, "main").unlink()
     with pytest.raises(records.StaleRecord, match=r"their search's record .* is missing"):
         records.main_search({**params, "MAIN_SETTING": "tuned"}, exp, root)
@@ -244,7 +264,8 @@ def test_a_probe_starts_from_the_reports_parameters_and_make_tunes_choice(made, 
     assert setting == yaml.safe_load((made / records.TUNED).read_text())[exp.prep.name]
     records.path_of(root, exp.prep.name, "main").unlink()
     (root / records.TUNED).unlink()
-    with pytest.raises(records.StaleRecord, match=r"run `make tune DATASET=tiny`"):
+    with pytest.raises(records.StaleRecord,
+                       match=re.escape(f"run `make tune DATASET={params['DATASET']}`")):
         records.probe_setup("tiny.yaml", root)
 
 
